@@ -1,0 +1,8 @@
+//! Records shared by the rsttrace eBPF programs (kernel side) and the daemon
+//! (userspace). Everything here is `#[repr(C)]` with explicit padding: the
+//! kernel writes these bytes and userspace reads them back.
+#![no_std]
+
+pub mod kernel;
+pub mod record;
+pub mod reset;

@@ -1,0 +1,120 @@
+//! Command line (contract in ../shared/DESIGN.md).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+use crate::{kernel_types::DEFAULT_BTF, output::Format};
+
+/// Explains TCP resets on this host from inside the kernel: every RST sent or
+/// received, with the kernel's reason, the TCP state, the process, and how
+/// long the connection had been idle.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Output format [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Report only events with this port at either end (repeatable).
+    #[arg(long = "port", value_name = "N")]
+    pub ports: Vec<u16>,
+
+    /// Report only events with an endpoint in this network, e.g. 10.0.0.0/8
+    /// or 2001:db8::/32; a bare address means just that host (repeatable).
+    #[arg(long = "addr", value_name = "CIDR", value_parser = parse_network)]
+    pub networks: Vec<IpNet>,
+
+    /// How TIME_WAIT verdicts are observed; resets always use tracepoints.
+    /// Only `tracepoint` is available in this version; `auto` picks it.
+    #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+    pub strategy: Strategy,
+
+    /// Stop after this many seconds and print the summary.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Kernel BTF to read struct layouts from.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF)]
+    pub btf: PathBuf,
+
+    /// tracefs mount point [default: found or mounted].
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    Auto,
+    Fexit,
+    Kprobe,
+    Tracepoint,
+}
+
+fn parse_network(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("`{s}` is not an address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
+        })
+}
+
+impl Cli {
+    pub fn duration(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        match self.duration {
+            None => Ok(None),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+            Some(s) => anyhow::bail!("--duration must be a positive number of seconds, not {s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_command_line() {
+        let cli = Cli::try_parse_from([
+            "rsttrace",
+            "--format",
+            "json",
+            "--port",
+            "80",
+            "--port",
+            "443",
+            "--addr",
+            "10.0.0.0/8",
+            "--addr",
+            "2001:db8::1",
+            "--strategy",
+            "tracepoint",
+            "--duration",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.format, Some(Format::Json));
+        assert_eq!(cli.ports, [80, 443]);
+        assert_eq!(cli.networks[1].to_string(), "2001:db8::1/128");
+        assert_eq!(cli.strategy, Strategy::Tracepoint);
+        assert_eq!(
+            cli.duration().unwrap(),
+            Some(std::time::Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for args in [
+            &["rsttrace", "--port", "70000"][..],
+            &["rsttrace", "--addr", "10.0.0.0/33"],
+            &["rsttrace", "--format", "xml"],
+            &["rsttrace", "--strategy", "magic"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["rsttrace", "--duration", "-1"]).unwrap();
+        assert!(cli.duration().is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The run loop: read the ring buffer as records arrive, decode, filter,
+//! write; stop on SIGINT/SIGTERM or --duration and write the summary.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use rsttrace_common::record::counter;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    event::Decoder,
+    filter::Filter,
+    hooks::Hooks,
+    output::{self, Format, Summary},
+};
+
+pub struct Options {
+    pub format: Format,
+    pub filter: Filter,
+    pub duration: Option<Duration>,
+    pub strategy: &'static str,
+    pub kernel: String,
+}
+
+pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> anyhow::Result<()> {
+    let ring = RingBuf::try_from(
+        hooks
+            .ebpf
+            .take_map("EVENTS")
+            .context("eBPF object has no EVENTS map")?,
+    )?;
+    let counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
+        hooks
+            .ebpf
+            .take_map("COUNTERS")
+            .context("eBPF object has no COUNTERS map")?,
+    )?;
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
+    // for as long as the AsyncFd (which owns the RingBuf) lives.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+
+    let mut out = Writer {
+        format: options.format,
+        stdout: std::io::stdout().lock(),
+    };
+    let ready = output::ready_fields(
+        options.strategy,
+        &hooks.attached,
+        &options.kernel,
+        &hooks.limitations,
+    );
+    out.control(&ready, output::ready_sentence(&ready))?;
+
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                decoder.clock.refresh();
+                drain(guard.get_inner_mut(), &decoder, &options.filter, &mut summary, &mut out)?;
+                guard.clear_ready();
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = &mut deadline => break,
+        }
+    }
+    // Records submitted before the stop are still in the ring: write them.
+    drain(
+        ring.get_mut(),
+        &decoder,
+        &options.filter,
+        &mut summary,
+        &mut out,
+    )?;
+
+    summary.lost = sum_counter(&counters, counter::LOST);
+    summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
+    summary.duration = started.elapsed();
+    out.control(
+        &output::summary_fields(&summary),
+        output::summary_sentence(&summary),
+    )?;
+    Ok(())
+}
+
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    decoder: &Decoder,
+    filter: &Filter,
+    summary: &mut Summary,
+    out: &mut Writer,
+) -> anyhow::Result<()> {
+    while let Some(item) = ring.next() {
+        let event = match decoder.decode(&item) {
+            Ok(event) => event,
+            Err(e) => {
+                summary.undecodable += 1;
+                log::warn!("dropping a record: {e}");
+                continue;
+            }
+        };
+        *summary.counts.entry(event.kind()).or_default() += 1;
+        let crate::event::Event::Reset(reset) = &event;
+        if !filter.matches(&reset.local, &reset.remote) {
+            continue;
+        }
+        summary.reported += 1;
+        out.event(&event)?;
+    }
+    out.flush()
+}
+
+fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
+    match counters.get(&slot, 0) {
+        Ok(values) => values.iter().sum(),
+        Err(e) => {
+            log::warn!("cannot read the kernel's counter {slot}: {e}");
+            0
+        }
+    }
+}
+
+struct Writer {
+    format: Format,
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl Writer {
+    fn event(&mut self, event: &crate::event::Event) -> anyhow::Result<()> {
+        let line = match self.format {
+            Format::Json => output::json_line(&output::fields(event)),
+            Format::Text => {
+                let time = output::fields(event)["time"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                format!("{time} {}", output::sentence(event))
+            }
+        };
+        self.line(&line)
+    }
+
+    fn control(
+        &mut self,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        sentence: String,
+    ) -> anyhow::Result<()> {
+        let line = match self.format {
+            Format::Json => output::json_line(fields),
+            Format::Text => sentence,
+        };
+        self.line(&line)?;
+        self.flush()
+    }
+
+    fn line(&mut self, line: &str) -> anyhow::Result<()> {
+        writeln!(self.stdout, "{line}").context("cannot write to stdout")
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.stdout.flush().context("cannot write to stdout")
+    }
+}

@@ -1,0 +1,278 @@
+//! Loads the eBPF programs with what this kernel's tracefs and BTF say, and
+//! attaches them.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail};
+use aya::{Ebpf, EbpfLoader, programs::TracePoint};
+use rsttrace_common::{
+    kernel::ABSENT,
+    reset::{ResetTracepointLayout, address_layout},
+};
+
+use crate::{
+    kernel_types::{KernelNames, KernelTypes},
+    tracefs::EventFormat,
+};
+
+/// The compiled programs (built by build.rs from rsttrace-ebpf).
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rsttrace"));
+
+/// Programs and the tracepoints they attach to.
+const RESET_HOOKS: [(&str, &str, &str); 2] = [
+    ("tcp_send_reset", "tcp", "tcp_send_reset"),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
+];
+
+pub struct Hooks {
+    pub ebpf: Ebpf,
+    /// `tracepoint/tcp/tcp_send_reset`, … in attach order.
+    pub attached: Vec<String>,
+    pub names: KernelNames,
+    /// What this kernel cannot show, one sentence each.
+    pub limitations: Vec<String>,
+}
+
+pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
+    let types = KernelTypes::open(btf)?;
+    let mut names = types.names()?;
+    let offsets = types.offsets(&names);
+
+    let send_format = EventFormat::read(tracefs, "tcp", "tcp_send_reset")?;
+    let receive_format = EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?;
+    let send = reset_layout(&send_format)?;
+    let receive = reset_layout(&receive_format)?;
+    if names.reset_reasons.is_empty() {
+        names.reset_reasons = numeric_symbols(&send_format, "reason");
+    }
+
+    let mut limitations = Vec::new();
+    if send.reason == ABSENT {
+        // Linux 6.10 added the reason and made tcp_send_reset fire for every
+        // reset; before, it fired only for full sockets.
+        limitations
+            .push("this kernel's tcp_send_reset has no reset reason (reason is null)".to_string());
+        limitations.push(
+            "this kernel's tcp_send_reset misses resets sent without a full socket (closed port, TIME_WAIT)".to_string(),
+        );
+    }
+    if offsets.tcp_lsndtime == ABSENT
+        || offsets.icsk_lrcvtime == ABSENT
+        || offsets.tcp_rcv_tstamp == ABSENT
+    {
+        limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
+    }
+
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .override_global("SEND_RESET_LAYOUT", &send, true)
+        .override_global("RECEIVE_RESET_LAYOUT", &receive, true)
+        .override_global("KERNEL_OFFSETS", &offsets, true)
+        .load(PROGRAMS)
+        .map_err(|e| anyhow!("cannot load the eBPF programs: {}", error_chain(&e)))?;
+
+    let mut attached = Vec::new();
+    for (program, system, event) in RESET_HOOKS {
+        let tracepoint: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("eBPF object has no program {program}"))?
+            .try_into()?;
+        tracepoint.load().map_err(|e| {
+            anyhow!(
+                "the kernel refused the {program} program: {}",
+                error_chain(&e)
+            )
+        })?;
+        tracepoint.attach(system, event).map_err(|e| {
+            anyhow!(
+                "cannot attach to tracepoint {system}:{event}: {}",
+                error_chain(&e)
+            )
+        })?;
+        attached.push(format!("tracepoint/{system}/{event}"));
+    }
+    Ok(Hooks {
+        ebpf,
+        attached,
+        names,
+        limitations,
+    })
+}
+
+/// Offsets of a reset tracepoint's fields, for either of its two layouts.
+pub fn reset_layout(format: &EventFormat) -> anyhow::Result<ResetTracepointLayout> {
+    let offset = |name: &str| format.field(name).map_or(ABSENT, |f| f.offset);
+    let size = |name: &str| format.field(name).map(|f| f.size);
+    let mut layout = ResetTracepointLayout::absent();
+    layout.skaddr = offset("skaddr");
+    layout.skbaddr = offset("skbaddr");
+    layout.state = offset("state");
+    layout.reason = offset("reason");
+    layout.family = offset("family");
+    layout.saddr = offset("saddr");
+    layout.daddr = offset("daddr");
+    layout.address_layout = match (size("saddr"), size("daddr"), size("saddr_v6")) {
+        (Some(28), Some(28), _) => address_layout::SOCKADDR,
+        (Some(4), Some(4), Some(16)) => {
+            layout.sport = offset("sport");
+            layout.dport = offset("dport");
+            layout.saddr_v6 = offset("saddr_v6");
+            layout.daddr_v6 = offset("daddr_v6");
+            address_layout::SPLIT
+        }
+        _ => bail!(
+            "tracepoint {}:{} has an address layout rsttrace does not know (fields: {}); please report it with this kernel's version",
+            format.system,
+            format.name,
+            format
+                .fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if layout.skaddr == ABSENT {
+        bail!(
+            "tracepoint {}:{} has no skaddr field; please report it with this kernel's version",
+            format.system,
+            format.name
+        );
+    }
+    if layout.address_layout == address_layout::SPLIT
+        && (layout.sport == ABSENT || layout.dport == ABSENT)
+    {
+        bail!(
+            "tracepoint {}:{} has addresses but no ports",
+            format.system,
+            format.name
+        );
+    }
+    Ok(layout)
+}
+
+/// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
+fn numeric_symbols(format: &EventFormat, field: &str) -> std::collections::HashMap<u32, String> {
+    format
+        .symbolic_names(field)
+        .into_iter()
+        .filter_map(|(v, n)| Some((v.parse().ok()?, n)))
+        .collect()
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use
+/// memcg. Raising it can fail (containers): that is only fatal on old kernels,
+/// where the load error then says so.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid resource and pointer to a live rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// `a: b: c` from an error and its sources, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s += &format!(": {text}");
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// What the ready record says about the strategy (only tracepoints so far).
+pub const STRATEGY: &str = "tracepoint";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracefs::EventFormat;
+
+    fn fixture(kernel: &str, event: &str) -> EventFormat {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/kernels")
+            .join(kernel)
+            .join("tcp")
+            .join(event)
+            .join("format");
+        EventFormat::parse("tcp", &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn send_reset_since_6_10_uses_sockaddrs_and_has_a_reason() {
+        for kernel in ["6.12", "6.18"] {
+            let l = reset_layout(&fixture(kernel, "tcp_send_reset")).unwrap();
+            assert_eq!(l.address_layout, address_layout::SOCKADDR, "{kernel}");
+            assert_eq!(
+                (l.skbaddr, l.skaddr, l.state, l.reason),
+                (8, 16, 24, 28),
+                "{kernel}"
+            );
+            assert_eq!((l.saddr, l.daddr), (32, 60), "{kernel}");
+            assert_eq!(l.sport, ABSENT);
+        }
+    }
+
+    #[test]
+    fn send_reset_before_6_10_uses_split_fields() {
+        let l = reset_layout(&fixture("6.1", "tcp_send_reset")).unwrap();
+        assert_eq!(l.address_layout, address_layout::SPLIT);
+        assert_eq!(l.reason, ABSENT);
+        assert_eq!(l.family, 32);
+        assert_eq!((l.sport, l.dport, l.saddr, l.daddr), (28, 30, 34, 38));
+        assert_eq!((l.saddr_v6, l.daddr_v6), (42, 58));
+    }
+
+    #[test]
+    fn send_reset_on_5_10_has_no_family_field() {
+        let l = reset_layout(&fixture("5.10", "tcp_send_reset")).unwrap();
+        assert_eq!(l.address_layout, address_layout::SPLIT);
+        assert_eq!(l.family, ABSENT);
+        assert_eq!(
+            (l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6),
+            (28, 30, 32, 36, 40, 56)
+        );
+    }
+
+    #[test]
+    fn receive_reset_is_split_on_every_kernel() {
+        for kernel in ["5.10", "6.1", "6.12", "6.18"] {
+            let l = reset_layout(&fixture(kernel, "tcp_receive_reset")).unwrap();
+            assert_eq!(l.address_layout, address_layout::SPLIT, "{kernel}");
+            assert_eq!(
+                l.state, ABSENT,
+                "{kernel}: tcp_receive_reset has no state field"
+            );
+            assert_ne!(l.family, ABSENT, "{kernel}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_layout_is_refused_with_the_fields() {
+        let text = "name: tcp_send_reset\nformat:\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__u8 saddr[8];\toffset:16;\tsize:8;\tsigned:0;\n";
+        let err = reset_layout(&EventFormat::parse("tcp", text).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("fields: skaddr, saddr"), "{err}");
+    }
+
+    #[test]
+    fn reset_reason_names_from_the_format_file() {
+        let names = numeric_symbols(&fixture("6.18", "tcp_send_reset"), "reason");
+        assert_eq!(names.get(&1).map(String::as_str), Some("NO_SOCKET"));
+        assert_eq!(
+            names.get(&11).map(String::as_str),
+            Some("TCP_ABORT_ON_CLOSE")
+        );
+        assert!(numeric_symbols(&fixture("6.1", "tcp_send_reset"), "reason").is_empty());
+    }
+}

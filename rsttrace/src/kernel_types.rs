@@ -1,0 +1,288 @@
+//! What rsttrace needs to know about the running kernel's types, read from
+//! its BTF (`/sys/kernel/btf/vmlinux`): struct member offsets for the eBPF
+//! programs, and enum names for decoding (their numbers move between kernels).
+
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context as _, bail};
+use btf_rs::{Btf, BtfType, Type};
+// btf-rs iterates types fallibly.
+use fallible_iterator::FallibleIterator as _;
+use rsttrace_common::kernel::{ABSENT, KernelOffsets};
+
+pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Number -> name tables of the kernel enums rsttrace prints.
+#[derive(Clone, Debug, Default)]
+pub struct KernelNames {
+    /// TCP states without the `TCP_` prefix: 1 -> "ESTABLISHED".
+    pub tcp_states: HashMap<u32, String>,
+    /// `enum sk_rst_reason` without `SK_RST_REASON_`: 1 -> "NO_SOCKET".
+    /// Empty before Linux 6.10, which had no reset reasons.
+    pub reset_reasons: HashMap<u32, String>,
+}
+
+impl KernelNames {
+    pub fn tcp_state(&self, state: u32) -> Option<&str> {
+        self.tcp_states.get(&state).map(String::as_str)
+    }
+
+    pub fn tcp_state_number(&self, name: &str) -> Option<u32> {
+        self.tcp_states
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(v, _)| *v)
+    }
+}
+
+pub struct KernelTypes {
+    btf: Btf,
+}
+
+impl KernelTypes {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if !path.exists() {
+            bail!(
+                "kernel BTF not found at {}: rsttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, or a BTF file for it given with --btf FILE",
+                path.display()
+            );
+        }
+        let btf =
+            Btf::from_file(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
+        Ok(Self { btf })
+    }
+
+    /// Offsets the programs read sockets with; `ABSENT` for what this kernel
+    /// lacks (the dependent output is then null, never guessed).
+    pub fn offsets(&self, names: &KernelNames) -> KernelOffsets {
+        let mut minisock_state_mask = 0;
+        for state in ["TIME_WAIT", "NEW_SYN_RECV"] {
+            if let Some(n) = names.tcp_state_number(state).filter(|n| *n < 32) {
+                minisock_state_mask |= 1 << n;
+            }
+        }
+        KernelOffsets {
+            skc_family: self.offset_of("sock_common", &["skc_family"], 2),
+            skc_state: self.offset_of("sock_common", &["skc_state"], 1),
+            skc_net: self.offset_of("sock_common", &["skc_net", "net"], 8),
+            net_ns_inum: self.offset_of("net", &["ns", "inum"], 4),
+            sk_lock_owned: self.offset_of("sock", &["sk_lock", "owned"], 4),
+            tcp_lsndtime: self.offset_of("tcp_sock", &["lsndtime"], 4),
+            tcp_rcv_tstamp: self.offset_of("tcp_sock", &["rcv_tstamp"], 4),
+            icsk_lrcvtime: self.offset_of("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"], 4),
+            skb_dev: self.offset_of("sk_buff", &["dev"], 8),
+            netdev_nd_net: self.offset_of("net_device", &["nd_net", "net"], 8),
+            minisock_state_mask,
+        }
+    }
+
+    pub fn names(&self) -> anyhow::Result<KernelNames> {
+        let tcp_states = self
+            .enum_containing("TCP_ESTABLISHED")
+            .context("kernel BTF has no enum with TCP_ESTABLISHED")?
+            .into_iter()
+            .filter_map(|(v, n)| Some((v, n.strip_prefix("TCP_")?.to_string())))
+            .collect();
+        let reset_reasons = self
+            .named_enum("sk_rst_reason")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(v, n)| (v, n.trim_start_matches("SK_RST_REASON_").to_string()))
+            .collect();
+        Ok(KernelNames {
+            tcp_states,
+            reset_reasons,
+        })
+    }
+
+    /// Byte offset of `path` inside `struct name`, looking through anonymous
+    /// structs and unions; `ABSENT` if missing or not `size` bytes wide.
+    pub fn offset_of(&self, name: &str, path: &[&str], size: usize) -> u32 {
+        match self.member(name, path) {
+            Some((offset, found)) if found == size => offset,
+            Some((_, found)) => {
+                log::warn!(
+                    "kernel BTF: {name}.{} is {found} bytes, expected {size}",
+                    path.join(".")
+                );
+                ABSENT
+            }
+            None => {
+                log::debug!("kernel BTF has no {name}.{}", path.join("."));
+                ABSENT
+            }
+        }
+    }
+
+    /// (byte offset, byte size) of a member path.
+    fn member(&self, name: &str, path: &[&str]) -> Option<(u32, usize)> {
+        let mut ty = self
+            .btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find(|t| matches!(t, Type::Struct(_)))?;
+        let mut offset_bits = 0;
+        for field in path {
+            let (Type::Struct(s) | Type::Union(s)) = &ty else {
+                return None;
+            };
+            let (bits, member_ty) = self.find_member(s, field)?;
+            offset_bits += bits;
+            ty = member_ty;
+        }
+        if offset_bits % 8 != 0 {
+            return None;
+        }
+        Some((offset_bits / 8, self.size_of(&ty)?))
+    }
+
+    /// Finds `field` in `s` or in its anonymous members: (bit offset, type).
+    fn find_member(&self, s: &btf_rs::Struct, field: &str) -> Option<(u32, Type)> {
+        for member in &s.members {
+            let name = self.btf.resolve_name(member).unwrap_or_default();
+            let ty = self.strip_qualifiers(self.btf.resolve_chained_type(member).ok()?);
+            if name == field {
+                return Some((member.bit_offset(), ty));
+            }
+            if name.is_empty()
+                && let Type::Struct(inner) | Type::Union(inner) = &ty
+                && let Some((bits, found)) = self.find_member(inner, field)
+            {
+                return Some((member.bit_offset() + bits, found));
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn strip_qualifiers(&self, mut ty: Type) -> Type {
+        for _ in 0..16 {
+            ty = match &ty {
+                Type::Typedef(t) => self.chained(t),
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => self.chained(t),
+                Type::TypeTag(t) => self.chained(t),
+                _ => return ty,
+            }
+            .unwrap_or(Type::Void);
+        }
+        ty
+    }
+
+    fn chained(&self, t: &dyn BtfType) -> Option<Type> {
+        self.btf.resolve_chained_type(t).ok()
+    }
+
+    fn size_of(&self, ty: &Type) -> Option<usize> {
+        match ty {
+            Type::Int(i) => Some(i.size()),
+            Type::Ptr(_) => Some(8),
+            Type::Enum(e) => Some(e.size()),
+            Type::Enum64(e) => Some(e.size()),
+            Type::Struct(s) | Type::Union(s) => Some(s.size()),
+            Type::Array(a) => {
+                let elem = self.strip_qualifiers(self.btf.resolve_chained_type(a).ok()?);
+                Some(a.len() * self.size_of(&elem)?)
+            }
+            _ => None,
+        }
+    }
+
+    fn named_enum(&self, name: &str) -> Option<Vec<(u32, String)>> {
+        self.btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Enum(e) => Some(self.enum_members(&e)),
+                _ => None,
+            })
+    }
+
+    /// The members of the first enum that has an enumerator called `member`
+    /// (TCP states live in an anonymous enum).
+    fn enum_containing(&self, member: &str) -> Option<Vec<(u32, String)>> {
+        self.btf
+            .type_iter()
+            .find_map(|t| {
+                Ok(match t {
+                    Type::Enum(e) => {
+                        let members = self.enum_members(&e);
+                        members.iter().any(|(_, n)| n == member).then_some(members)
+                    }
+                    _ => None,
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn enum_members(&self, e: &btf_rs::Enum) -> Vec<(u32, String)> {
+        e.members
+            .iter()
+            .filter_map(|m| Some((m.val(), self.btf.resolve_name(m).ok()?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // These read this machine's own BTF (world-readable, no root needed).
+    fn host() -> Option<KernelTypes> {
+        if !Path::new(DEFAULT_BTF).exists() {
+            eprintln!("skipped: {DEFAULT_BTF} missing (kernel without CONFIG_DEBUG_INFO_BTF)");
+            return None;
+        }
+        Some(KernelTypes::open(Path::new(DEFAULT_BTF)).unwrap())
+    }
+
+    #[test]
+    fn tcp_states_come_from_btf_names() {
+        let Some(types) = host() else { return };
+        let names = types.names().unwrap();
+        assert_eq!(names.tcp_state(1), Some("ESTABLISHED"));
+        assert_eq!(names.tcp_state_number("TIME_WAIT"), Some(6));
+        assert_eq!(names.tcp_state_number("CLOSE"), Some(7));
+    }
+
+    #[test]
+    fn finds_offsets_through_anonymous_members() {
+        let Some(types) = host() else { return };
+        let names = types.names().unwrap();
+        let offsets = types.offsets(&names);
+        // sock_common starts struct sock; its state sits in its first 32 bytes.
+        assert!(offsets.skc_state < 32, "{offsets:?}");
+        for (what, value) in [
+            ("skc_family", offsets.skc_family),
+            ("skc_net", offsets.skc_net),
+            ("net.ns.inum", offsets.net_ns_inum),
+            ("sk_lock.owned", offsets.sk_lock_owned),
+            ("lsndtime", offsets.tcp_lsndtime),
+            ("rcv_tstamp", offsets.tcp_rcv_tstamp),
+            ("lrcvtime", offsets.icsk_lrcvtime),
+            ("sk_buff.dev", offsets.skb_dev),
+            ("nd_net", offsets.netdev_nd_net),
+        ] {
+            assert_ne!(value, ABSENT, "{what} not found");
+        }
+        assert_eq!(offsets.minisock_state_mask, (1 << 6) | (1 << 12));
+    }
+
+    #[test]
+    fn a_missing_member_or_wrong_size_is_absent() {
+        let Some(types) = host() else { return };
+        assert_eq!(types.offset_of("tcp_sock", &["no_such_member"], 4), ABSENT);
+        assert_eq!(types.offset_of("no_such_struct", &["x"], 4), ABSENT);
+        assert_eq!(types.offset_of("tcp_sock", &["lsndtime"], 8), ABSENT);
+    }
+
+    #[test]
+    fn missing_btf_file_says_how_to_fix_it() {
+        let err = KernelTypes::open(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what building and testing rsttrace needs, skipping whatever is
+# already there. Safe to run any number of times; run by `cargo xtask` before
+# every build and by .ci/run. Needs root for apt and mounts.
+set -euo pipefail
+
+LLVM_VERSION=22
+BPF_LINKER_VERSION=0.13.0
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages: LLVM for bpf-linker, iproute2/nftables for the network
+# namespace tests, qemu + busybox for the kernel matrix, tcpdump/bpftrace for
+# the comparison benchmarks.
+packages=(
+  "llvm-${LLVM_VERSION}-dev" "libpolly-${LLVM_VERSION}-dev" libzstd-dev zlib1g-dev
+  iproute2 nftables procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # llvm-22 comes from bookworm-security: a stale package list does not know it.
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Nightly with rust-src builds the eBPF crate (-Z build-std=core).
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
+
+# bpf-linker linked against Debian's LLVM (see ENVIRONMENT.md).
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! "$cargo_bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_VERSION (about a minute)"
+  env PATH="/usr/lib/llvm-${LLVM_VERSION}/bin:$PATH" \
+    "LLVM_SYS_${LLVM_VERSION}1_PREFIX=/usr/lib/llvm-${LLVM_VERSION}" \
+    cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
+      --no-default-features --features "llvm-${LLVM_VERSION}"
+fi
+
+# tracefs and bpffs are not mounted on every machine.
+if [ "$(id -u)" -eq 0 ]; then
+  mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+  mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+fi
