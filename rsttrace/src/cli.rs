@@ -1,6 +1,6 @@
 //! Command line (contract in ../shared/DESIGN.md).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use ipnet::IpNet;
@@ -32,8 +32,8 @@ pub struct Cli {
     pub strategy: Strategy,
 
     /// Stop after this many seconds and print the summary.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
 
     /// Kernel BTF to read struct layouts from.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF)]
@@ -60,13 +60,12 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
         })
 }
 
-impl Cli {
-    pub fn duration(&self) -> anyhow::Result<Option<std::time::Duration>> {
-        match self.duration {
-            None => Ok(None),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(s))),
-            Some(s) => anyhow::bail!("--duration must be a positive number of seconds, not {s}"),
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+            Ok(Duration::from_secs_f64(secs))
         }
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }
 
@@ -98,10 +97,7 @@ mod tests {
         assert_eq!(cli.ports, [80, 443]);
         assert_eq!(cli.networks[1].to_string(), "2001:db8::1/128");
         assert_eq!(cli.strategy, Strategy::Tracepoint);
-        assert_eq!(
-            cli.duration().unwrap(),
-            Some(std::time::Duration::from_millis(2500))
-        );
+        assert_eq!(cli.duration, Some(Duration::from_millis(2500)));
     }
 
     #[test]
@@ -111,10 +107,11 @@ mod tests {
             &["rsttrace", "--addr", "10.0.0.0/33"],
             &["rsttrace", "--format", "xml"],
             &["rsttrace", "--strategy", "magic"],
+            &["rsttrace", "--duration=-1"],
+            &["rsttrace", "--duration", "0"],
+            &["rsttrace", "--duration", "soon"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
-        let cli = Cli::try_parse_from(["rsttrace", "--duration", "-1"]).unwrap();
-        assert!(cli.duration().is_err());
     }
 }

@@ -168,10 +168,23 @@ impl Writer {
     }
 
     fn line(&mut self, line: &str) -> anyhow::Result<()> {
-        writeln!(self.stdout, "{line}").context("cannot write to stdout")
+        writeln!(self.stdout, "{line}").map_err(stdout_error)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        self.stdout.flush().context("cannot write to stdout")
+        self.stdout.flush().map_err(stdout_error)
     }
+}
+
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("cannot write to stdout")
+}
+
+/// The reader of stdout went away (`rsttrace | head`): a normal end of a
+/// run, not an error.
+pub fn is_reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

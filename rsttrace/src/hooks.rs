@@ -65,6 +65,9 @@ pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
 
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
+        // The programs take offsets from globals, not CO-RE relocations: aya
+        // need not parse the kernel's BTF a second time.
+        .btf(None)
         .override_global("SEND_RESET_LAYOUT", &send, true)
         .override_global("RECEIVE_RESET_LAYOUT", &receive, true)
         .override_global("KERNEL_OFFSETS", &offsets, true)
@@ -254,7 +257,8 @@ mod tests {
                 l.state, ABSENT,
                 "{kernel}: tcp_receive_reset has no state field"
             );
-            assert_ne!(l.family, ABSENT, "{kernel}");
+            // 5.10 has no family field: the program reads the socket's.
+            assert_eq!(l.family == ABSENT, kernel == "5.10", "{kernel}");
         }
     }
 

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if daemon::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line a user can act on.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -39,7 +40,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let duration = cli.duration()?;
     let strategy = match cli.strategy {
         Strategy::Auto | Strategy::Tracepoint => hooks::STRATEGY,
         Strategy::Fexit | Strategy::Kprobe => anyhow::bail!(
@@ -65,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ports: cli.ports,
             networks: cli.networks,
         },
-        duration,
+        duration: cli.duration,
         strategy,
         kernel: kernel_release(),
     };
