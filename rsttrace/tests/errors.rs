@@ -1,0 +1,119 @@
+//! Bad input gets one line saying what is wrong and how to fix it, and a
+//! non-zero exit: 2 for arguments (clap), 1 for the environment.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::require_root;
+
+fn rsttrace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rsttrace"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The one stderr line of a failed run.
+fn one_line_error(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+    assert!(stderr.starts_with("rsttrace: "), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout when failing to start"
+    );
+    stderr
+}
+
+#[test]
+fn bad_arguments_exit_2_with_clap_message() {
+    for args in [
+        &["--port", "http"][..],
+        &["--addr", "10.0.0.0/40"],
+        &["--format", "xml"],
+        &["--duration", "0"],
+    ] {
+        let out = rsttrace(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn missing_privileges_name_the_capability() {
+    if !require_root() {
+        return;
+    }
+    // Drop to nobody with no capabilities at all.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rsttrace"))
+        .output()
+        .expect("setpriv (util-linux)");
+    let line = one_line_error(&out, 1);
+    assert!(
+        line.contains("CAP_BPF") && line.contains("CAP_PERFMON"),
+        "{line}"
+    );
+    assert!(line.contains("root"), "says how to fix it: {line}");
+}
+
+#[test]
+fn missing_btf_says_which_kernel_option() {
+    if !require_root() {
+        return;
+    }
+    let line = one_line_error(&rsttrace(&["--btf", "/nonexistent/vmlinux"]), 1);
+    assert!(
+        line.contains("CONFIG_DEBUG_INFO_BTF") && line.contains("/nonexistent/vmlinux"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_tracefs_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir("notracefs");
+    let line = one_line_error(&rsttrace(&["--tracefs", dir.to_str().unwrap()]), 1);
+    assert!(line.contains("mount -t tracefs"), "{line}");
+}
+
+#[test]
+fn a_kernel_without_the_tracepoint_is_named() {
+    if !require_root() {
+        return;
+    }
+    // A tracefs-like tree whose kernel has no tcp events.
+    let dir = tempdir("notcp");
+    std::fs::create_dir_all(dir.join("events/sched")).unwrap();
+    let line = one_line_error(&rsttrace(&["--tracefs", dir.to_str().unwrap()]), 1);
+    assert!(line.contains("tcp:tcp_send_reset"), "{line}");
+}
+
+#[test]
+fn an_unavailable_strategy_is_refused() {
+    let line = one_line_error(&rsttrace(&["--strategy", "fexit"]), 1);
+    assert!(line.contains("--strategy tracepoint"), "{line}");
+}
+
+fn tempdir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rsttrace-test-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,371 @@
+//! Resets sent and received, against the real kernel, in network namespaces
+//! (../shared/SCENARIOS.md §3). Each test starts its own rsttrace and looks
+//! only at records from its own namespaces, so tests can run in parallel.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{Daemon, Pair, addr, linger_zero, require_root};
+
+const CLOSED_PORT: u16 = 9;
+
+fn connect_to_closed_port(pair: &Pair, server_ip: &'static str) -> u16 {
+    pair.client.run("client", move || {
+        let err = TcpStream::connect_timeout(&addr(server_ip, CLOSED_PORT), Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    });
+    CLOSED_PORT
+}
+
+fn closed_port(label: &str, client_ip: &'static str, server_ip: &'static str, family: &str) {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new(label);
+    let daemon = Daemon::start(&[]);
+    let socketless = daemon.sees_socketless_resets();
+    let reasons = daemon.has_reset_reasons();
+    connect_to_closed_port(&pair, server_ip);
+    let records = daemon.stop();
+
+    let received = records.one("rst_received", &pair.client, |_| true);
+    assert_eq!(received["family"], family);
+    assert_eq!(received["state"], "SYN_SENT");
+    assert_eq!(received["remote"], addr(server_ip, CLOSED_PORT).to_string());
+    assert!(
+        received["local"]
+            .as_str()
+            .unwrap()
+            .starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1])
+    );
+    assert_eq!(
+        received["idle_ms"],
+        Value::Null,
+        "no idle time before the handshake"
+    );
+
+    if !socketless {
+        eprintln!(
+            "skipped the rst_sent half: this kernel's tcp_send_reset does not fire without a socket (before 6.10)"
+        );
+        assert!(records.of("rst_sent", &pair.server).is_empty());
+        return;
+    }
+    let sent = records.one("rst_sent", &pair.server, |_| true);
+    assert_eq!(sent["family"], family);
+    assert_eq!(sent["local"], addr(server_ip, CLOSED_PORT).to_string());
+    assert_eq!(
+        sent["remote"], received["local"],
+        "the two records describe the same connection attempt"
+    );
+    assert_eq!(sent["state"], Value::Null, "no socket");
+    assert_eq!(
+        sent["pid"],
+        Value::Null,
+        "sent from softirq, not from a process"
+    );
+    if reasons {
+        assert_eq!(sent["reason"], "NO_SOCKET");
+    }
+}
+
+#[test]
+fn closed_port_ipv4() {
+    closed_port("cp4", Pair::CLIENT_V4, Pair::SERVER_V4, "ipv4");
+}
+
+#[test]
+fn closed_port_ipv6() {
+    closed_port("cp6", Pair::CLIENT_V6, Pair::SERVER_V6, "ipv6");
+}
+
+/// An established connection from client to server: (client stream, server
+/// listener, server port).
+fn listen(pair: &Pair, server_ip: &'static str) -> TcpListener {
+    pair.server.run("listener", move || {
+        TcpListener::bind(addr(server_ip, 0)).unwrap()
+    })
+}
+
+/// The server aborts a connection by closing with SO_LINGER {1, 0} on a thread
+/// named `rst-linger`; the client sees the RST in ESTABLISHED.
+fn linger_abort(label: &str, server_ip: &'static str) {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new(label);
+    let listener = listen(&pair, server_ip);
+    let server_addr = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&[]);
+    let reasons = daemon.has_reset_reasons();
+    let mut client = pair
+        .client
+        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    pair.server.run("rst-linger", move || {
+        linger_zero(&accepted);
+        drop(accepted);
+    });
+    let mut buf = [0u8; 1];
+    let err = client.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    let records = daemon.stop();
+
+    let sent = records.one("rst_sent", &pair.server, |_| true);
+    assert_eq!(sent["local"], server_addr.to_string());
+    assert_eq!(sent["remote"], client.local_addr().unwrap().to_string());
+    // tcp_disconnect moves the socket to CLOSE before the RST goes out.
+    assert_eq!(sent["state"], "CLOSE");
+    assert_eq!(sent["pid"], std::process::id());
+    assert_eq!(sent["comm"], "rst-linger");
+    if reasons {
+        assert_eq!(
+            sent["reason"], "TCP_STATE",
+            "measured on 6.12 and 6.18: tcp_disconnect's reason"
+        );
+    } else {
+        assert_eq!(sent["reason"], Value::Null);
+    }
+    let received = records.one("rst_received", &pair.client, |_| true);
+    assert_eq!(received["state"], "ESTABLISHED");
+    assert_eq!(received["local"], client.local_addr().unwrap().to_string());
+    assert!(received["idle_ms"].is_u64(), "{received}");
+}
+
+#[test]
+fn linger_abort_ipv4() {
+    linger_abort("lg4", Pair::SERVER_V4);
+}
+
+#[test]
+fn linger_abort_ipv6() {
+    linger_abort("lg6", Pair::SERVER_V6);
+}
+
+/// The server closes with unread data in its receive queue: the kernel aborts
+/// with TCP_ABORT_ON_CLOSE, in the closing thread's context.
+#[test]
+fn close_with_unread_data() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("unread");
+    let listener = listen(&pair, Pair::SERVER_V4);
+    let server_addr = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&[]);
+    let reasons = daemon.has_reset_reasons();
+    let mut client = pair
+        .client
+        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    client.write_all(b"request nobody reads").unwrap();
+    // Wait until the data sits in the server's receive queue.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while accepted.peek(&mut [0u8; 1]).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "data never arrived");
+    }
+    pair.server.run("rst-unread", move || drop(accepted));
+    let err = client.read(&mut [0u8; 1]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    let records = daemon.stop();
+
+    let sent = records.one("rst_sent", &pair.server, |_| true);
+    assert_eq!(sent["state"], "CLOSE");
+    assert_eq!(sent["pid"], std::process::id());
+    assert_eq!(sent["comm"], "rst-unread");
+    if reasons {
+        assert_eq!(sent["reason"], "TCP_ABORT_ON_CLOSE");
+    }
+    records.one("rst_received", &pair.client, |r| {
+        r["state"] == "ESTABLISHED"
+    });
+}
+
+/// A reset received after the connection sat idle for a measured time.
+#[test]
+fn idle_time_of_a_received_reset() {
+    if !require_root() {
+        return;
+    }
+    const IDLE: Duration = Duration::from_millis(1500);
+    let pair = Pair::new("idle");
+    let listener = listen(&pair, Pair::SERVER_V4);
+    let server_addr = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&[]);
+    let mut client = pair
+        .client
+        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let (mut accepted, _) = listener.accept().unwrap();
+    // A request and a reply: the last activity on the client socket is the
+    // reply's arrival.
+    client.write_all(b"ping").unwrap();
+    accepted.read_exact(&mut [0u8; 4]).unwrap();
+    accepted.write_all(b"pong").unwrap();
+    client.read_exact(&mut [0u8; 4]).unwrap();
+    let last_activity = Instant::now();
+    std::thread::sleep(IDLE);
+    let idle = last_activity.elapsed();
+    pair.server.run("rst-idle", move || {
+        linger_zero(&accepted);
+        drop(accepted);
+    });
+    assert!(client.read(&mut [0u8; 1]).is_err());
+    let records = daemon.stop();
+
+    let received = records.one("rst_received", &pair.client, |_| true);
+    let idle_ms = received["idle_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no idle_ms: {received}"));
+    let measured = idle.as_millis() as u64;
+    // Jiffies granularity (up to 10 ms at HZ=100) plus scheduling slack.
+    assert!(
+        idle_ms + 25 >= measured && idle_ms <= measured + 100,
+        "idle_ms {idle_ms} vs measured {measured} ms: {received}"
+    );
+}
+
+/// --port and --addr keep what they should and drop the rest, while the
+/// summary still counts everything seen.
+#[test]
+fn filters_keep_and_drop() {
+    if !require_root() {
+        return;
+    }
+    let kept = Pair::with_addresses("fk", "10.91.0.1", "10.91.0.2");
+    let other_net = Pair::with_addresses("fo", "10.92.0.1", "10.92.0.2");
+    let daemon = Daemon::start(&["--port", "9", "--addr", "10.91.0.0/24"]);
+    for (pair, ip, port) in [
+        (&kept, "10.91.0.2", 9),
+        (&kept, "10.91.0.2", 10),
+        (&other_net, "10.92.0.2", 9),
+    ] {
+        pair.client.run("client", move || {
+            TcpStream::connect_timeout(&addr(ip, port), Duration::from_secs(5)).unwrap_err();
+        });
+    }
+    let records = daemon.stop();
+
+    let received = records.of("rst_received", &kept.client);
+    assert_eq!(
+        received.len(),
+        1,
+        "only the port-9 attempt passes: {received:?}"
+    );
+    assert_eq!(received[0]["remote"], "10.91.0.2:9");
+    assert!(
+        records.of("rst_received", &other_net.client).is_empty(),
+        "other network filtered out"
+    );
+    assert!(records.of("rst_sent", &other_net.server).is_empty());
+    assert!(
+        records
+            .0
+            .iter()
+            .filter(|r| r["kind"] == "rst_received")
+            .all(|r| r["remote"].as_str().unwrap().ends_with(":9"))
+    );
+    // Counts are before filters: all three refused attempts were seen.
+    let summary = records.summary();
+    assert!(
+        summary["counts"]["rst_received"].as_u64().unwrap() >= 3,
+        "{summary}"
+    );
+}
+
+/// SIGTERM ends the run with the summary record: counts per kind, and no
+/// record lost at this rate.
+#[test]
+fn sigterm_writes_the_summary() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("sum");
+    let daemon = Daemon::start(&["--port", "9"]);
+    let socketless = daemon.sees_socketless_resets();
+    for _ in 0..5 {
+        connect_to_closed_port(&pair, Pair::SERVER_V4);
+    }
+    let records = daemon.stop();
+    assert_eq!(records.of("rst_received", &pair.client).len(), 5);
+    assert_eq!(
+        records.of("rst_sent", &pair.server).len(),
+        if socketless { 5 } else { 0 }
+    );
+    let summary = records.summary();
+    assert!(
+        summary["counts"]["rst_received"].as_u64().unwrap() >= 5,
+        "{summary}"
+    );
+    assert_eq!(summary["lost"], 0);
+    assert_eq!(summary["read_errors"], 0);
+    assert_eq!(summary["undecodable"], 0);
+    assert!(summary["reported"].as_u64().unwrap() >= 5);
+}
+
+/// --duration stops the run by itself, with the summary.
+#[test]
+fn duration_stops_the_run() {
+    if !require_root() {
+        return;
+    }
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsttrace"))
+        .args(["--format", "json", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.first().unwrap()["kind"], "ready");
+    assert_eq!(lines.last().unwrap()["kind"], "summary");
+}
+
+/// Data arriving after the server closed: the server's kernel answers with an
+/// RST from packet processing (softirq), often on the sending thread's CPU
+/// and stack. No process caused it, so none may be named.
+#[test]
+fn reset_from_packet_processing_names_no_process() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("ondata");
+    let listener = listen(&pair, Pair::SERVER_V4);
+    let server_addr = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&[]);
+    let reasons = daemon.has_reset_reasons();
+    let mut client = pair
+        .client
+        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    pair.server.run("rst-closer", move || drop(accepted));
+    // The server's FIN arrives: the client reads EOF, then writes anyway.
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+    pair.client.run("late-writer", move || {
+        let _ = client.write_all(b"too late");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(client.write_all(b"again").is_err() || client.read(&mut [0u8; 1]).is_err());
+    });
+    let records = daemon.stop();
+
+    let sent = records.one("rst_sent", &pair.server, |_| true);
+    assert_eq!(sent["pid"], Value::Null, "sent from softirq: {sent}");
+    assert_eq!(sent["comm"], Value::Null);
+    if reasons {
+        assert_eq!(sent["reason"], "TCP_ABORT_ON_DATA");
+    }
+}

@@ -1,0 +1,346 @@
+//! Shared by the integration tests: network namespace topologies, running
+//! code inside a namespace, and the rsttrace daemon as a child process.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    io::{BufRead, BufReader},
+    net::IpAddr,
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sched::{CloneFlags, setns},
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+
+/// Integration tests load eBPF programs and create namespaces: root only.
+/// Returns false (and says so) when not root, so `cargo test` as a user
+/// still runs the unit tests.
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root (run `cargo xtask test`)");
+    false
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (apt install iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    pub fn new(label: &str) -> Self {
+        let name = format!(
+            "rst-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// The inode number rsttrace reports as `netns`.
+    pub fn inode(&self) -> u64 {
+        std::fs::metadata(self.path()).expect("netns file").ino()
+    }
+
+    /// Runs `f` on a thread that lives in this namespace (sockets it creates
+    /// belong here). `thread_name` becomes the thread's comm.
+    pub fn run<T: Send + 'static>(
+        &self,
+        thread_name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let file = std::fs::File::open(self.path()).expect("open netns");
+        std::thread::Builder::new()
+            .name(thread_name.to_string())
+            .spawn(move || {
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .expect("spawn")
+            .join()
+            .expect("thread in netns panicked")
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_string();
+        self.run("sysctl", move || {
+            std::fs::write(&path, value).expect("write sysctl")
+        });
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A client and a server namespace joined by a veth pair, with IPv4
+/// 10.77.0.1 (client) / 10.77.0.2 (server) and IPv6 fd77::1 / fd77::2.
+pub struct Pair {
+    pub client: Netns,
+    pub server: Netns,
+}
+
+impl Pair {
+    pub const CLIENT_V4: &str = "10.77.0.1";
+    pub const SERVER_V4: &str = "10.77.0.2";
+    pub const CLIENT_V6: &str = "fd77::1";
+    pub const SERVER_V6: &str = "fd77::2";
+
+    pub fn new(label: &str) -> Self {
+        Self::with_addresses(label, Self::CLIENT_V4, Self::SERVER_V4)
+    }
+
+    /// Same, with other IPv4 addresses (for address filters).
+    pub fn with_addresses(label: &str, client_v4: &str, server_v4: &str) -> Self {
+        let client = Netns::new(&format!("{label}-c"));
+        let server = Netns::new(&format!("{label}-s"));
+        // Created straight inside the namespaces: names cannot collide.
+        ip(&[
+            "link",
+            "add",
+            "veth0",
+            "netns",
+            &client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth0",
+            "netns",
+            &server.name,
+        ]);
+        for (ns, v4, v6) in [
+            (&client, client_v4, Self::CLIENT_V6),
+            (&server, server_v4, Self::SERVER_V6),
+        ] {
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                "veth0",
+            ]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                "veth0",
+                "nodad",
+            ]);
+            ip(&["-n", &ns.name, "link", "set", "veth0", "up"]);
+        }
+        Pair { client, server }
+    }
+}
+
+/// Parses "1.2.3.4" / "fd77::2" with a port into a socket address.
+pub fn addr(ip: &str, port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port)
+}
+
+/// The rsttrace binary under test, started with `--format json`.
+pub struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub ready: Value,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rsttrace"))
+            .args(["--format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rsttrace");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let status = child.try_wait().ok().flatten();
+                panic!("rsttrace printed no ready record within 30 s (exit status {status:?})")
+            });
+        let ready: Value =
+            serde_json::from_str(&first).unwrap_or_else(|e| panic!("ready line `{first}`: {e}"));
+        assert_eq!(
+            ready["kind"], "ready",
+            "first line must be the ready record: {first}"
+        );
+        Daemon {
+            child,
+            lines,
+            ready,
+        }
+    }
+
+    /// Whether this kernel's tcp_send_reset fires for resets sent without a
+    /// full socket (Linux 6.10+); the ready record lists the limitation.
+    pub fn sees_socketless_resets(&self) -> bool {
+        !self
+            .limitations()
+            .iter()
+            .any(|l| l.contains("without a full socket"))
+    }
+
+    pub fn has_reset_reasons(&self) -> bool {
+        !self
+            .limitations()
+            .iter()
+            .any(|l| l.contains("no reset reason"))
+    }
+
+    fn limitations(&self) -> Vec<String> {
+        self.ready["limitations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    }
+
+    /// SIGTERM, then every record written after `ready` (the summary last).
+    pub fn stop(mut self) -> Records {
+        // Let records of the traffic just generated reach the ring buffer.
+        std::thread::sleep(Duration::from_millis(200));
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut records = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            records.push(
+                serde_json::from_str::<Value>(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON line `{line}`: {e}")),
+            );
+        }
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "rsttrace exited with {status} after SIGTERM"
+        );
+        Records(records)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a daemon wrote, with helpers to select records.
+#[derive(Debug)]
+pub struct Records(pub Vec<Value>);
+
+impl Records {
+    /// Event records of `kind` seen in network namespace `netns`.
+    pub fn of(&self, kind: &str, netns: &Netns) -> Vec<&Value> {
+        let inode = netns.inode();
+        self.0
+            .iter()
+            .filter(|r| r["kind"] == kind && r["netns"].as_u64() == Some(inode))
+            .collect()
+    }
+
+    /// Exactly one record of `kind` in `netns` matching `pred`; panics with
+    /// everything seen in that namespace otherwise.
+    pub fn one(&self, kind: &str, netns: &Netns, pred: impl Fn(&Value) -> bool) -> &Value {
+        let found: Vec<&Value> = self
+            .of(kind, netns)
+            .into_iter()
+            .filter(|r| pred(r))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one {kind} in {}; all records there:\n{}",
+            netns.name,
+            self.dump(netns)
+        );
+        found[0]
+    }
+
+    pub fn summary(&self) -> &Value {
+        let last = self.0.last().expect("no records at all");
+        assert_eq!(
+            last["kind"], "summary",
+            "last record must be the summary: {last}"
+        );
+        last
+    }
+
+    pub fn dump(&self, netns: &Netns) -> String {
+        let inode = netns.inode();
+        self.0
+            .iter()
+            .filter(|r| r["netns"].as_u64() == Some(inode))
+            .map(|r| format!("  {r}\n"))
+            .collect()
+    }
+}
+
+/// Sets SO_LINGER {on, 0}: close() then aborts with an RST.
+pub fn linger_zero(stream: &std::net::TcpStream) {
+    nix::sys::socket::setsockopt(
+        stream,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .expect("SO_LINGER");
+}
