@@ -36,10 +36,12 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   log "installing the nightly toolchain"
   rustup toolchain install nightly --profile minimal
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-  log "adding rust-src to nightly"
-  rustup component add rust-src --toolchain nightly
-fi
+for c in rust-src clippy; do
+  if ! rustup component list --toolchain nightly --installed | grep -q "^$c"; then
+    log "adding $c to nightly"
+    rustup component add "$c" --toolchain nightly
+  fi
+done
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done

@@ -1,1 +1,145 @@
-fn main() {}
+//! Developer tasks. Every task first runs `xtask/bootstrap.sh`, which
+//! installs whatever building and testing need and is missing.
+//!
+//!   cargo xtask run -- [ARGS]   build rsttrace (release) and run it as root
+//!   cargo xtask test            unit and integration tests (as root)
+//!   cargo xtask clippy          both clippy passes, warnings are errors
+//!   cargo xtask setup           only the set-up
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "rsttrace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker)
+    /// and mount tracefs.
+    Setup,
+    /// Build rsttrace in release mode and run it as root with ARGS.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Run the unit tests and the integration tests against this kernel.
+    Test {
+        /// Extra arguments for `cargo test` (a test name filter, --nocapture …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Clippy over userspace and over the eBPF crate (bpf target).
+    Clippy,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    setup(&root)?;
+    match cli.task {
+        Task::Setup => Ok(()),
+        Task::Run { args } => {
+            cargo(&["build", "--release", "--package", "rsttrace"])?;
+            let binary = root.join("target/release/rsttrace");
+            let mut cmd = as_root(&binary);
+            cmd.args(args);
+            // Exit with rsttrace's own status (1 and 2 mean different things).
+            let status = cmd
+                .status()
+                .with_context(|| format!("cannot start {}", binary.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { args } => {
+            let mut cmd = Command::new("cargo");
+            cmd.args(["test", "--workspace"]);
+            if !is_root() {
+                // Integration tests load eBPF programs and create namespaces.
+                cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
+            }
+            cmd.arg("--").args(args);
+            run(cmd)
+        }
+        Task::Clippy => {
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "rsttrace-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(&[
+                "+nightly",
+                "clippy",
+                "--package",
+                "rsttrace-ebpf",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ])
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+fn setup(root: &Path) -> anyhow::Result<()> {
+    let mut cmd = as_root(Path::new("bash"));
+    cmd.arg(root.join("xtask/bootstrap.sh"));
+    run(cmd).context("set-up failed (xtask/bootstrap.sh)")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program` directly as root, or through sudo, keeping the environment
+/// (PATH, CARGO_HOME, RUSTUP_HOME).
+fn as_root(program: &Path) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("sudo");
+        cmd.arg("-E").arg(program);
+        cmd
+    }
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(args);
+    run(cmd)
+}
+
+fn run(mut cmd: Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
