@@ -62,7 +62,8 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { args } => {
             let mut cmd = Command::new("cargo");
-            cmd.args(["test", "--workspace"]);
+            // The eBPF crate only builds for the bpf target (rsttrace/build.rs).
+            cmd.args(["test", "--workspace", "--exclude", "rsttrace-ebpf"]);
             if !is_root() {
                 // Integration tests load eBPF programs and create namespaces.
                 cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
