@@ -1,6 +1,7 @@
-//! Offsets into kernel structures, found in `/sys/kernel/btf/vmlinux` at
-//! start-up and handed to the eBPF programs as a global. Rust eBPF has no
-//! CO-RE, so nothing is taken from the machine that built the binary.
+//! Offsets into kernel structures and TCP state numbers, found in
+//! `/sys/kernel/btf/vmlinux` at start-up and handed to the eBPF programs as a
+//! global. Rust eBPF has no CO-RE, so nothing is taken from the machine that
+//! built the binary.
 
 /// Marks an offset or field the running kernel does not have.
 pub const ABSENT: u32 = u32::MAX;
@@ -16,21 +17,51 @@ pub struct KernelOffsets {
     pub skc_net: u32,
     /// `net.ns.inum`: network namespace inode number (u32).
     pub net_ns_inum: u32,
+    /// `net.ipv4.sysctl_tcp_rfc1337` (read as u8): RSTs do not kill TIME_WAIT.
+    pub net_tcp_rfc1337: u32,
     /// `sock.sk_lock.owned` (int): non-zero while a task holds `lock_sock`.
     pub sk_lock_owned: u32,
+    /// `sock.sk_err` (int): set by a reset before the socket closes.
+    pub sk_err: u32,
     /// `tcp_sock.lsndtime` (u32 jiffies): last data sent.
     pub tcp_lsndtime: u32,
     /// `tcp_sock.rcv_tstamp` (u32 jiffies): last ACK received.
     pub tcp_rcv_tstamp: u32,
     /// `inet_connection_sock.icsk_ack.lrcvtime` (u32 jiffies): last data received.
     pub icsk_lrcvtime: u32,
+    /// `tcp_sock.rcv_nxt` (u32).
+    pub tcp_rcv_nxt: u32,
+    /// `tcp_sock.rx_opt.ts_recent` / `ts_recent_stamp` (read as u32).
+    pub tcp_ts_recent: u32,
+    pub tcp_ts_recent_stamp: u32,
+    /// `tcp_sock.rx_opt.tstamp_ok`, a bitfield: byte offset and bit number.
+    pub tcp_tstamp_ok_byte: u32,
+    pub tcp_tstamp_ok_bit: u32,
+    /// `tcp_timewait_sock.tw_rcv_nxt`, `tw_ts_recent`, `tw_ts_recent_stamp`
+    /// (read as u32).
+    pub tw_rcv_nxt: u32,
+    pub tw_ts_recent: u32,
+    pub tw_ts_recent_stamp: u32,
     /// `sk_buff.dev`: `struct net_device *`.
     pub skb_dev: u32,
+    /// `sk_buff.head` (pointer), `transport_header`, `network_header` (u16
+    /// offsets from head).
+    pub skb_head: u32,
+    pub skb_transport_header: u32,
+    pub skb_network_header: u32,
     /// `net_device.nd_net`: `struct net *`.
     pub netdev_nd_net: u32,
     /// Bit `1 << state` set for TCP states whose socket is not a full `struct
-    /// sock` (TIME_WAIT, NEW_SYN_RECV): numbers from BTF enum names.
+    /// sock` (TIME_WAIT, NEW_SYN_RECV).
     pub minisock_state_mask: u32,
+    /// TCP state numbers, by their names in BTF.
+    pub state_established: u32,
+    pub state_syn_sent: u32,
+    pub state_syn_recv: u32,
+    pub state_fin_wait2: u32,
+    pub state_time_wait: u32,
+    pub state_close: u32,
+    pub state_closing: u32,
 }
 
 impl KernelOffsets {
@@ -40,13 +71,33 @@ impl KernelOffsets {
             skc_state: ABSENT,
             skc_net: ABSENT,
             net_ns_inum: ABSENT,
+            net_tcp_rfc1337: ABSENT,
             sk_lock_owned: ABSENT,
+            sk_err: ABSENT,
             tcp_lsndtime: ABSENT,
             tcp_rcv_tstamp: ABSENT,
             icsk_lrcvtime: ABSENT,
+            tcp_rcv_nxt: ABSENT,
+            tcp_ts_recent: ABSENT,
+            tcp_ts_recent_stamp: ABSENT,
+            tcp_tstamp_ok_byte: ABSENT,
+            tcp_tstamp_ok_bit: 0,
+            tw_rcv_nxt: ABSENT,
+            tw_ts_recent: ABSENT,
+            tw_ts_recent_stamp: ABSENT,
             skb_dev: ABSENT,
+            skb_head: ABSENT,
+            skb_transport_header: ABSENT,
+            skb_network_header: ABSENT,
             netdev_nd_net: ABSENT,
             minisock_state_mask: 0,
+            state_established: ABSENT,
+            state_syn_sent: ABSENT,
+            state_syn_recv: ABSENT,
+            state_fin_wait2: ABSENT,
+            state_time_wait: ABSENT,
+            state_close: ABSENT,
+            state_closing: ABSENT,
         }
     }
 }

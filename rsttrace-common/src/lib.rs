@@ -3,6 +3,9 @@
 //! kernel writes these bytes and userspace reads them back.
 #![no_std]
 
+pub mod endpoints;
 pub mod kernel;
 pub mod record;
 pub mod reset;
+pub mod timewait;
+pub mod tracepoint;

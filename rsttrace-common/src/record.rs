@@ -7,6 +7,9 @@
 pub enum RecordKind {
     RstSent = 1,
     RstReceived = 2,
+    TwCollision = 3,
+    TwKilled = 4,
+    TwFollowup = 5,
 }
 
 impl RecordKind {
@@ -14,6 +17,9 @@ impl RecordKind {
         match value {
             1 => Some(Self::RstSent),
             2 => Some(Self::RstReceived),
+            3 => Some(Self::TwCollision),
+            4 => Some(Self::TwKilled),
+            5 => Some(Self::TwFollowup),
             _ => None,
         }
     }

@@ -1,59 +1,6 @@
-//! Resets sent and received: the record and the tracepoint layouts the
-//! programs read it from.
+//! Resets sent and received.
 
-use crate::{kernel::ABSENT, record::RecordHeader};
-
-/// How a reset tracepoint stores its addresses.
-pub mod address_layout {
-    /// `saddr`/`daddr` are 28-byte sockaddr_in/sockaddr_in6 (tcp_send_reset
-    /// since 6.10).
-    pub const SOCKADDR: u32 = 1;
-    /// `sport`, `dport`, `family`, `saddr[4]`, `daddr[4]`, `saddr_v6[16]`,
-    /// `daddr_v6[16]` (tcp_receive_reset; tcp_send_reset before 6.10).
-    pub const SPLIT: u32 = 2;
-}
-
-/// Byte offsets of a reset tracepoint's fields in its raw record, read from
-/// the tracefs `format` file. `ABSENT` where the kernel's event lacks one.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResetTracepointLayout {
-    /// An `address_layout` value; 0 leaves the program disabled.
-    pub address_layout: u32,
-    pub skaddr: u32,
-    pub skbaddr: u32,
-    pub state: u32,
-    pub reason: u32,
-    pub family: u32,
-    pub sport: u32,
-    pub dport: u32,
-    pub saddr: u32,
-    pub daddr: u32,
-    pub saddr_v6: u32,
-    pub daddr_v6: u32,
-}
-
-impl ResetTracepointLayout {
-    pub const fn absent() -> Self {
-        Self {
-            address_layout: 0,
-            skaddr: ABSENT,
-            skbaddr: ABSENT,
-            state: ABSENT,
-            reason: ABSENT,
-            family: ABSENT,
-            sport: ABSENT,
-            dport: ABSENT,
-            saddr: ABSENT,
-            daddr: ABSENT,
-            saddr_v6: ABSENT,
-            daddr_v6: ABSENT,
-        }
-    }
-}
-
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for ResetTracepointLayout {}
+use crate::{endpoints::Endpoints, record::RecordHeader};
 
 /// `ResetRecord::flags` bits.
 pub mod reset_flags {
@@ -71,19 +18,13 @@ pub mod reset_flags {
     pub const HAS_NETNS: u8 = 1 << 5;
 }
 
-pub const AF_INET: u16 = 2;
-pub const AF_INET6: u16 = 10;
-
 /// One RST sent or received by this host (`RecordKind::RstSent` /
-/// `RstReceived`). Addresses are "local" (this host) and "remote" (the peer)
-/// whatever the direction.
+/// `RstReceived`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ResetRecord {
     pub header: RecordHeader,
-    /// IPv4 in the first 4 bytes; IPv6 (possibly v4-mapped) in all 16.
-    pub local_addr: [u8; 16],
-    pub remote_addr: [u8; 16],
+    pub endpoints: Endpoints,
     /// `current->comm` when `FROM_PROCESS`.
     pub comm: [u8; 16],
     pub netns: u32,
@@ -97,17 +38,13 @@ pub struct ResetRecord {
     pub last_sent_jiffies: u32,
     pub last_received_jiffies: u32,
     pub last_ack_jiffies: u32,
-    /// `AF_INET` or `AF_INET6`.
-    pub family: u16,
-    /// Host byte order.
-    pub local_port: u16,
-    pub remote_port: u16,
     pub state: u8,
     /// `reset_flags` bits.
     pub flags: u8,
+    pub _pad: [u8; 6],
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 104);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}

@@ -1,16 +1,25 @@
-//! rsttrace's eBPF programs. They read what the kernel's tracepoints expose
-//! at offsets userspace found at start-up (tracefs `format` files, BTF), and
-//! send one fixed-layout record per event through one ring buffer.
+//! rsttrace's eBPF programs. They read what the kernel exposes at offsets
+//! userspace found at start-up (tracefs `format` files, BTF), and send one
+//! fixed-layout record per event through one ring buffer.
 #![no_std]
 #![no_main]
 
+mod read;
 mod reset;
+mod timewait;
 
 use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use rsttrace_common::record::{RING_BUFFER_BYTES, counter};
+use rsttrace_common::{
+    kernel::KernelOffsets,
+    record::{RING_BUFFER_BYTES, counter},
+};
+
+/// Filled by the loader from the running kernel's BTF.
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::absent();
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
@@ -19,6 +28,19 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
 /// for its summary: nothing is dropped without being counted.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// A loader-patched global, read in place. The globals are immutable
+/// statics to the compiler, which would fold their initial values; reading
+/// their address through a volatile load hides that, without copying them
+/// onto the 512-byte stack.
+fn patched<T>(global: &'static T) -> &'static T {
+    // SAFETY: the address of a static, read back unchanged.
+    unsafe { &*core::ptr::read_volatile(&(global as *const T)) }
+}
+
+fn offsets() -> &'static KernelOffsets {
+    patched(&KERNEL_OFFSETS)
+}
 
 fn count(slot: u32) {
     if let Some(value) = COUNTERS.get_ptr_mut(slot) {

@@ -55,16 +55,12 @@ pub enum Strategy {
 fn parse_network(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            format!("`{s}` is not an address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)")
-        })
+        .map_err(|_| format!("`{s}` is not an address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)"))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-            Ok(Duration::from_secs_f64(secs))
-        }
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Ok(Duration::from_secs_f64(secs)),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }

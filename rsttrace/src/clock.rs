@@ -14,18 +14,12 @@ pub struct Clock {
 impl Clock {
     /// Reads the tick rate and the current realtime/monotonic offset.
     pub fn now() -> Self {
-        Self {
-            hz: kernel_hz(),
-            realtime_offset_ns: realtime_offset_ns(),
-        }
+        Self { hz: kernel_hz(), realtime_offset_ns: realtime_offset_ns() }
     }
 
     #[cfg(test)]
     pub fn with(hz: u32, realtime_offset_ns: i128) -> Self {
-        Self {
-            hz,
-            realtime_offset_ns,
-        }
+        Self { hz, realtime_offset_ns }
     }
 
     /// Re-reads the offset, so a stepped wall clock (NTP) is followed.
@@ -44,13 +38,15 @@ impl Clock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid clock id and pointer to a live timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 fn realtime_offset_ns() -> i128 {
@@ -60,10 +56,7 @@ fn realtime_offset_ns() -> i128 {
 /// CONFIG_HZ of the running kernel: the coarse clocks tick once per jiffy,
 /// so their resolution is 1/HZ seconds.
 fn kernel_hz() -> u32 {
-    let mut res = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid clock id and pointer to a live timespec.
     let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0;
     if !ok || res.tv_sec != 0 || res.tv_nsec <= 0 {
@@ -79,11 +72,7 @@ mod tests {
 
     #[test]
     fn hz_is_one_of_the_kernel_choices() {
-        assert!(
-            [100, 250, 300, 1000].contains(&kernel_hz()),
-            "{}",
-            kernel_hz()
-        );
+        assert!([100, 250, 300, 1000].contains(&kernel_hz()), "{}", kernel_hz());
     }
 
     #[test]
@@ -92,19 +81,14 @@ mod tests {
         assert_eq!(clock.jiffies_to_ms(250), 1000);
         assert_eq!(clock.jiffies_to_ms(1), 4);
         let t = clock.wall_time(500_000_000);
-        assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).unwrap(),
-            Duration::from_nanos(1_000_000_000_500_000_000)
-        );
+        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap(), Duration::from_nanos(1_000_000_000_500_000_000));
     }
 
     #[test]
     fn wall_time_is_close_to_now() {
         let clock = Clock::now();
         let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        let diff = SystemTime::now()
-            .duration_since(clock.wall_time(mono))
-            .unwrap_or_default();
+        let diff = SystemTime::now().duration_since(clock.wall_time(mono)).unwrap_or_default();
         assert!(diff < Duration::from_secs(1), "{diff:?}");
     }
 }

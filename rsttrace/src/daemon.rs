@@ -15,33 +15,29 @@ use tokio::{
 };
 
 use crate::{
-    event::Decoder,
+    clock::monotonic_ns,
+    collision::{Correlator, Report, Windows},
+    event::{Decoder, Event, EventKind, TimeWaitKind},
     filter::Filter,
     hooks::Hooks,
     output::{self, Format, Summary},
 };
 
+/// How often held-back findings (collisions awaiting their follow-up,
+/// aggregated harmless reuse) are checked.
+const TICK: Duration = Duration::from_millis(250);
+
 pub struct Options {
     pub format: Format,
     pub filter: Filter,
     pub duration: Option<Duration>,
-    pub strategy: &'static str,
     pub kernel: String,
 }
 
 pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> anyhow::Result<()> {
-    let ring = RingBuf::try_from(
-        hooks
-            .ebpf
-            .take_map("EVENTS")
-            .context("eBPF object has no EVENTS map")?,
-    )?;
-    let counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
-        hooks
-            .ebpf
-            .take_map("COUNTERS")
-            .context("eBPF object has no COUNTERS map")?,
-    )?;
+    let ring = RingBuf::try_from(hooks.ebpf.take_map("EVENTS").context("eBPF object has no EVENTS map")?)?;
+    let counters: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(hooks.ebpf.take_map("COUNTERS").context("eBPF object has no COUNTERS map")?)?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd (which owns the RingBuf) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -51,56 +47,50 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
-    let mut out = Writer {
-        format: options.format,
-        stdout: std::io::stdout().lock(),
-    };
-    let ready = output::ready_fields(
-        options.strategy,
-        &hooks.attached,
-        &options.kernel,
-        &hooks.limitations,
-    );
+    let mut out = Writer { format: options.format, filter: options.filter, stdout: std::io::stdout().lock() };
+    let ready = output::ready_fields(hooks.strategy, &hooks.attached, &options.kernel, &hooks.limitations);
     out.control(&ready, output::ready_sentence(&ready))?;
 
     let started = Instant::now();
     let mut summary = Summary::default();
+    let mut correlator = Correlator::new(Windows::default());
+    let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 decoder.clock.refresh();
-                drain(guard.get_inner_mut(), &decoder, &options.filter, &mut summary, &mut out)?;
+                drain(guard.get_inner_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
                 guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let reports = correlator.tick(monotonic_ns());
+                out.reports(reports, &mut summary)?;
+                out.flush()?;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = &mut deadline => break,
         }
     }
-    // Records submitted before the stop are still in the ring: write them.
-    drain(
-        ring.get_mut(),
-        &decoder,
-        &options.filter,
-        &mut summary,
-        &mut out,
-    )?;
+    // Records submitted before the stop are still in the ring, findings are
+    // still held back: write them all.
+    drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
+    let reports = correlator.finish(monotonic_ns());
+    out.reports(reports, &mut summary)?;
+    summary.verdicts = correlator.verdict_counts().clone();
 
     summary.lost = sum_counter(&counters, counter::LOST);
     summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
     summary.duration = started.elapsed();
-    out.control(
-        &output::summary_fields(&summary),
-        output::summary_sentence(&summary),
-    )?;
+    out.control(&output::summary_fields(&summary), output::summary_sentence(&summary))?;
     Ok(())
 }
 
 fn drain(
     ring: &mut RingBuf<MapData>,
     decoder: &Decoder,
-    filter: &Filter,
+    correlator: &mut Correlator,
     summary: &mut Summary,
     out: &mut Writer,
 ) -> anyhow::Result<()> {
@@ -113,15 +103,26 @@ fn drain(
                 continue;
             }
         };
-        *summary.counts.entry(event.kind()).or_default() += 1;
-        let crate::event::Event::Reset(reset) = &event;
-        if !filter.matches(&reset.local, &reset.remote) {
-            continue;
+        if let Some(kind) = counted_kind(&event) {
+            *summary.counts.entry(kind).or_default() += 1;
         }
-        summary.reported += 1;
-        out.event(&event)?;
+        let reports = correlator.push(event);
+        out.reports(reports, summary)?;
     }
     out.flush()
+}
+
+/// The output kind an event counts as in the summary (follow-ups are part
+/// of the collision they follow).
+fn counted_kind(event: &Event) -> Option<EventKind> {
+    match event {
+        Event::Reset(r) => Some(r.kind),
+        Event::TimeWait(t) => match t.kind {
+            TimeWaitKind::Collision => Some(EventKind::TwCollision),
+            TimeWaitKind::Killed => Some(EventKind::TwKilled),
+            TimeWaitKind::Followup => None,
+        },
+    }
 }
 
 fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
@@ -136,29 +137,31 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
 
 struct Writer {
     format: Format,
+    filter: Filter,
     stdout: std::io::StdoutLock<'static>,
 }
 
 impl Writer {
-    fn event(&mut self, event: &crate::event::Event) -> anyhow::Result<()> {
-        let line = match self.format {
-            Format::Json => output::json_line(&output::fields(event)),
-            Format::Text => {
-                let time = output::fields(event)["time"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                format!("{time} {}", output::sentence(event))
+    fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
+        for report in reports {
+            let (local, remote) = output::endpoints(&report);
+            if !self.filter.matches(local, remote) {
+                continue;
             }
-        };
-        self.line(&line)
+            summary.reported += 1;
+            let fields = output::fields(&report);
+            let line = match self.format {
+                Format::Json => output::json_line(&fields),
+                Format::Text => {
+                    format!("{} {}", fields["time"].as_str().unwrap_or_default(), output::sentence(&report))
+                }
+            };
+            self.line(&line)?;
+        }
+        Ok(())
     }
 
-    fn control(
-        &mut self,
-        fields: &serde_json::Map<String, serde_json::Value>,
-        sentence: String,
-    ) -> anyhow::Result<()> {
+    fn control(&mut self, fields: &serde_json::Map<String, serde_json::Value>, sentence: String) -> anyhow::Result<()> {
         let line = match self.format {
             Format::Json => output::json_line(fields),
             Format::Text => sentence,
@@ -183,8 +186,5 @@ fn stdout_error(e: std::io::Error) -> anyhow::Error {
 /// The reader of stdout went away (`rsttrace | head`): a normal end of a
 /// run, not an error.
 pub fn is_reader_gone(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use aya::{Ebpf, EbpfLoader, programs::TracePoint};
 use rsttrace_common::{
     kernel::ABSENT,
-    reset::{ResetTracepointLayout, address_layout},
+    timewait::TimeWaitConfig,
+    tracepoint::{TracepointLayout, address_layout},
 };
 
 use crate::{
@@ -18,12 +19,6 @@ use crate::{
 /// The compiled programs (built by build.rs from rsttrace-ebpf).
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rsttrace"));
 
-/// Programs and the tracepoints they attach to.
-const RESET_HOOKS: [(&str, &str, &str); 2] = [
-    ("tcp_send_reset", "tcp", "tcp_send_reset"),
-    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
-];
-
 pub struct Hooks {
     pub ebpf: Ebpf,
     /// `tracepoint/tcp/tcp_send_reset`, … in attach order.
@@ -31,6 +26,19 @@ pub struct Hooks {
     pub names: KernelNames,
     /// What this kernel cannot show, one sentence each.
     pub limitations: Vec<String>,
+    /// The strategy in use: "tracepoint", …
+    pub strategy: &'static str,
+}
+
+/// A tracepoint program and where it attaches.
+struct TracepointHook {
+    program: &'static str,
+    system: &'static str,
+    event: &'static str,
+}
+
+const fn hook(program: &'static str, system: &'static str, event: &'static str) -> TracepointHook {
+    TracepointHook { program, system, event }
 }
 
 pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
@@ -39,29 +47,46 @@ pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
     let offsets = types.offsets(&names);
 
     let send_format = EventFormat::read(tracefs, "tcp", "tcp_send_reset")?;
-    let receive_format = EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?;
     let send = reset_layout(&send_format)?;
-    let receive = reset_layout(&receive_format)?;
+    let receive = reset_layout(&EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?)?;
+    let set_state = set_state_layout(&EventFormat::read(tracefs, "sock", "inet_sock_set_state")?)?;
+    let kfree_format = EventFormat::read(tracefs, "skb", "kfree_skb")?;
+    let kfree = tracepoint_layout(&kfree_format);
     if names.reset_reasons.is_empty() {
         names.reset_reasons = numeric_symbols(&send_format, "reason");
+    }
+    if names.drop_reasons.is_empty() {
+        names.drop_reasons = numeric_symbols(&kfree_format, "reason");
     }
 
     let mut limitations = Vec::new();
     if send.reason == ABSENT {
         // Linux 6.10 added the reason and made tcp_send_reset fire for every
         // reset; before, it fired only for full sockets.
-        limitations
-            .push("this kernel's tcp_send_reset has no reset reason (reason is null)".to_string());
+        limitations.push("this kernel's tcp_send_reset has no reset reason (reason is null)".to_string());
         limitations.push(
-            "this kernel's tcp_send_reset misses resets sent without a full socket (closed port, TIME_WAIT)".to_string(),
+            "this kernel's tcp_send_reset misses resets sent without a full socket (closed port, TIME_WAIT)"
+                .to_string(),
         );
     }
-    if offsets.tcp_lsndtime == ABSENT
-        || offsets.icsk_lrcvtime == ABSENT
-        || offsets.tcp_rcv_tstamp == ABSENT
-    {
+    if offsets.tcp_lsndtime == ABSENT || offsets.icsk_lrcvtime == ABSENT || offsets.tcp_rcv_tstamp == ABSENT {
         limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
     }
+    let mut hooks = vec![
+        hook("tcp_send_reset", "tcp", "tcp_send_reset"),
+        hook("tcp_receive_reset", "tcp", "tcp_receive_reset"),
+        hook("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ];
+    // Linux 6.11+ tells which socket a freed segment was for: the TIME_WAIT
+    // socket's rejections and kills become visible to a tracepoint.
+    if kfree.rx_sk != ABSENT {
+        hooks.push(hook("kfree_skb", "skb", "kfree_skb"));
+    } else {
+        limitations.push(
+            "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
+        );
+    }
+    let timewait = TimeWaitConfig { accepted_from_set_state: 1, ..TimeWaitConfig::absent() };
 
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
@@ -70,113 +95,98 @@ pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
         .btf(None)
         .override_global("SEND_RESET_LAYOUT", &send, true)
         .override_global("RECEIVE_RESET_LAYOUT", &receive, true)
+        .override_global("SET_STATE_LAYOUT", &set_state, true)
+        .override_global("KFREE_SKB_LAYOUT", &kfree, true)
+        .override_global("TIME_WAIT_CONFIG", &timewait, true)
         .override_global("KERNEL_OFFSETS", &offsets, true)
         .load(PROGRAMS)
         .map_err(|e| anyhow!("cannot load the eBPF programs: {}", error_chain(&e)))?;
 
     let mut attached = Vec::new();
-    for (program, system, event) in RESET_HOOKS {
-        let tracepoint: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| anyhow!("eBPF object has no program {program}"))?
-            .try_into()?;
-        tracepoint.load().map_err(|e| {
-            anyhow!(
-                "the kernel refused the {program} program: {}",
-                error_chain(&e)
-            )
-        })?;
-        tracepoint.attach(system, event).map_err(|e| {
-            anyhow!(
-                "cannot attach to tracepoint {system}:{event}: {}",
-                error_chain(&e)
-            )
-        })?;
+    for TracepointHook { program, system, event } in hooks {
+        let tracepoint: &mut TracePoint =
+            ebpf.program_mut(program).ok_or_else(|| anyhow!("eBPF object has no program {program}"))?.try_into()?;
+        tracepoint.load().map_err(|e| anyhow!("the kernel refused the {program} program: {}", error_chain(&e)))?;
+        tracepoint
+            .attach(system, event)
+            .map_err(|e| anyhow!("cannot attach to tracepoint {system}:{event}: {}", error_chain(&e)))?;
         attached.push(format!("tracepoint/{system}/{event}"));
     }
-    Ok(Hooks {
-        ebpf,
-        attached,
-        names,
-        limitations,
-    })
+    Ok(Hooks { ebpf, attached, names, limitations, strategy: STRATEGY })
 }
 
-/// Offsets of a reset tracepoint's fields, for either of its two layouts.
-pub fn reset_layout(format: &EventFormat) -> anyhow::Result<ResetTracepointLayout> {
+/// The offsets of every field rsttrace knows that this event has.
+pub fn tracepoint_layout(format: &EventFormat) -> TracepointLayout {
     let offset = |name: &str| format.field(name).map_or(ABSENT, |f| f.offset);
     let size = |name: &str| format.field(name).map(|f| f.size);
-    let mut layout = ResetTracepointLayout::absent();
-    layout.skaddr = offset("skaddr");
-    layout.skbaddr = offset("skbaddr");
-    layout.state = offset("state");
-    layout.reason = offset("reason");
-    layout.family = offset("family");
-    layout.saddr = offset("saddr");
-    layout.daddr = offset("daddr");
-    layout.address_layout = match (size("saddr"), size("daddr"), size("saddr_v6")) {
-        (Some(28), Some(28), _) => address_layout::SOCKADDR,
-        (Some(4), Some(4), Some(16)) => {
-            layout.sport = offset("sport");
-            layout.dport = offset("dport");
-            layout.saddr_v6 = offset("saddr_v6");
-            layout.daddr_v6 = offset("daddr_v6");
-            address_layout::SPLIT
-        }
-        _ => bail!(
-            "tracepoint {}:{} has an address layout rsttrace does not know (fields: {}); please report it with this kernel's version",
-            format.system,
-            format.name,
-            format
-                .fields
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    if layout.skaddr == ABSENT {
-        bail!(
-            "tracepoint {}:{} has no skaddr field; please report it with this kernel's version",
-            format.system,
-            format.name
-        );
+    TracepointLayout {
+        address_layout: match (size("saddr"), size("daddr"), size("saddr_v6")) {
+            (Some(28), Some(28), _) => address_layout::SOCKADDR,
+            (Some(4), Some(4), Some(16)) if size("sport").is_some() && size("dport").is_some() => address_layout::SPLIT,
+            _ => address_layout::NONE,
+        },
+        skaddr: offset("skaddr"),
+        skbaddr: offset("skbaddr"),
+        rx_sk: offset("rx_sk"),
+        state: offset("state"),
+        oldstate: offset("oldstate"),
+        newstate: offset("newstate"),
+        protocol: offset("protocol"),
+        reason: offset("reason"),
+        family: offset("family"),
+        sport: offset("sport"),
+        dport: offset("dport"),
+        saddr: offset("saddr"),
+        daddr: offset("daddr"),
+        saddr_v6: offset("saddr_v6"),
+        daddr_v6: offset("daddr_v6"),
     }
-    if layout.address_layout == address_layout::SPLIT
-        && (layout.sport == ABSENT || layout.dport == ABSENT)
+}
+
+fn unknown_layout(format: &EventFormat) -> anyhow::Error {
+    anyhow!(
+        "tracepoint {}:{} has a layout rsttrace does not know (fields: {}); please report it with this kernel's version",
+        format.system,
+        format.name,
+        format.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// tcp_send_reset / tcp_receive_reset: a socket and the two endpoints.
+pub fn reset_layout(format: &EventFormat) -> anyhow::Result<TracepointLayout> {
+    let layout = tracepoint_layout(format);
+    if layout.address_layout == address_layout::NONE || layout.skaddr == ABSENT {
+        return Err(unknown_layout(format));
+    }
+    Ok(layout)
+}
+
+/// inet_sock_set_state: a socket, its endpoints, the two states.
+pub fn set_state_layout(format: &EventFormat) -> anyhow::Result<TracepointLayout> {
+    let layout = tracepoint_layout(format);
+    if layout.address_layout != address_layout::SPLIT
+        || layout.skaddr == ABSENT
+        || layout.oldstate == ABSENT
+        || layout.newstate == ABSENT
     {
-        bail!(
-            "tracepoint {}:{} has addresses but no ports",
-            format.system,
-            format.name
-        );
+        return Err(unknown_layout(format));
     }
     Ok(layout)
 }
 
 /// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
 fn numeric_symbols(format: &EventFormat, field: &str) -> std::collections::HashMap<u32, String> {
-    format
-        .symbolic_names(field)
-        .into_iter()
-        .filter_map(|(v, n)| Some((v.parse().ok()?, n)))
-        .collect()
+    format.symbolic_names(field).into_iter().filter_map(|(v, n)| Some((v.parse().ok()?, n))).collect()
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use
 /// memcg. Raising it can fail (containers): that is only fatal on old kernels,
 /// where the load error then says so.
 fn raise_memlock_limit() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: valid resource and pointer to a live rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        log::debug!(
-            "cannot raise RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        );
+        log::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -194,7 +204,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// What the ready record says about the strategy (only tracepoints so far).
+/// The hook strategy this version has.
 pub const STRATEGY: &str = "tracepoint";
 
 #[cfg(test)]
@@ -217,11 +227,7 @@ mod tests {
         for kernel in ["6.12", "6.18"] {
             let l = reset_layout(&fixture(kernel, "tcp_send_reset")).unwrap();
             assert_eq!(l.address_layout, address_layout::SOCKADDR, "{kernel}");
-            assert_eq!(
-                (l.skbaddr, l.skaddr, l.state, l.reason),
-                (8, 16, 24, 28),
-                "{kernel}"
-            );
+            assert_eq!((l.skbaddr, l.skaddr, l.state, l.reason), (8, 16, 24, 28), "{kernel}");
             assert_eq!((l.saddr, l.daddr), (32, 60), "{kernel}");
             assert_eq!(l.sport, ABSENT);
         }
@@ -242,10 +248,7 @@ mod tests {
         let l = reset_layout(&fixture("5.10", "tcp_send_reset")).unwrap();
         assert_eq!(l.address_layout, address_layout::SPLIT);
         assert_eq!(l.family, ABSENT);
-        assert_eq!(
-            (l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6),
-            (28, 30, 32, 36, 40, 56)
-        );
+        assert_eq!((l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6), (28, 30, 32, 36, 40, 56));
     }
 
     #[test]
@@ -253,12 +256,39 @@ mod tests {
         for kernel in ["5.10", "6.1", "6.12", "6.18"] {
             let l = reset_layout(&fixture(kernel, "tcp_receive_reset")).unwrap();
             assert_eq!(l.address_layout, address_layout::SPLIT, "{kernel}");
-            assert_eq!(
-                l.state, ABSENT,
-                "{kernel}: tcp_receive_reset has no state field"
-            );
+            assert_eq!(l.state, ABSENT, "{kernel}: tcp_receive_reset has no state field");
             // 5.10 has no family field: the program reads the socket's.
             assert_eq!(l.family == ABSENT, kernel == "5.10", "{kernel}");
+        }
+    }
+
+    fn format(kernel: &str, system: &str, event: &str) -> EventFormat {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/kernels")
+            .join(kernel)
+            .join(system)
+            .join(event)
+            .join("format");
+        EventFormat::parse(system, &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn set_state_layout_on_every_kernel() {
+        for kernel in ["5.10", "6.1", "6.12", "6.18"] {
+            let l = set_state_layout(&format(kernel, "sock", "inet_sock_set_state")).unwrap();
+            assert_ne!(l.protocol, ABSENT, "{kernel}");
+            assert_ne!(l.family, ABSENT, "{kernel}");
+            assert_eq!((l.skaddr, l.oldstate, l.newstate), (8, 16, 20), "{kernel}");
+        }
+    }
+
+    #[test]
+    fn kfree_skb_has_rx_sk_since_6_12_here() {
+        for (kernel, rx_sk, reason) in
+            [("5.10", ABSENT, ABSENT), ("6.1", ABSENT, 28), ("6.12", 24, 36), ("6.18", 24, 36)]
+        {
+            let l = tracepoint_layout(&format(kernel, "skb", "kfree_skb"));
+            assert_eq!((l.rx_sk, l.reason, l.skbaddr), (rx_sk, reason, 8), "{kernel}");
         }
     }
 
@@ -273,10 +303,7 @@ mod tests {
     fn reset_reason_names_from_the_format_file() {
         let names = numeric_symbols(&fixture("6.18", "tcp_send_reset"), "reason");
         assert_eq!(names.get(&1).map(String::as_str), Some("NO_SOCKET"));
-        assert_eq!(
-            names.get(&11).map(String::as_str),
-            Some("TCP_ABORT_ON_CLOSE")
-        );
+        assert_eq!(names.get(&11).map(String::as_str), Some("TCP_ABORT_ON_CLOSE"));
         assert!(numeric_symbols(&fixture("6.1", "tcp_send_reset"), "reason").is_empty());
     }
 }

@@ -20,6 +20,10 @@ pub struct KernelNames {
     /// `enum sk_rst_reason` without `SK_RST_REASON_`: 1 -> "NO_SOCKET".
     /// Empty before Linux 6.10, which had no reset reasons.
     pub reset_reasons: HashMap<u32, String>,
+    /// `enum skb_drop_reason` without `SKB_DROP_REASON_`.
+    pub drop_reasons: HashMap<u32, String>,
+    /// `enum tcp_tw_status` without `TCP_TW_`: 2 -> "ACK".
+    pub tw_statuses: HashMap<u32, String>,
 }
 
 impl KernelNames {
@@ -28,10 +32,7 @@ impl KernelNames {
     }
 
     pub fn tcp_state_number(&self, name: &str) -> Option<u32> {
-        self.tcp_states
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(v, _)| *v)
+        self.tcp_states.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
     }
 }
 
@@ -47,8 +48,7 @@ impl KernelTypes {
                 path.display()
             );
         }
-        let btf =
-            Btf::from_file(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
+        let btf = Btf::from_file(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
         Ok(Self { btf })
     }
 
@@ -61,18 +61,43 @@ impl KernelTypes {
                 minisock_state_mask |= 1 << n;
             }
         }
+        let state = |name| names.tcp_state_number(name).unwrap_or(ABSENT);
+        let (tstamp_ok_byte, tstamp_ok_bit) = self.bit_of("tcp_sock", &["rx_opt", "tstamp_ok"]).unwrap_or((ABSENT, 0));
+        // Where kernels differ in width (int vs u8, u32 vs long), the
+        // programs read the low bytes, which little-endian puts first.
         KernelOffsets {
-            skc_family: self.offset_of("sock_common", &["skc_family"], 2),
-            skc_state: self.offset_of("sock_common", &["skc_state"], 1),
-            skc_net: self.offset_of("sock_common", &["skc_net", "net"], 8),
-            net_ns_inum: self.offset_of("net", &["ns", "inum"], 4),
-            sk_lock_owned: self.offset_of("sock", &["sk_lock", "owned"], 4),
-            tcp_lsndtime: self.offset_of("tcp_sock", &["lsndtime"], 4),
-            tcp_rcv_tstamp: self.offset_of("tcp_sock", &["rcv_tstamp"], 4),
-            icsk_lrcvtime: self.offset_of("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"], 4),
-            skb_dev: self.offset_of("sk_buff", &["dev"], 8),
-            netdev_nd_net: self.offset_of("net_device", &["nd_net", "net"], 8),
+            skc_family: self.offset_of("sock_common", &["skc_family"], &[2]),
+            skc_state: self.offset_of("sock_common", &["skc_state"], &[1]),
+            skc_net: self.offset_of("sock_common", &["skc_net", "net"], &[8]),
+            net_ns_inum: self.offset_of("net", &["ns", "inum"], &[4]),
+            net_tcp_rfc1337: self.offset_of("net", &["ipv4", "sysctl_tcp_rfc1337"], &[1, 4]),
+            sk_lock_owned: self.offset_of("sock", &["sk_lock", "owned"], &[4]),
+            sk_err: self.offset_of("sock", &["sk_err"], &[4]),
+            tcp_lsndtime: self.offset_of("tcp_sock", &["lsndtime"], &[4]),
+            tcp_rcv_tstamp: self.offset_of("tcp_sock", &["rcv_tstamp"], &[4]),
+            icsk_lrcvtime: self.offset_of("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"], &[4]),
+            tcp_rcv_nxt: self.offset_of("tcp_sock", &["rcv_nxt"], &[4]),
+            tcp_ts_recent: self.offset_of("tcp_sock", &["rx_opt", "ts_recent"], &[4]),
+            tcp_ts_recent_stamp: self.offset_of("tcp_sock", &["rx_opt", "ts_recent_stamp"], &[4, 8]),
+            tcp_tstamp_ok_byte: tstamp_ok_byte,
+            tcp_tstamp_ok_bit: tstamp_ok_bit,
+            // `tw_rcv_nxt` is a macro for this sock_common member.
+            tw_rcv_nxt: self.offset_of("sock_common", &["skc_tw_rcv_nxt"], &[4]),
+            tw_ts_recent: self.offset_of("tcp_timewait_sock", &["tw_ts_recent"], &[4]),
+            tw_ts_recent_stamp: self.offset_of("tcp_timewait_sock", &["tw_ts_recent_stamp"], &[4, 8]),
+            skb_dev: self.offset_of("sk_buff", &["dev"], &[8]),
+            skb_head: self.offset_of("sk_buff", &["head"], &[8]),
+            skb_transport_header: self.offset_of("sk_buff", &["transport_header"], &[2]),
+            skb_network_header: self.offset_of("sk_buff", &["network_header"], &[2]),
+            netdev_nd_net: self.offset_of("net_device", &["nd_net", "net"], &[8]),
             minisock_state_mask,
+            state_established: state("ESTABLISHED"),
+            state_syn_sent: state("SYN_SENT"),
+            state_syn_recv: state("SYN_RECV"),
+            state_fin_wait2: state("FIN_WAIT2"),
+            state_time_wait: state("TIME_WAIT"),
+            state_close: state("CLOSE"),
+            state_closing: state("CLOSING"),
         }
     }
 
@@ -89,22 +114,22 @@ impl KernelTypes {
             .into_iter()
             .map(|(v, n)| (v, n.trim_start_matches("SK_RST_REASON_").to_string()))
             .collect();
-        Ok(KernelNames {
-            tcp_states,
-            reset_reasons,
-        })
+        let stripped = |name: &str, prefix: &str| -> HashMap<u32, String> {
+            let members = self.named_enum(name).unwrap_or_default();
+            members.into_iter().map(|(v, n)| (v, n.trim_start_matches(prefix).to_string())).collect()
+        };
+        let drop_reasons = stripped("skb_drop_reason", "SKB_DROP_REASON_");
+        let tw_statuses = stripped("tcp_tw_status", "TCP_TW_");
+        Ok(KernelNames { tcp_states, reset_reasons, drop_reasons, tw_statuses })
     }
 
     /// Byte offset of `path` inside `struct name`, looking through anonymous
-    /// structs and unions; `ABSENT` if missing or not `size` bytes wide.
-    pub fn offset_of(&self, name: &str, path: &[&str], size: usize) -> u32 {
+    /// structs and unions; `ABSENT` if missing or not one of `sizes` wide.
+    pub fn offset_of(&self, name: &str, path: &[&str], sizes: &[usize]) -> u32 {
         match self.member(name, path) {
-            Some((offset, found)) if found == size => offset,
+            Some((offset, found)) if sizes.contains(&found) => offset,
             Some((_, found)) => {
-                log::warn!(
-                    "kernel BTF: {name}.{} is {found} bytes, expected {size}",
-                    path.join(".")
-                );
+                log::warn!("kernel BTF: {name}.{} is {found} bytes, expected {sizes:?}", path.join("."));
                 ABSENT
             }
             None => {
@@ -114,42 +139,52 @@ impl KernelTypes {
         }
     }
 
-    /// (byte offset, byte size) of a member path.
-    fn member(&self, name: &str, path: &[&str]) -> Option<(u32, usize)> {
-        let mut ty = self
-            .btf
-            .resolve_types_by_name(name)
-            .ok()?
-            .into_iter()
-            .find(|t| matches!(t, Type::Struct(_)))?;
-        let mut offset_bits = 0;
-        for field in path {
-            let (Type::Struct(s) | Type::Union(s)) = &ty else {
-                return None;
-            };
-            let (bits, member_ty) = self.find_member(s, field)?;
-            offset_bits += bits;
-            ty = member_ty;
-        }
-        if offset_bits % 8 != 0 {
-            return None;
-        }
-        Some((offset_bits / 8, self.size_of(&ty)?))
+    /// (byte offset, bit 0-7) of a one-bit bitfield, for the programs to
+    /// test `(byte >> bit) & 1`.
+    pub fn bit_of(&self, name: &str, path: &[&str]) -> Option<(u32, u32)> {
+        let (bits, _, width) = self.member_bits(name, path)?;
+        (width == Some(1)).then_some((bits / 8, bits % 8))
     }
 
-    /// Finds `field` in `s` or in its anonymous members: (bit offset, type).
-    fn find_member(&self, s: &btf_rs::Struct, field: &str) -> Option<(u32, Type)> {
+    /// (byte offset, byte size) of a member path; not for bitfields.
+    fn member(&self, name: &str, path: &[&str]) -> Option<(u32, usize)> {
+        let (bits, ty, width) = self.member_bits(name, path)?;
+        if bits % 8 != 0 || width.is_some() {
+            return None;
+        }
+        Some((bits / 8, self.size_of(&ty)?))
+    }
+
+    /// (bit offset, type, bitfield width) of a member path.
+    fn member_bits(&self, name: &str, path: &[&str]) -> Option<(u32, Type, Option<u32>)> {
+        let mut ty = self.btf.resolve_types_by_name(name).ok()?.into_iter().find(|t| matches!(t, Type::Struct(_)))?;
+        let mut offset_bits = 0;
+        let mut width = None;
+        for field in path {
+            let (Type::Struct(s) | Type::Union(s)) = &ty else { return None };
+            let (bits, member_ty, member_width) = self.find_member(s, field)?;
+            offset_bits += bits;
+            ty = member_ty;
+            width = member_width;
+        }
+        Some((offset_bits, ty, width))
+    }
+
+    /// Finds `field` in `s` or in its anonymous members: (bit offset, type,
+    /// bitfield width).
+    fn find_member(&self, s: &btf_rs::Struct, field: &str) -> Option<(u32, Type, Option<u32>)> {
         for member in &s.members {
             let name = self.btf.resolve_name(member).unwrap_or_default();
             let ty = self.strip_qualifiers(self.btf.resolve_chained_type(member).ok()?);
             if name == field {
-                return Some((member.bit_offset(), ty));
+                let width = member.bitfield_size().filter(|&w| w != 0);
+                return Some((member.bit_offset(), ty, width));
             }
             if name.is_empty()
                 && let Type::Struct(inner) | Type::Union(inner) = &ty
-                && let Some((bits, found)) = self.find_member(inner, field)
+                && let Some((bits, found, width)) = self.find_member(inner, field)
             {
-                return Some((member.bit_offset() + bits, found));
+                return Some((member.bit_offset() + bits, found, width));
             }
         }
         None
@@ -189,14 +224,10 @@ impl KernelTypes {
     }
 
     fn named_enum(&self, name: &str) -> Option<Vec<(u32, String)>> {
-        self.btf
-            .resolve_types_by_name(name)
-            .ok()?
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Enum(e) => Some(self.enum_members(&e)),
-                _ => None,
-            })
+        self.btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+            Type::Enum(e) => Some(self.enum_members(&e)),
+            _ => None,
+        })
     }
 
     /// The members of the first enum that has an enumerator called `member`
@@ -218,10 +249,7 @@ impl KernelTypes {
     }
 
     fn enum_members(&self, e: &btf_rs::Enum) -> Vec<(u32, String)> {
-        e.members
-            .iter()
-            .filter_map(|m| Some((m.val(), self.btf.resolve_name(m).ok()?)))
-            .collect()
+        e.members.iter().filter_map(|m| Some((m.val(), self.btf.resolve_name(m).ok()?))).collect()
     }
 }
 
@@ -264,25 +292,48 @@ mod tests {
             ("lrcvtime", offsets.icsk_lrcvtime),
             ("sk_buff.dev", offsets.skb_dev),
             ("nd_net", offsets.netdev_nd_net),
+            ("rfc1337", offsets.net_tcp_rfc1337),
+            ("sk_err", offsets.sk_err),
+            ("rcv_nxt", offsets.tcp_rcv_nxt),
+            ("ts_recent", offsets.tcp_ts_recent),
+            ("ts_recent_stamp", offsets.tcp_ts_recent_stamp),
+            ("tstamp_ok", offsets.tcp_tstamp_ok_byte),
+            ("tw_rcv_nxt", offsets.tw_rcv_nxt),
+            ("tw_ts_recent", offsets.tw_ts_recent),
+            ("tw_ts_recent_stamp", offsets.tw_ts_recent_stamp),
+            ("skb head", offsets.skb_head),
+            ("transport_header", offsets.skb_transport_header),
+            ("network_header", offsets.skb_network_header),
         ] {
             assert_ne!(value, ABSENT, "{what} not found");
         }
         assert_eq!(offsets.minisock_state_mask, (1 << 6) | (1 << 12));
+        assert_eq!((offsets.state_time_wait, offsets.state_fin_wait2, offsets.state_close), (6, 5, 7));
+        assert!(offsets.tcp_tstamp_ok_bit < 8);
+    }
+
+    #[test]
+    fn timewait_verdict_and_drop_reason_names() {
+        let Some(types) = host() else { return };
+        let names = types.names().unwrap();
+        assert_eq!(names.tw_statuses.get(&3).map(String::as_str), Some("SYN"));
+        assert_eq!(names.tw_statuses.get(&2).map(String::as_str), Some("ACK"));
+        assert!(names.drop_reasons.values().any(|n| n == "NOT_SPECIFIED"));
     }
 
     #[test]
     fn a_missing_member_or_wrong_size_is_absent() {
         let Some(types) = host() else { return };
-        assert_eq!(types.offset_of("tcp_sock", &["no_such_member"], 4), ABSENT);
-        assert_eq!(types.offset_of("no_such_struct", &["x"], 4), ABSENT);
-        assert_eq!(types.offset_of("tcp_sock", &["lsndtime"], 8), ABSENT);
+        assert_eq!(types.offset_of("tcp_sock", &["no_such_member"], &[4]), ABSENT);
+        assert_eq!(types.offset_of("no_such_struct", &["x"], &[4]), ABSENT);
+        assert_eq!(types.offset_of("tcp_sock", &["lsndtime"], &[8]), ABSENT);
+        // A bitfield has no byte offset of its own.
+        assert_eq!(types.offset_of("tcp_sock", &["rx_opt", "tstamp_ok"], &[1]), ABSENT);
     }
 
     #[test]
     fn missing_btf_file_says_how_to_fix_it() {
-        let err = KernelTypes::open(Path::new("/nonexistent/vmlinux"))
-            .err()
-            .unwrap();
+        let err = KernelTypes::open(Path::new("/nonexistent/vmlinux")).err().unwrap();
         assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod clock;
+mod collision;
 mod daemon;
 mod event;
 mod filter;
@@ -40,43 +41,28 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let strategy = match cli.strategy {
-        Strategy::Auto | Strategy::Tracepoint => hooks::STRATEGY,
+    match cli.strategy {
+        Strategy::Auto | Strategy::Tracepoint => {}
         Strategy::Fexit | Strategy::Kprobe => anyhow::bail!(
             "--strategy {:?} is not available in this version of rsttrace: use --strategy tracepoint",
             cli.strategy
         ),
-    };
+    }
     privileges::check()?;
     let tracefs = tracefs::locate(cli.tracefs.as_deref())?;
     let hooks = hooks::load(&tracefs, &cli.btf)?;
-    let decoder = Decoder {
-        names: hooks.names.clone(),
-        clock: Clock::now(),
-    };
-    let format = cli.format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Text
-    } else {
-        Format::Json
-    });
+    let decoder = Decoder { names: hooks.names.clone(), clock: Clock::now() };
+    let format = cli.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Text } else { Format::Json });
     let options = daemon::Options {
         format,
-        filter: Filter {
-            ports: cli.ports,
-            networks: cli.networks,
-        },
+        filter: Filter { ports: cli.ports, networks: cli.networks },
         duration: cli.duration,
-        strategy,
         kernel: kernel_release(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(daemon::run(hooks, decoder, options))
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -9,10 +9,7 @@ pub fn check() -> anyhow::Result<()> {
     let admin = has(Capability::CAP_SYS_ADMIN);
     let mut missing = Vec::new();
     if !admin {
-        for (cap, name) in [
-            (Capability::CAP_BPF, "CAP_BPF"),
-            (Capability::CAP_PERFMON, "CAP_PERFMON"),
-        ] {
+        for (cap, name) in [(Capability::CAP_BPF, "CAP_BPF"), (Capability::CAP_PERFMON, "CAP_PERFMON")] {
             if !has(cap) {
                 missing.push(name);
             }

@@ -24,11 +24,7 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    if let Some(dir) = CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|d| d.join("events").is_dir())
-    {
+    if let Some(dir) = CANDIDATES.iter().map(Path::new).find(|d| d.join("events").is_dir()) {
         return Ok(dir.to_path_buf());
     }
     let target = Path::new(CANDIDATES[0]);
@@ -41,9 +37,7 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         log::info!("mounted tracefs on {}", target.display());
         return Ok(target.to_path_buf());
     }
-    bail!(
-        "tracefs is not mounted and mounting it failed: run `mount -t tracefs nodev /sys/kernel/tracing` as root"
-    )
+    bail!("tracefs is not mounted and mounting it failed: run `mount -t tracefs nodev /sys/kernel/tracing` as root")
 }
 
 /// One field of a tracepoint's raw record.
@@ -68,11 +62,7 @@ pub struct EventFormat {
 impl EventFormat {
     /// Reads `events/<system>/<event>/format` under `tracefs`.
     pub fn read(tracefs: &Path, system: &str, event: &str) -> anyhow::Result<Self> {
-        let path = tracefs
-            .join("events")
-            .join(system)
-            .join(event)
-            .join("format");
+        let path = tracefs.join("events").join(system).join(event).join("format");
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -128,10 +118,7 @@ impl EventFormat {
             let Some(end) = body.find('}') else { break };
             let entry = &body[..end];
             if let Some((value, label)) = entry.split_once(',') {
-                pairs.push((
-                    value.trim().to_string(),
-                    label.trim().trim_matches('"').to_string(),
-                ));
+                pairs.push((value.trim().to_string(), label.trim().trim_matches('"').to_string()));
             }
             rest = body[end + 1..].trim_start();
             match rest.strip_prefix(',') {
@@ -195,10 +182,7 @@ mod tests {
         assert_eq!(skaddr.declaration, "const void * skaddr");
         let saddr = f.field("saddr").unwrap();
         assert_eq!((saddr.offset, saddr.size), (32, 28));
-        assert_eq!(
-            f.field("reason").unwrap().declaration,
-            "enum sk_rst_reason reason"
-        );
+        assert_eq!(f.field("reason").unwrap().declaration, "enum sk_rst_reason reason");
         assert!(f.field("common_pid").is_some());
         assert!(f.field("nonexistent").is_none());
     }

@@ -1,0 +1,176 @@
+//! Reading tracepoint fields, kernel memory and packets at run-time offsets.
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
+use rsttrace_common::{
+    endpoints::{AF_INET, AF_INET6, Endpoints},
+    kernel::{ABSENT, KernelOffsets},
+    tracepoint::{TracepointLayout, address_layout},
+};
+
+/// A failed read: the record is dropped and counted.
+pub struct ReadError;
+
+/// A tracepoint field; `Ok(None)` when this kernel's event lacks it.
+pub fn field<T>(ctx: &TracePointContext, offset: u32) -> Result<Option<T>, ReadError> {
+    if offset == ABSENT {
+        return Ok(None);
+    }
+    unsafe { ctx.read_at::<T>(offset as usize) }.map(Some).map_err(|_| ReadError)
+}
+
+/// `base + offset` in kernel memory; `None` for a NULL base, an offset BTF
+/// did not give, or a failed read.
+pub fn kernel<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == ABSENT {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
+
+/// The `struct net *` a socket (full, timewait or request) belongs to.
+pub fn netns_net(sk: u64, offsets: &KernelOffsets) -> Option<u64> {
+    kernel(sk, offsets.skc_net)
+}
+
+pub fn netns_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u32> {
+    kernel(netns_net(sk, offsets)?, offsets.net_ns_inum)
+}
+
+pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
+    let dev: u64 = kernel(skb, offsets.skb_dev)?;
+    let net: u64 = kernel(dev, offsets.netdev_nd_net)?;
+    kernel(net, offsets.net_ns_inum)
+}
+
+/// The connection's endpoints from a tracepoint whose `s*` fields are this
+/// host's side. `sk` supplies the family where the event has no field.
+pub fn endpoints(
+    ctx: &TracePointContext,
+    layout: &TracepointLayout,
+    sk: u64,
+    offsets: &KernelOffsets,
+) -> Result<Endpoints, ReadError> {
+    let mut e = Endpoints::default();
+    match layout.address_layout {
+        address_layout::SOCKADDR => {
+            // sockaddr_in: family, port (network order), v4 address at 4;
+            // sockaddr_in6: family, port, flowinfo, v6 address at 8.
+            let local: [u8; 28] = field(ctx, layout.saddr)?.ok_or(ReadError)?;
+            let remote: [u8; 28] = field(ctx, layout.daddr)?.ok_or(ReadError)?;
+            e.family = u16::from_ne_bytes([local[0], local[1]]);
+            e.local_port = u16::from_be_bytes([local[2], local[3]]);
+            e.remote_port = u16::from_be_bytes([remote[2], remote[3]]);
+            if e.family == AF_INET6 {
+                e.local_addr.copy_from_slice(&local[8..24]);
+                e.remote_addr.copy_from_slice(&remote[8..24]);
+            } else {
+                e.local_addr[..4].copy_from_slice(&local[4..8]);
+                e.remote_addr[..4].copy_from_slice(&remote[4..8]);
+            }
+        }
+        address_layout::SPLIT => {
+            // Ports are stored in host order by these events. Some kernels'
+            // events have no family field: the socket has it.
+            e.family = match field::<u16>(ctx, layout.family)? {
+                Some(family) => family,
+                None => kernel::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
+            };
+            e.local_port = field::<u16>(ctx, layout.sport)?.ok_or(ReadError)?;
+            e.remote_port = field::<u16>(ctx, layout.dport)?.ok_or(ReadError)?;
+            if e.family == AF_INET6 {
+                e.local_addr = field(ctx, layout.saddr_v6)?.ok_or(ReadError)?;
+                e.remote_addr = field(ctx, layout.daddr_v6)?.ok_or(ReadError)?;
+            } else {
+                let local: [u8; 4] = field(ctx, layout.saddr)?.ok_or(ReadError)?;
+                let remote: [u8; 4] = field(ctx, layout.daddr)?.ok_or(ReadError)?;
+                e.local_addr[..4].copy_from_slice(&local);
+                e.remote_addr[..4].copy_from_slice(&remote);
+            }
+        }
+        _ => return Err(ReadError),
+    }
+    e.unmap_v4();
+    Ok(e)
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What rsttrace needs of a TCP segment.
+pub struct Segment {
+    /// Local = destination, remote = source: the segment came in.
+    pub endpoints: Endpoints,
+    pub seq: u32,
+    pub flags: u8,
+    pub tsval: Option<u32>,
+}
+
+/// The incoming segment `skb` holds, from its IP and TCP headers.
+pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
+    let head: u64 = kernel(skb, offsets.skb_head)?;
+    let network: u16 = kernel(skb, offsets.skb_network_header)?;
+    let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
+    let ip = head + network as u64;
+    let mut e = Endpoints::default();
+    let version: u8 = kernel::<u8>(ip, 0)? >> 4;
+    if version == 4 {
+        e.family = AF_INET;
+        let remote: [u8; 4] = kernel(ip, 12)?;
+        let local: [u8; 4] = kernel(ip, 16)?;
+        e.remote_addr[..4].copy_from_slice(&remote);
+        e.local_addr[..4].copy_from_slice(&local);
+    } else if version == 6 {
+        e.family = AF_INET6;
+        e.remote_addr = kernel(ip, 8)?;
+        e.local_addr = kernel(ip, 24)?;
+    } else {
+        return None;
+    }
+    segment_at(head + transport as u64, e)
+}
+
+/// Parses the TCP header at `th`; `e` has the addresses, ports are added.
+pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
+    let header: [u8; 20] = kernel(th, 0)?;
+    e.remote_port = u16::from_be_bytes([header[0], header[1]]);
+    e.local_port = u16::from_be_bytes([header[2], header[3]]);
+    let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let options_len = ((header[12] >> 4) as usize * 4).saturating_sub(20);
+    let tsval = if options_len > 0 { timestamp_option(th, options_len) } else { None };
+    Some(Segment { endpoints: e, seq, flags: header[13], tsval })
+}
+
+/// TSval of the timestamp option (kind 8, length 10), if present.
+fn timestamp_option(th: u64, options_len: usize) -> Option<u32> {
+    // The 40-byte maximum is always readable: headers sit in the linear
+    // buffer, followed by at least the skb_shared_info.
+    let options: [u8; 40] = kernel(th, 20)?;
+    let mut i = 0usize;
+    // Bounded for the verifier; a SYN carries at most a handful of options.
+    for _ in 0..16 {
+        if i >= options_len {
+            return None;
+        }
+        match *options.get(i)? {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = *options.get(i + 1)? as usize;
+                if len < 2 {
+                    return None;
+                }
+                if kind == 8 && len == 10 && i + 10 <= options_len {
+                    return Some(u32::from_be_bytes([
+                        *options.get(i + 2)?,
+                        *options.get(i + 3)?,
+                        *options.get(i + 4)?,
+                        *options.get(i + 5)?,
+                    ]));
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,287 @@
+//! Connections in TIME_WAIT and the segments that meet them.
+//!
+//! `inet_sock_set_state` fills the table when a connection enters TIME_WAIT
+//! and reports what happens to the 4-tuple next; the kernel's handling of a
+//! segment by a TIME_WAIT socket is seen by `kfree_skb` (tracepoint strategy).
+
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use rsttrace_common::{
+    kernel::KernelOffsets,
+    record::{RecordKind, counter},
+    timewait::{
+        TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig, TimeWaitEntry, TimeWaitKey,
+        TimeWaitRecord, entry_flags, source, tw_flags,
+    },
+    tracepoint::TracepointLayout,
+};
+
+use crate::{
+    count, emit, offsets, patched,
+    read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN, field},
+};
+
+#[unsafe(no_mangle)]
+static SET_STATE_LAYOUT: TracepointLayout = TracepointLayout::absent();
+#[unsafe(no_mangle)]
+static KFREE_SKB_LAYOUT: TracepointLayout = TracepointLayout::absent();
+#[unsafe(no_mangle)]
+static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
+
+/// Connections in TIME_WAIT, per network namespace and 4-tuple. Bounded:
+/// the oldest entries go first when a flood of TIME_WAIT exceeds it.
+#[map]
+static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
+
+/// Where records are built: too large for the 512-byte BPF stack next to
+/// everything else the programs hold.
+#[map]
+static SCRATCH: PerCpuArray<TimeWaitRecord> = PerCpuArray::with_max_entries(1, 0);
+
+const IPPROTO_TCP: u16 = 6;
+
+/// A zeroed record for `key`, in this CPU's scratch slot.
+fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Option<&'static mut TimeWaitRecord> {
+    // SAFETY: per-CPU slot; programs do not nest on a CPU for these hooks.
+    let record = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    // Field by field: a struct literal would be built on the stack first.
+    *record = TimeWaitRecord::default();
+    record.header.kind = kind as u32;
+    record.header.cpu = unsafe { bpf_get_smp_processor_id() };
+    record.header.ktime_ns = now;
+    record.endpoints = key.endpoints;
+    record.netns = key.netns;
+    record.source = source;
+    record.tw_status = TW_STATUS_UNKNOWN;
+    Some(record)
+}
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if on_set_state(&ctx).is_err() {
+        count(counter::READ_ERRORS);
+    }
+    0
+}
+
+fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
+    let layout = patched(&SET_STATE_LAYOUT);
+    let offsets = offsets();
+    if field::<u16>(ctx, layout.protocol)?.is_some_and(|p| p != IPPROTO_TCP) {
+        return Ok(());
+    }
+    let old = field::<i32>(ctx, layout.oldstate)?.ok_or(ReadError)? as u32;
+    let new = field::<i32>(ctx, layout.newstate)?.ok_or(ReadError)? as u32;
+    let entering = new == offsets.state_close && (old == offsets.state_fin_wait2 || old == offsets.state_closing);
+    let established =
+        new == offsets.state_established && (old == offsets.state_syn_recv || old == offsets.state_syn_sent);
+    if !entering && !established {
+        return Ok(());
+    }
+    let sk: u64 = field(ctx, layout.skaddr)?.ok_or(ReadError)?;
+    let key = TimeWaitKey {
+        netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
+        endpoints: read::endpoints(ctx, layout, sk, offsets)?,
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if entering {
+        // FIN_WAIT2/CLOSING -> CLOSE is tcp_time_wait() handing the
+        // connection to a timewait socket, unless a reset or error closed it.
+        if read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
+            return Ok(());
+        }
+        let mut entry = TimeWaitEntry {
+            entered_ns: now,
+            rcv_nxt: read::kernel(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
+            ts_recent: read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0),
+            ts_recent_stamp: read::kernel(sk, offsets.tcp_ts_recent_stamp).unwrap_or(0),
+            ..Default::default()
+        };
+        if timestamps_ok(sk, offsets) {
+            entry.flags |= entry_flags::TIMESTAMPS;
+        }
+        let _ = TIME_WAIT.insert(&key, &entry, 0);
+        return Ok(());
+    }
+
+    // A connection established on a 4-tuple the table holds.
+    let Some(entry) = (unsafe { TIME_WAIT.get(&key) }).copied() else {
+        return Ok(());
+    };
+    let _ = TIME_WAIT.remove(&key);
+    if old == offsets.state_syn_sent {
+        // This host reused its own TIME_WAIT 4-tuple (tcp_tw_reuse): not a
+        // peer's SYN meeting a TIME_WAIT socket.
+        return Ok(());
+    }
+    let record = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now).ok_or(ReadError)?;
+    fill_from_entry(record, &entry);
+    if entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0 {
+        // The retry after a collision: the daemon ties it to the collision.
+        record.marked_ns = entry.marked_ns;
+        if entry.flags & entry_flags::KILLED != 0 {
+            record.flags |= tw_flags::WAS_KILLED;
+        }
+        emit(record);
+        return Ok(());
+    }
+    let config = patched(&TIME_WAIT_CONFIG);
+    if config.accepted_from_set_state == 0 || now.saturating_sub(entry.entered_ns) > TIME_WAIT_NS {
+        return Ok(());
+    }
+    // The kernel accepted a SYN on a TIME_WAIT 4-tuple (the only way a
+    // passive connection appears on it while the socket lives). The SYN's
+    // ISN is rcv_nxt - 1 of the new socket; its timestamps, as negotiated.
+    record.header.kind = RecordKind::TwCollision as u32;
+    record.segment_seq = read::kernel::<u32>(sk, offsets.tcp_rcv_nxt).unwrap_or(1).wrapping_sub(1);
+    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN;
+    if timestamps_ok(sk, offsets) {
+        record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
+        record.segment_tsval = read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0);
+    }
+    emit(record);
+    Ok(())
+}
+
+/// `tcp_sock.rx_opt.tstamp_ok`: the connection negotiated timestamps.
+fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> bool {
+    read::kernel::<u8>(sk, offsets.tcp_tstamp_ok_byte)
+        .is_some_and(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
+}
+
+#[tracepoint]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    if on_kfree_skb(&ctx).is_err() {
+        count(counter::READ_ERRORS);
+    }
+    0
+}
+
+/// A segment freed after a TIME_WAIT socket handled it: a rejected SYN, or
+/// an RST that may have killed the socket (Linux 6.11+ passes `rx_sk`).
+fn on_kfree_skb(ctx: &TracePointContext) -> Result<(), ReadError> {
+    let layout = patched(&KFREE_SKB_LAYOUT);
+    let tw: u64 = field(ctx, layout.rx_sk)?.unwrap_or(0);
+    if tw == 0 {
+        return Ok(());
+    }
+    let offsets = offsets();
+    if read::kernel::<u8>(tw, offsets.skc_state).map(u32::from) != Some(offsets.state_time_wait) {
+        return Ok(());
+    }
+    let skb: u64 = field(ctx, layout.skbaddr)?.ok_or(ReadError)?;
+    let segment = read::segment_of_skb(skb, offsets).ok_or(ReadError)?;
+    let reason = field::<u32>(ctx, layout.reason)?;
+    on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, reason, offsets);
+    Ok(())
+}
+
+/// A segment a TIME_WAIT socket `tw` handled: a SYN is a collision, an RST
+/// that matches `rcv_nxt` kills the socket (unless tcp_rfc1337 is set).
+pub fn on_segment(
+    tw: u64,
+    segment: &Segment,
+    source: u8,
+    tw_status: u8,
+    drop_reason: Option<u32>,
+    offsets: &KernelOffsets,
+) {
+    let is_syn = segment.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
+    let is_rst = segment.flags & TCP_RST != 0;
+    if !is_syn && !is_rst {
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
+    let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
+    let Some(record) = new_record(kind, source, &key, now) else {
+        return;
+    };
+    record.segment_seq = segment.seq;
+    record.tw_status = tw_status;
+    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEQ_EXACT;
+    if let Some(tsval) = segment.tsval {
+        record.segment_tsval = tsval;
+        record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
+    }
+    if let Some(reason) = drop_reason {
+        record.drop_reason = reason;
+        record.flags |= tw_flags::HAS_DROP_REASON;
+    }
+    if let (Some(rcv_nxt), Some(ts_recent), Some(stamp)) = (
+        read::kernel::<u32>(tw, offsets.tw_rcv_nxt),
+        read::kernel::<u32>(tw, offsets.tw_ts_recent),
+        read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp),
+    ) {
+        record.tw_rcv_nxt = rcv_nxt;
+        record.tw_ts_recent = ts_recent;
+        record.tw_ts_recent_stamp = stamp;
+        record.flags |= tw_flags::TW_FIELDS;
+        // The kernel keeps ts_recent_stamp zero unless timestamps were used.
+        if stamp != 0 {
+            record.flags |= tw_flags::TW_TIMESTAMPS;
+        }
+    } else {
+        count(counter::READ_ERRORS);
+        return;
+    }
+
+    let entry = TIME_WAIT.get_ptr_mut(&key);
+    if let Some(entry) = entry {
+        // SAFETY: a valid map value pointer; racing updates only blur marks.
+        let entry = unsafe { &mut *entry };
+        record.entered_ns = entry.entered_ns;
+        record.flags |= tw_flags::ENTERED_KNOWN;
+    }
+    if is_rst {
+        // tcp_timewait_state_process kills on an in-window RST (seq ==
+        // rcv_nxt) unless net.ipv4.tcp_rfc1337 protects TIME_WAIT.
+        let rfc1337 =
+            read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
+        if segment.seq != record.tw_rcv_nxt || rfc1337 != 0 {
+            return;
+        }
+    }
+    mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
+    emit(record);
+}
+
+/// Marks the 4-tuple as collided or killed, so the next connection on it is
+/// reported as the follow-up; creates the entry when rsttrace started after
+/// the connection entered TIME_WAIT.
+fn mark(key: &TimeWaitKey, entry: Option<*mut TimeWaitEntry>, flag: u32, now: u64) {
+    match entry {
+        Some(entry) => {
+            let entry = unsafe { &mut *entry };
+            if entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) == 0 {
+                entry.marked_ns = now;
+            }
+            entry.flags |= flag;
+        }
+        None => {
+            let entry = TimeWaitEntry { marked_ns: now, flags: flag, ..Default::default() };
+            let _ = TIME_WAIT.insert(key, &entry, 0);
+        }
+    }
+}
+
+fn fill_from_entry(record: &mut TimeWaitRecord, entry: &TimeWaitEntry) {
+    if entry.entered_ns != 0 {
+        record.entered_ns = entry.entered_ns;
+        record.flags |= tw_flags::ENTERED_KNOWN;
+    }
+    if entry.rcv_nxt != 0 {
+        record.tw_rcv_nxt = entry.rcv_nxt;
+        record.tw_ts_recent = entry.ts_recent;
+        record.tw_ts_recent_stamp = entry.ts_recent_stamp;
+        record.flags |= tw_flags::TW_FIELDS;
+    }
+    if entry.flags & entry_flags::TIMESTAMPS != 0 {
+        record.flags |= tw_flags::TW_TIMESTAMPS;
+    }
+}
