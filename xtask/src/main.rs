@@ -15,6 +15,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod vm;
+
 #[derive(Parser)]
 #[command(about = "rsttrace developer tasks")]
 struct Cli {
@@ -40,6 +42,9 @@ enum Task {
     },
     /// Clippy over userspace and over the eBPF crate (bpf target).
     Clippy,
+    /// Run the integration tests inside Debian kernels (5.10, 6.1, 6.12)
+    /// booted under QEMU.
+    VmTest(vm::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             cmd.arg("--").args(args);
             run(cmd)
         }
+        Task::VmTest(options) => vm::run(&root, options),
         Task::Clippy => {
             cargo(&[
                 "clippy",
