@@ -8,37 +8,22 @@ use std::process::{Command, Output};
 use support::require_root;
 
 fn rsttrace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rsttrace"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_rsttrace")).args(args).output().unwrap()
 }
 
 /// The one stderr line of a failed run.
 fn one_line_error(out: &Output, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "expected one line, got:\n{stderr}"
-    );
+    assert_eq!(stderr.lines().count(), 1, "expected one line, got:\n{stderr}");
     assert!(stderr.starts_with("rsttrace: "), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout when failing to start"
-    );
+    assert!(out.stdout.is_empty(), "nothing on stdout when failing to start");
     stderr
 }
 
 #[test]
 fn bad_arguments_exit_2_with_clap_message() {
-    for args in [
-        &["--port", "http"][..],
-        &["--addr", "10.0.0.0/40"],
-        &["--format", "xml"],
-        &["--duration", "0"],
-    ] {
+    for args in [&["--port", "http"][..], &["--addr", "10.0.0.0/40"], &["--format", "xml"], &["--duration", "0"]] {
         let out = rsttrace(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -53,21 +38,12 @@ fn missing_privileges_name_the_capability() {
     }
     // Drop to nobody with no capabilities at all.
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
         .arg(env!("CARGO_BIN_EXE_rsttrace"))
         .output()
         .expect("setpriv (util-linux)");
     let line = one_line_error(&out, 1);
-    assert!(
-        line.contains("CAP_BPF") && line.contains("CAP_PERFMON"),
-        "{line}"
-    );
+    assert!(line.contains("CAP_BPF") && line.contains("CAP_PERFMON"), "{line}");
     assert!(line.contains("root"), "says how to fix it: {line}");
 }
 
@@ -77,10 +53,7 @@ fn missing_btf_says_which_kernel_option() {
         return;
     }
     let line = one_line_error(&rsttrace(&["--btf", "/nonexistent/vmlinux"]), 1);
-    assert!(
-        line.contains("CONFIG_DEBUG_INFO_BTF") && line.contains("/nonexistent/vmlinux"),
-        "{line}"
-    );
+    assert!(line.contains("CONFIG_DEBUG_INFO_BTF") && line.contains("/nonexistent/vmlinux"), "{line}");
 }
 
 #[test]

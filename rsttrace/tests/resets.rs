@@ -17,8 +17,7 @@ const CLOSED_PORT: u16 = 9;
 
 fn connect_to_closed_port(pair: &Pair, server_ip: &'static str) -> u16 {
     pair.client.run("client", move || {
-        let err = TcpStream::connect_timeout(&addr(server_ip, CLOSED_PORT), Duration::from_secs(5))
-            .unwrap_err();
+        let err = TcpStream::connect_timeout(&addr(server_ip, CLOSED_PORT), Duration::from_secs(5)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     });
     CLOSED_PORT
@@ -39,17 +38,8 @@ fn closed_port(label: &str, client_ip: &'static str, server_ip: &'static str, fa
     assert_eq!(received["family"], family);
     assert_eq!(received["state"], "SYN_SENT");
     assert_eq!(received["remote"], addr(server_ip, CLOSED_PORT).to_string());
-    assert!(
-        received["local"]
-            .as_str()
-            .unwrap()
-            .starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1])
-    );
-    assert_eq!(
-        received["idle_ms"],
-        Value::Null,
-        "no idle time before the handshake"
-    );
+    assert!(received["local"].as_str().unwrap().starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1]));
+    assert_eq!(received["idle_ms"], Value::Null, "no idle time before the handshake");
 
     if !socketless {
         eprintln!(
@@ -61,16 +51,9 @@ fn closed_port(label: &str, client_ip: &'static str, server_ip: &'static str, fa
     let sent = records.one("rst_sent", &pair.server, |_| true);
     assert_eq!(sent["family"], family);
     assert_eq!(sent["local"], addr(server_ip, CLOSED_PORT).to_string());
-    assert_eq!(
-        sent["remote"], received["local"],
-        "the two records describe the same connection attempt"
-    );
+    assert_eq!(sent["remote"], received["local"], "the two records describe the same connection attempt");
     assert_eq!(sent["state"], Value::Null, "no socket");
-    assert_eq!(
-        sent["pid"],
-        Value::Null,
-        "sent from softirq, not from a process"
-    );
+    assert_eq!(sent["pid"], Value::Null, "sent from softirq, not from a process");
     if reasons {
         assert_eq!(sent["reason"], "NO_SOCKET");
     }
@@ -89,9 +72,7 @@ fn closed_port_ipv6() {
 /// An established connection from client to server: (client stream, server
 /// listener, server port).
 fn listen(pair: &Pair, server_ip: &'static str) -> TcpListener {
-    pair.server.run("listener", move || {
-        TcpListener::bind(addr(server_ip, 0)).unwrap()
-    })
+    pair.server.run("listener", move || TcpListener::bind(addr(server_ip, 0)).unwrap())
 }
 
 /// The server aborts a connection by closing with SO_LINGER {1, 0} on a thread
@@ -105,9 +86,7 @@ fn linger_abort(label: &str, server_ip: &'static str) {
     let server_addr = listener.local_addr().unwrap();
     let daemon = Daemon::start(&[]);
     let reasons = daemon.has_reset_reasons();
-    let mut client = pair
-        .client
-        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
     let (accepted, _) = listener.accept().unwrap();
     pair.server.run("rst-linger", move || {
         linger_zero(&accepted);
@@ -126,10 +105,7 @@ fn linger_abort(label: &str, server_ip: &'static str) {
     assert_eq!(sent["pid"], std::process::id());
     assert_eq!(sent["comm"], "rst-linger");
     if reasons {
-        assert_eq!(
-            sent["reason"], "TCP_STATE",
-            "measured on 6.12 and 6.18: tcp_disconnect's reason"
-        );
+        assert_eq!(sent["reason"], "TCP_STATE", "measured on 6.12 and 6.18: tcp_disconnect's reason");
     } else {
         assert_eq!(sent["reason"], Value::Null);
     }
@@ -161,9 +137,7 @@ fn close_with_unread_data() {
     let server_addr = listener.local_addr().unwrap();
     let daemon = Daemon::start(&[]);
     let reasons = daemon.has_reset_reasons();
-    let mut client = pair
-        .client
-        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
     let (accepted, _) = listener.accept().unwrap();
     client.write_all(b"request nobody reads").unwrap();
     // Wait until the data sits in the server's receive queue.
@@ -183,9 +157,7 @@ fn close_with_unread_data() {
     if reasons {
         assert_eq!(sent["reason"], "TCP_ABORT_ON_CLOSE");
     }
-    records.one("rst_received", &pair.client, |r| {
-        r["state"] == "ESTABLISHED"
-    });
+    records.one("rst_received", &pair.client, |r| r["state"] == "ESTABLISHED");
 }
 
 /// A reset received after the connection sat idle for a measured time.
@@ -199,9 +171,7 @@ fn idle_time_of_a_received_reset() {
     let listener = listen(&pair, Pair::SERVER_V4);
     let server_addr = listener.local_addr().unwrap();
     let daemon = Daemon::start(&[]);
-    let mut client = pair
-        .client
-        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
     let (mut accepted, _) = listener.accept().unwrap();
     // A request and a reply: the last activity on the client socket is the
     // reply's arrival.
@@ -220,9 +190,7 @@ fn idle_time_of_a_received_reset() {
     let records = daemon.stop();
 
     let received = records.one("rst_received", &pair.client, |_| true);
-    let idle_ms = received["idle_ms"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no idle_ms: {received}"));
+    let idle_ms = received["idle_ms"].as_u64().unwrap_or_else(|| panic!("no idle_ms: {received}"));
     let measured = idle.as_millis() as u64;
     // Jiffies granularity (up to 10 ms at HZ=100) plus scheduling slack.
     assert!(
@@ -241,11 +209,7 @@ fn filters_keep_and_drop() {
     let kept = Pair::with_addresses("fk", "10.91.0.1", "10.91.0.2");
     let other_net = Pair::with_addresses("fo", "10.92.0.1", "10.92.0.2");
     let daemon = Daemon::start(&["--port", "9", "--addr", "10.91.0.0/24"]);
-    for (pair, ip, port) in [
-        (&kept, "10.91.0.2", 9),
-        (&kept, "10.91.0.2", 10),
-        (&other_net, "10.92.0.2", 9),
-    ] {
+    for (pair, ip, port) in [(&kept, "10.91.0.2", 9), (&kept, "10.91.0.2", 10), (&other_net, "10.92.0.2", 9)] {
         pair.client.run("client", move || {
             TcpStream::connect_timeout(&addr(ip, port), Duration::from_secs(5)).unwrap_err();
         });
@@ -253,30 +217,16 @@ fn filters_keep_and_drop() {
     let records = daemon.stop();
 
     let received = records.of("rst_received", &kept.client);
-    assert_eq!(
-        received.len(),
-        1,
-        "only the port-9 attempt passes: {received:?}"
-    );
+    assert_eq!(received.len(), 1, "only the port-9 attempt passes: {received:?}");
     assert_eq!(received[0]["remote"], "10.91.0.2:9");
-    assert!(
-        records.of("rst_received", &other_net.client).is_empty(),
-        "other network filtered out"
-    );
+    assert!(records.of("rst_received", &other_net.client).is_empty(), "other network filtered out");
     assert!(records.of("rst_sent", &other_net.server).is_empty());
     assert!(
-        records
-            .0
-            .iter()
-            .filter(|r| r["kind"] == "rst_received")
-            .all(|r| r["remote"].as_str().unwrap().ends_with(":9"))
+        records.0.iter().filter(|r| r["kind"] == "rst_received").all(|r| r["remote"].as_str().unwrap().ends_with(":9"))
     );
     // Counts are before filters: all three refused attempts were seen.
     let summary = records.summary();
-    assert!(
-        summary["counts"]["rst_received"].as_u64().unwrap() >= 3,
-        "{summary}"
-    );
+    assert!(summary["counts"]["rst_received"].as_u64().unwrap() >= 3, "{summary}");
 }
 
 /// SIGTERM ends the run with the summary record: counts per kind, and no
@@ -294,15 +244,9 @@ fn sigterm_writes_the_summary() {
     }
     let records = daemon.stop();
     assert_eq!(records.of("rst_received", &pair.client).len(), 5);
-    assert_eq!(
-        records.of("rst_sent", &pair.server).len(),
-        if socketless { 5 } else { 0 }
-    );
+    assert_eq!(records.of("rst_sent", &pair.server).len(), if socketless { 5 } else { 0 });
     let summary = records.summary();
-    assert!(
-        summary["counts"]["rst_received"].as_u64().unwrap() >= 5,
-        "{summary}"
-    );
+    assert!(summary["counts"]["rst_received"].as_u64().unwrap() >= 5, "{summary}");
     assert_eq!(summary["lost"], 0);
     assert_eq!(summary["read_errors"], 0);
     assert_eq!(summary["undecodable"], 0);
@@ -320,17 +264,10 @@ fn duration_stops_the_run() {
         .args(["--format", "json", "--duration", "1"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() >= Duration::from_secs(1));
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.first().unwrap()["kind"], "ready");
     assert_eq!(lines.last().unwrap()["kind"], "summary");
 }
@@ -348,9 +285,7 @@ fn reset_from_packet_processing_names_no_process() {
     let server_addr = listener.local_addr().unwrap();
     let daemon = Daemon::start(&[]);
     let reasons = daemon.has_reset_reasons();
-    let mut client = pair
-        .client
-        .run("client", move || TcpStream::connect(server_addr).unwrap());
+    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
     let (accepted, _) = listener.accept().unwrap();
     pair.server.run("rst-closer", move || drop(accepted));
     // The server's FIN arrives: the client reads EOF, then writes anyway.
@@ -366,6 +301,10 @@ fn reset_from_packet_processing_names_no_process() {
     assert_eq!(sent["pid"], Value::Null, "sent from softirq: {sent}");
     assert_eq!(sent["comm"], Value::Null);
     if reasons {
-        assert_eq!(sent["reason"], "TCP_ABORT_ON_DATA");
+        // Which socket answers depends on whether the client's delayed ACK
+        // of the FIN already turned the orphaned server socket into a
+        // TIME_WAIT minisocket; both are packet processing.
+        let reason = sent["reason"].as_str().unwrap();
+        assert!(["TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET"].contains(&reason), "{sent}");
     }
 }

@@ -34,16 +34,8 @@ pub fn require_root() -> bool {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (apt install iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("ip").args(args).output().expect("run ip (apt install iproute2)");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// A named network namespace, deleted on drop.
@@ -55,11 +47,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl Netns {
     pub fn new(label: &str) -> Self {
-        let name = format!(
-            "rst-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("rst-{label}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         ip(&["netns", "add", &name]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
         Netns { name }
@@ -76,11 +64,7 @@ impl Netns {
 
     /// Runs `f` on a thread that lives in this namespace (sockets it creates
     /// belong here). `thread_name` becomes the thread's comm.
-    pub fn run<T: Send + 'static>(
-        &self,
-        thread_name: &str,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> T {
+    pub fn run<T: Send + 'static>(&self, thread_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         let file = std::fs::File::open(self.path()).expect("open netns");
         std::thread::Builder::new()
             .name(thread_name.to_string())
@@ -96,17 +80,13 @@ impl Netns {
     pub fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let value = value.to_string();
-        self.run("sysctl", move || {
-            std::fs::write(&path, value).expect("write sysctl")
-        });
+        self.run("sysctl", move || std::fs::write(&path, value).expect("write sysctl"));
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -146,29 +126,9 @@ impl Pair {
             "netns",
             &server.name,
         ]);
-        for (ns, v4, v6) in [
-            (&client, client_v4, Self::CLIENT_V6),
-            (&server, server_v4, Self::SERVER_V6),
-        ] {
-            ip(&[
-                "-n",
-                &ns.name,
-                "addr",
-                "add",
-                &format!("{v4}/24"),
-                "dev",
-                "veth0",
-            ]);
-            ip(&[
-                "-n",
-                &ns.name,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                "veth0",
-                "nodad",
-            ]);
+        for (ns, v4, v6) in [(&client, client_v4, Self::CLIENT_V6), (&server, server_v4, Self::SERVER_V6)] {
+            ip(&["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", "veth0"]);
+            ip(&["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", "veth0", "nodad"]);
             ip(&["-n", &ns.name, "link", "set", "veth0", "up"]);
         }
         Pair { client, server }
@@ -189,13 +149,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rsttrace"))
-            .args(["--format", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rsttrace");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rsttrace"));
+        command.args(["--format", "json"]).args(args);
+        // The VM matrix runs the same tests with each hook strategy forced.
+        if let Ok(strategy) = std::env::var("RSTTRACE_TEST_STRATEGY") {
+            command.args(["--strategy", &strategy]);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start rsttrace");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -205,39 +165,33 @@ impl Daemon {
                 }
             }
         });
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let status = child.try_wait().ok().flatten();
-                panic!("rsttrace printed no ready record within 30 s (exit status {status:?})")
-            });
-        let ready: Value =
-            serde_json::from_str(&first).unwrap_or_else(|e| panic!("ready line `{first}`: {e}"));
-        assert_eq!(
-            ready["kind"], "ready",
-            "first line must be the ready record: {first}"
-        );
-        Daemon {
-            child,
-            lines,
-            ready,
-        }
+        let first = lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let status = child.try_wait().ok().flatten();
+            panic!("rsttrace printed no ready record within 30 s (exit status {status:?})")
+        });
+        let ready: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("ready line `{first}`: {e}"));
+        assert_eq!(ready["kind"], "ready", "first line must be the ready record: {first}");
+        Daemon { child, lines, ready }
     }
 
     /// Whether this kernel's tcp_send_reset fires for resets sent without a
     /// full socket (Linux 6.10+); the ready record lists the limitation.
     pub fn sees_socketless_resets(&self) -> bool {
-        !self
-            .limitations()
-            .iter()
-            .any(|l| l.contains("without a full socket"))
+        !self.limitations().iter().any(|l| l.contains("without a full socket"))
+    }
+
+    /// Whether this strategy on this kernel sees what a TIME_WAIT socket
+    /// does with a SYN (tracepoints need Linux 6.11+).
+    pub fn sees_timewait_verdicts(&self) -> bool {
+        !self.limitations().iter().any(|l| l.contains("invisible to tracepoints"))
+    }
+
+    pub fn strategy(&self) -> &str {
+        self.ready["strategy"].as_str().unwrap_or_default()
     }
 
     pub fn has_reset_reasons(&self) -> bool {
-        !self
-            .limitations()
-            .iter()
-            .any(|l| l.contains("no reset reason"))
+        !self.limitations().iter().any(|l| l.contains("no reset reason"))
     }
 
     fn limitations(&self) -> Vec<String> {
@@ -256,20 +210,12 @@ impl Daemon {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut records = Vec::new();
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            records.push(
-                serde_json::from_str::<Value>(&line)
-                    .unwrap_or_else(|e| panic!("bad JSON line `{line}`: {e}")),
-            );
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            records
+                .push(serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("bad JSON line `{line}`: {e}")));
         }
         let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "rsttrace exited with {status} after SIGTERM"
-        );
+        assert!(status.success(), "rsttrace exited with {status} after SIGTERM");
         Records(records)
     }
 }
@@ -289,20 +235,13 @@ impl Records {
     /// Event records of `kind` seen in network namespace `netns`.
     pub fn of(&self, kind: &str, netns: &Netns) -> Vec<&Value> {
         let inode = netns.inode();
-        self.0
-            .iter()
-            .filter(|r| r["kind"] == kind && r["netns"].as_u64() == Some(inode))
-            .collect()
+        self.0.iter().filter(|r| r["kind"] == kind && r["netns"].as_u64() == Some(inode)).collect()
     }
 
     /// Exactly one record of `kind` in `netns` matching `pred`; panics with
     /// everything seen in that namespace otherwise.
     pub fn one(&self, kind: &str, netns: &Netns, pred: impl Fn(&Value) -> bool) -> &Value {
-        let found: Vec<&Value> = self
-            .of(kind, netns)
-            .into_iter()
-            .filter(|r| pred(r))
-            .collect();
+        let found: Vec<&Value> = self.of(kind, netns).into_iter().filter(|r| pred(r)).collect();
         assert_eq!(
             found.len(),
             1,
@@ -315,32 +254,18 @@ impl Records {
 
     pub fn summary(&self) -> &Value {
         let last = self.0.last().expect("no records at all");
-        assert_eq!(
-            last["kind"], "summary",
-            "last record must be the summary: {last}"
-        );
+        assert_eq!(last["kind"], "summary", "last record must be the summary: {last}");
         last
     }
 
     pub fn dump(&self, netns: &Netns) -> String {
         let inode = netns.inode();
-        self.0
-            .iter()
-            .filter(|r| r["netns"].as_u64() == Some(inode))
-            .map(|r| format!("  {r}\n"))
-            .collect()
+        self.0.iter().filter(|r| r["netns"].as_u64() == Some(inode)).map(|r| format!("  {r}\n")).collect()
     }
 }
 
 /// Sets SO_LINGER {on, 0}: close() then aborts with an RST.
 pub fn linger_zero(stream: &std::net::TcpStream) {
-    nix::sys::socket::setsockopt(
-        stream,
-        nix::sys::socket::sockopt::Linger,
-        &libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    )
-    .expect("SO_LINGER");
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 })
+        .expect("SO_LINGER");
 }

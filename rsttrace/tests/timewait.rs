@@ -1,0 +1,194 @@
+//! Reused-port SYNs meeting TIME_WAIT sockets, against the real kernel
+//! (../shared/SCENARIOS.md §1): a "load balancer" namespace reconnects from
+//! the port it just used to a server that closed first and holds the old
+//! connection in TIME_WAIT.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use socket2::{Domain, Socket, Type};
+use support::{Daemon, Netns, Pair, addr, linger_zero, require_root};
+
+const CLIENT_PORT: u16 = 40021;
+
+/// A client socket bound to `local` (SO_REUSEADDR), connected to `server`.
+fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(server), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&server.into(), Duration::from_secs(10))?;
+    Ok(socket.into())
+}
+
+/// One connection from `local` that the server closes first, leaving it in
+/// TIME_WAIT on the server. Enough data goes through that the client's next
+/// ISN (which advances ~15.6 M per second) stays below the old rcv_nxt.
+fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local: SocketAddr, bulk: bool) {
+    let server = listener.local_addr().unwrap();
+    let mut stream = client.run("lb", move || connect_from(local, server).expect("first connection"));
+    let (mut accepted, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        while let Ok(n) = accepted.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            if buf[n - 1] == b'.' {
+                break;
+            }
+        }
+        drop(accepted); // the server closes first
+        total
+    });
+    let started = Instant::now();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0usize;
+    // 48 MB/s of elapsed time stays ahead of the ISN clock's 15.6 M/s.
+    while bulk && (sent < 8 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+        stream.write_all(&chunk).unwrap();
+        sent += chunk.len();
+    }
+    stream.write_all(b".").unwrap();
+    reader.join().unwrap();
+    // The server's FIN: the client sees EOF, then closes its side.
+    assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
+    drop(stream);
+}
+
+fn seed_case(label: &str, client_ip: &'static str, server_ip: &'static str) {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new(label);
+    // The seed's load balancer had TCP timestamps disabled.
+    pair.client.sysctl("net.ipv4.tcp_timestamps", "0");
+    let listener = pair.server.run("server", move || TcpListener::bind(addr(server_ip, 8090)).unwrap());
+    let server = listener.local_addr().unwrap();
+    let local = addr(client_ip, CLIENT_PORT);
+    let daemon = Daemon::start(&["--port", "8090"]);
+    if !daemon.sees_timewait_verdicts() {
+        eprintln!(
+            "skipped: strategy {} on this kernel cannot see TIME_WAIT verdicts (needs 6.11+ for tracepoints)",
+            daemon.strategy()
+        );
+        return;
+    }
+    let strategy = daemon.strategy().to_string();
+    connection_closed_by_server(&pair.client, &listener, local, true);
+    std::thread::sleep(Duration::from_millis(50));
+    // Reuse the port at once: the stale ACK, the client's RST, its retry.
+    let started = Instant::now();
+    let second = pair.client.run("lb", move || connect_from(local, server).expect("second connection"));
+    let delay = started.elapsed();
+    let (accepted, _) = listener.accept().unwrap();
+    drop((second, accepted));
+    let records = daemon.stop();
+
+    let finding = records.one("tw_collision", &pair.server, |_| true);
+    assert_eq!(finding["verdict"], "stale_ack", "{finding}");
+    assert_eq!(finding["local"], server.to_string());
+    assert_eq!(finding["remote"], local.to_string());
+    assert_eq!(finding["state"], "TIME_WAIT");
+    let (syn_seq, rcv_nxt) =
+        (finding["syn_seq"].as_u64().unwrap() as u32, finding["tw_rcv_nxt"].as_u64().unwrap() as u32);
+    assert!((syn_seq.wrapping_sub(rcv_nxt) as i32) < 0, "the evidence: SYN seq below rcv_nxt: {finding}");
+    assert_eq!(finding["syn_timestamps"], false);
+    assert_eq!(finding["tw_timestamps"], false);
+    assert_eq!(finding["peer_rst"], true, "the client reset the stale ACK");
+    let retry = finding["retry_delay_ms"].as_u64().unwrap_or_else(|| panic!("no retry delay: {finding}"));
+    assert!(retry as u128 <= delay.as_millis() + 5, "retry {retry} ms, connect took {delay:?}");
+    let age = finding["tw_age_ms"].as_u64().unwrap();
+    assert!((50..10_000).contains(&age), "TIME_WAIT age {age} ms");
+    assert!(finding["advice"].as_str().unwrap().contains("net.ipv4.tcp_timestamps=1 on the peer"), "{finding}");
+    assert_eq!(finding["source"], strategy.as_str());
+
+    let killed = records.one("tw_killed", &pair.server, |_| true);
+    assert_eq!(killed["by"], "rst");
+    assert_eq!(killed["remote"], local.to_string());
+    assert_eq!(killed["rst_seq"], finding["tw_rcv_nxt"], "the RST carried the stale ACK's number");
+}
+
+#[test]
+fn seed_case_ipv4() {
+    seed_case("seed4", Pair::CLIENT_V4, Pair::SERVER_V4);
+}
+
+#[test]
+fn seed_case_ipv6() {
+    seed_case("seed6", Pair::CLIENT_V6, Pair::SERVER_V6);
+}
+
+/// With timestamps on the client the kernel accepts the reused port; a burst
+/// of such reuses is one aggregated info record, not a flood.
+#[test]
+fn harmless_reuse_is_aggregated() {
+    if !require_root() {
+        return;
+    }
+    const CONNECTIONS: usize = 60;
+    let pair = Pair::new("reuse");
+    let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8091)).unwrap());
+    let local = addr(Pair::CLIENT_V4, CLIENT_PORT);
+    let daemon = Daemon::start(&["--port", "8091"]);
+    for _ in 0..CONNECTIONS {
+        connection_closed_by_server(&pair.client, &listener, local, false);
+    }
+    let records = daemon.stop();
+
+    let reuse = records.of("tw_collision", &pair.server);
+    assert!(!reuse.is_empty() && reuse.len() <= 2, "one record per interval, got {}: {reuse:?}", reuse.len());
+    assert!(reuse.iter().all(|r| r["verdict"] == "accepted"), "{reuse:?}");
+    let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    // Every connection after the first reused the previous one's 4-tuple.
+    assert_eq!(total, CONNECTIONS as u64 - 1, "{reuse:?}");
+    assert!(records.of("tw_killed", &pair.server).is_empty());
+    let summary = records.summary();
+    assert!(summary["verdicts"]["accepted"].as_u64().unwrap() >= CONNECTIONS as u64 - 1, "{summary}");
+}
+
+/// The server closed first and its socket waits in TIME_WAIT for the peer's
+/// FIN; the peer aborts instead: its RST kills the TIME_WAIT socket, with no
+/// reuse at all.
+#[test]
+fn rst_kills_a_timewait_socket() {
+    if !require_root() {
+        return;
+    }
+    let pair = Pair::new("kill");
+    let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8092)).unwrap());
+    let server = listener.local_addr().unwrap();
+    let daemon = Daemon::start(&["--port", "8092"]);
+    if !daemon.sees_timewait_verdicts() {
+        eprintln!(
+            "skipped: strategy {} on this kernel cannot see TIME_WAIT kills (needs 6.11+ for tracepoints)",
+            daemon.strategy()
+        );
+        return;
+    }
+    let mut client = pair.client.run("client", move || TcpStream::connect(server).unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    drop(accepted);
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "the server's FIN");
+    std::thread::sleep(Duration::from_millis(20));
+    let local = client.local_addr().unwrap();
+    pair.client.run("aborter", move || {
+        linger_zero(&client);
+        drop(client);
+    });
+    let records = daemon.stop();
+
+    let killed = records.one("tw_killed", &pair.server, |_| true);
+    assert_eq!(killed["local"], server.to_string());
+    assert_eq!(killed["remote"], local.to_string());
+    // TIME_WAIT began when the client's (possibly delayed) ACK of the FIN
+    // arrived, some ms before the abort.
+    assert!(killed["tw_age_ms"].as_u64().is_some_and(|age| age < 5_000), "{killed}");
+    assert!(records.of("tw_collision", &pair.server).is_empty(), "no SYN, no collision");
+}
