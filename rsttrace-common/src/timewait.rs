@@ -137,12 +137,18 @@ pub struct TimeWaitConfig {
     pub process_nargs: u32,
     /// Argument index of its `enum skb_drop_reason *` (6.16+), or ABSENT.
     pub drop_reason_arg: u32,
-    pub _pad: u32,
+    /// `TCP_TW_SYN`: the kernel accepted the SYN (number from BTF).
+    pub tw_status_syn: u32,
 }
 
 impl TimeWaitConfig {
     pub const fn absent() -> Self {
-        Self { accepted_from_set_state: 0, process_nargs: 3, drop_reason_arg: crate::kernel::ABSENT, _pad: 0 }
+        Self {
+            accepted_from_set_state: 0,
+            process_nargs: 3,
+            drop_reason_arg: crate::kernel::ABSENT,
+            tw_status_syn: crate::kernel::ABSENT,
+        }
     }
 }
 

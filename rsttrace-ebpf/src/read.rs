@@ -44,6 +44,7 @@ pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
 
 /// The connection's endpoints from a tracepoint whose `s*` fields are this
 /// host's side. `sk` supplies the family where the event has no field.
+#[inline(always)]
 pub fn endpoints(
     ctx: &TracePointContext,
     layout: &TracepointLayout,
@@ -97,6 +98,10 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
+// Functions returning structs are inlined: a BPF function returning one
+// would hand the caller a pointer into its own stack, which the verifier
+// refuses ("cannot return stack pointer to the caller").
+
 /// What rsttrace needs of a TCP segment.
 pub struct Segment {
     /// Local = destination, remote = source: the segment came in.
@@ -107,6 +112,7 @@ pub struct Segment {
 }
 
 /// The incoming segment `skb` holds, from its IP and TCP headers.
+#[inline(always)]
 pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
     let head: u64 = kernel(skb, offsets.skb_head)?;
     let network: u16 = kernel(skb, offsets.skb_network_header)?;
@@ -131,6 +137,7 @@ pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
 }
 
 /// Parses the TCP header at `th`; `e` has the addresses, ports are added.
+#[inline(always)]
 pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
     let header: [u8; 20] = kernel(th, 0)?;
     e.remote_port = u16::from_be_bytes([header[0], header[1]]);
@@ -142,6 +149,7 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
 }
 
 /// TSval of the timestamp option (kind 8, length 10), if present.
+#[inline(always)]
 fn timestamp_option(th: u64, options_len: usize) -> Option<u32> {
     // The 40-byte maximum is always readable: headers sit in the linear
     // buffer, followed by at least the skb_shared_info.

@@ -6,9 +6,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
-    macros::{map, tracepoint},
+    macros::{fexit, kprobe, kretprobe, map, tracepoint},
     maps::{LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -181,8 +181,82 @@ fn on_kfree_skb(ctx: &TracePointContext) -> Result<(), ReadError> {
     Ok(())
 }
 
+// fexit and kprobe strategies: the kernel's own verdict, the return value
+// of tcp_timewait_state_process(tw, skb, th[, tw_isn[, drop_reason]]).
+
+// One fexit program per prototype: the return value follows the arguments,
+// and tracing programs must read their context at constant offsets. The
+// loader loads the one matching the kernel's BTF.
+#[fexit(function = "tcp_timewait_state_process")]
+pub fn tw_process_fexit3(ctx: FExitContext) -> u32 {
+    on_process(ctx.arg(0), ctx.arg(1), ctx.arg::<u64>(3) as u8, 0, source::FEXIT)
+}
+
+#[fexit(function = "tcp_timewait_state_process")]
+pub fn tw_process_fexit4(ctx: FExitContext) -> u32 {
+    on_process(ctx.arg(0), ctx.arg(1), ctx.arg::<u64>(4) as u8, 0, source::FEXIT)
+}
+
+#[fexit(function = "tcp_timewait_state_process")]
+pub fn tw_process_fexit5(ctx: FExitContext) -> u32 {
+    on_process(ctx.arg(0), ctx.arg(1), ctx.arg::<u64>(5) as u8, ctx.arg(4), source::FEXIT)
+}
+
+/// Arguments saved at entry for the return probe.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ProcessArgs {
+    tw: u64,
+    skb: u64,
+    drop_reason: u64,
+}
+
+/// Per CPU: tcp_timewait_state_process runs in softirq, which does not nest
+/// on a CPU, so entry and return pair up.
+#[map]
+static PROCESS_ARGS: PerCpuArray<ProcessArgs> = PerCpuArray::with_max_entries(1, 0);
+
+#[kprobe]
+pub fn tw_process_entry(ctx: ProbeContext) -> u32 {
+    let config = patched(&TIME_WAIT_CONFIG);
+    if let Some(slot) = PROCESS_ARGS.get_ptr_mut(0) {
+        let drop_reason = if config.drop_reason_arg == 4 { ctx.arg(4).unwrap_or(0) } else { 0 };
+        let args = ProcessArgs { tw: ctx.arg(0).unwrap_or(0), skb: ctx.arg(1).unwrap_or(0), drop_reason };
+        // SAFETY: this CPU's slot.
+        unsafe { *slot = args };
+    }
+    0
+}
+
+#[kretprobe]
+pub fn tw_process_return(ctx: RetProbeContext) -> u32 {
+    let Some(slot) = PROCESS_ARGS.get_ptr_mut(0) else { return 0 };
+    // SAFETY: this CPU's slot, written by the entry probe.
+    let args = unsafe { *slot };
+    unsafe { (*slot).tw = 0 };
+    if args.tw == 0 {
+        return 0;
+    }
+    on_process(args.tw, args.skb, ctx.ret::<u64>() as u8, args.drop_reason, source::KPROBE)
+}
+
+// Inlined: BPF calls take at most five register arguments.
+#[inline(always)]
+fn on_process(tw: u64, skb: u64, tw_status: u8, drop_reason_ptr: u64, source: u8) -> u32 {
+    let offsets = offsets();
+    let Some(segment) = read::segment_of_skb(skb, offsets) else {
+        count(counter::READ_ERRORS);
+        return 0;
+    };
+    // 6.16+ says why it dropped the segment (TCP_RFC7323_TW_PAWS).
+    let drop_reason = read::kernel::<u32>(drop_reason_ptr, 0);
+    on_segment(tw, &segment, source, tw_status, drop_reason, offsets);
+    0
+}
+
 /// A segment a TIME_WAIT socket `tw` handled: a SYN is a collision, an RST
 /// that matches `rcv_nxt` kills the socket (unless tcp_rfc1337 is set).
+#[inline(always)]
 pub fn on_segment(
     tw: u64,
     segment: &Segment,
@@ -232,6 +306,19 @@ pub fn on_segment(
     }
 
     let entry = TIME_WAIT.get_ptr_mut(&key);
+    let config = patched(&TIME_WAIT_CONFIG);
+    if is_syn && tw_status as u32 == config.tw_status_syn {
+        // Accepted: the kernel descheduled the TIME_WAIT socket and a new
+        // connection takes the 4-tuple; nothing follows to correlate.
+        if let Some(entry) = entry {
+            let entry = unsafe { &*entry };
+            record.entered_ns = entry.entered_ns;
+            record.flags |= tw_flags::ENTERED_KNOWN;
+        }
+        let _ = TIME_WAIT.remove(&key);
+        emit(record);
+        return;
+    }
     if let Some(entry) = entry {
         // SAFETY: a valid map value pointer; racing updates only blur marks.
         let entry = unsafe { &mut *entry };

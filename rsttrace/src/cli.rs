@@ -26,8 +26,8 @@ pub struct Cli {
     #[arg(long = "addr", value_name = "CIDR", value_parser = parse_network)]
     pub networks: Vec<IpNet>,
 
-    /// How TIME_WAIT verdicts are observed; resets always use tracepoints.
-    /// Only `tracepoint` is available in this version; `auto` picks it.
+    /// How TIME_WAIT verdicts are observed (resets always use tracepoints):
+    /// `auto` takes the first of fexit, kprobe, tracepoint this kernel accepts.
     #[arg(long, value_enum, default_value_t = Strategy::Auto)]
     pub strategy: Strategy,
 

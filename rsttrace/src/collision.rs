@@ -33,7 +33,6 @@ impl Verdict {
             Verdict::Unknown => "unknown",
         }
     }
-
 }
 
 /// The verdict from what the hook saw: the kernel's own return value where
@@ -43,15 +42,18 @@ pub fn verdict(e: &TimeWaitEvent) -> Verdict {
     match e.tw_status.as_deref() {
         Some("SYN") => Verdict::Accepted,
         Some("RST") => Verdict::Rst,
-        Some("ACK" | "ACK_OOW") if paws_rejects(e) => Verdict::PawsDrop,
+        Some("ACK" | "ACK_OOW") if paws_rejects(e) || e.drop_reason.as_deref() == Some(PAWS) => Verdict::PawsDrop,
         Some("ACK" | "ACK_OOW") => Verdict::StaleAck,
         Some(_) => Verdict::Unknown,
         None if e.hook.ends_with("inet_sock_set_state") => Verdict::Accepted,
-        None if e.drop_reason.as_deref() == Some("TCP_RFC7323_TW_PAWS") || paws_rejects(e) => Verdict::PawsDrop,
+        None if e.drop_reason.as_deref() == Some(PAWS) || paws_rejects(e) => Verdict::PawsDrop,
         None if e.drop_reason.is_some() => Verdict::StaleAck,
         None => Verdict::Unknown,
     }
 }
+
+/// The drop reason of a SYN rejected by PAWS in TIME_WAIT (6.16+).
+const PAWS: &str = "TCP_RFC7323_TW_PAWS";
 
 /// tcp_paws_reject() for a SYN: the TIME_WAIT socket saw timestamps and the
 /// SYN's is older than the last one by more than the PAWS window (1).

@@ -48,7 +48,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     tokio::pin!(deadline);
 
     let mut out = Writer { format: options.format, filter: options.filter, stdout: std::io::stdout().lock() };
-    let ready = output::ready_fields(hooks.strategy, &hooks.attached, &options.kernel, &hooks.limitations);
+    let ready = output::ready_fields(hooks.strategy.as_str(), &hooks.attached, &options.kernel, &hooks.limitations);
     out.control(&ready, output::ready_sentence(&ready))?;
 
     let started = Instant::now();

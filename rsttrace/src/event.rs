@@ -215,7 +215,8 @@ impl Decoder {
             tw_age_ms: has(tw_flags::ENTERED_KNOWN).then(|| ms_between(r.entered_ns, r.header.ktime_ns)),
             tw_status: (r.tw_status != TW_STATUS_UNKNOWN)
                 .then(|| name(&self.names.tw_statuses, r.tw_status as u32, "STATUS")),
-            drop_reason: has(tw_flags::HAS_DROP_REASON).then(|| name(&self.names.drop_reasons, r.drop_reason, "REASON")),
+            drop_reason: has(tw_flags::HAS_DROP_REASON)
+                .then(|| name(&self.names.drop_reasons, r.drop_reason, "REASON")),
             since_collision_ms: (kind == RecordKind::TwFollowup && r.marked_ns != 0)
                 .then(|| ms_between(r.marked_ns, r.header.ktime_ns)),
             was_killed: has(tw_flags::WAS_KILLED),

@@ -3,10 +3,13 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
-use aya::{Ebpf, EbpfLoader, programs::TracePoint};
+use anyhow::{anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{FExit, KProbe, TracePoint},
+};
 use rsttrace_common::{
-    kernel::ABSENT,
+    kernel::{ABSENT, KernelOffsets},
     timewait::TimeWaitConfig,
     tracepoint::{TracepointLayout, address_layout},
 };
@@ -26,9 +29,34 @@ pub struct Hooks {
     pub names: KernelNames,
     /// What this kernel cannot show, one sentence each.
     pub limitations: Vec<String>,
-    /// The strategy in use: "tracepoint", …
-    pub strategy: &'static str,
+    pub strategy: Strategy,
 }
+
+/// How the kernel's handling of segments by TIME_WAIT sockets is observed.
+/// Resets always use tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// fexit on tcp_timewait_state_process: its exact verdict.
+    Fexit,
+    /// kprobe + kretprobe on the same function, for kernels without BPF
+    /// trampolines.
+    Kprobe,
+    /// Tracepoints only: skb:kfree_skb's rx_sk (6.11+) and the table.
+    Tracepoint,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Fexit => "fexit",
+            Strategy::Kprobe => "kprobe",
+            Strategy::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// The function whose return value is the kernel's TIME_WAIT verdict.
+const TW_PROCESS: &str = "tcp_timewait_state_process";
 
 /// A tracepoint program and where it attaches.
 struct TracepointHook {
@@ -41,7 +69,47 @@ const fn hook(program: &'static str, system: &'static str, event: &'static str) 
     TracepointHook { program, system, event }
 }
 
-pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
+/// Everything read from the kernel before loading: the same for every
+/// strategy.
+struct Kernel {
+    names: KernelNames,
+    offsets: KernelOffsets,
+    send: TracepointLayout,
+    receive: TracepointLayout,
+    set_state: TracepointLayout,
+    kfree: TracepointLayout,
+    /// Parameter names of tcp_timewait_state_process.
+    tw_process_params: Option<Vec<String>>,
+    limitations: Vec<String>,
+}
+
+/// Loads and attaches everything, with `requested` or, when `None`, the
+/// first strategy this kernel accepts (fexit, kprobe, tracepoint).
+pub fn load(tracefs: &Path, btf: &Path, requested: Option<Strategy>) -> anyhow::Result<Hooks> {
+    let kernel = inspect(tracefs, btf)?;
+    let candidates = match requested {
+        Some(strategy) => vec![strategy],
+        None => vec![Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
+    };
+    let mut refusals = Vec::new();
+    for strategy in candidates {
+        match load_strategy(strategy, &kernel, btf) {
+            Ok(hooks) => {
+                for refusal in refusals {
+                    log::info!("{refusal}");
+                }
+                return Ok(hooks);
+            }
+            Err(e) if requested.is_some() => {
+                bail!("--strategy {} is not available here: {e:#}; try --strategy auto", strategy.as_str())
+            }
+            Err(e) => refusals.push(format!("strategy {} not available: {e:#}", strategy.as_str())),
+        }
+    }
+    bail!("no hook strategy loads on this kernel: {}", refusals.join("; "))
+}
+
+fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let types = KernelTypes::open(btf)?;
     let mut names = types.names()?;
     let offsets = types.offsets(&names);
@@ -72,47 +140,98 @@ pub fn load(tracefs: &Path, btf: &Path) -> anyhow::Result<Hooks> {
     if offsets.tcp_lsndtime == ABSENT || offsets.icsk_lrcvtime == ABSENT || offsets.tcp_rcv_tstamp == ABSENT {
         limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
     }
-    let mut hooks = vec![
+    let tw_process_params = types.function_params(TW_PROCESS);
+    Ok(Kernel { names, offsets, send, receive, set_state, kfree, tw_process_params, limitations })
+}
+
+fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
+    let mut limitations = kernel.limitations.clone();
+    let mut tracepoints = vec![
         hook("tcp_send_reset", "tcp", "tcp_send_reset"),
         hook("tcp_receive_reset", "tcp", "tcp_receive_reset"),
         hook("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ];
-    // Linux 6.11+ tells which socket a freed segment was for: the TIME_WAIT
-    // socket's rejections and kills become visible to a tracepoint.
-    if kfree.rx_sk != ABSENT {
-        hooks.push(hook("kfree_skb", "skb", "kfree_skb"));
-    } else {
-        limitations.push(
-            "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
-        );
+    let params = kernel.tw_process_params.as_deref().unwrap_or_default();
+    let config = TimeWaitConfig {
+        // Without a hook on the verdict, the new connection is the evidence.
+        accepted_from_set_state: (strategy == Strategy::Tracepoint) as u32,
+        process_nargs: params.len() as u32,
+        drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
+        tw_status_syn: kernel.names.tw_statuses.iter().find(|(_, n)| *n == "SYN").map_or(ABSENT, |(v, _)| *v),
+    };
+    if strategy == Strategy::Tracepoint {
+        // Linux 6.11+ tells which socket a freed segment was for: the
+        // TIME_WAIT socket's rejections and kills become visible.
+        if kernel.kfree.rx_sk != ABSENT {
+            tracepoints.push(hook("kfree_skb", "skb", "kfree_skb"));
+        } else {
+            limitations.push(
+                "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
+            );
+        }
+    } else if params.is_empty() {
+        bail!("kernel BTF has no prototype of {TW_PROCESS}");
     }
-    let timewait = TimeWaitConfig { accepted_from_set_state: 1, ..TimeWaitConfig::absent() };
 
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         // The programs take offsets from globals, not CO-RE relocations: aya
         // need not parse the kernel's BTF a second time.
         .btf(None)
-        .override_global("SEND_RESET_LAYOUT", &send, true)
-        .override_global("RECEIVE_RESET_LAYOUT", &receive, true)
-        .override_global("SET_STATE_LAYOUT", &set_state, true)
-        .override_global("KFREE_SKB_LAYOUT", &kfree, true)
-        .override_global("TIME_WAIT_CONFIG", &timewait, true)
-        .override_global("KERNEL_OFFSETS", &offsets, true)
+        .override_global("SEND_RESET_LAYOUT", &kernel.send, true)
+        .override_global("RECEIVE_RESET_LAYOUT", &kernel.receive, true)
+        .override_global("SET_STATE_LAYOUT", &kernel.set_state, true)
+        .override_global("KFREE_SKB_LAYOUT", &kernel.kfree, true)
+        .override_global("TIME_WAIT_CONFIG", &config, true)
+        .override_global("KERNEL_OFFSETS", &kernel.offsets, true)
         .load(PROGRAMS)
         .map_err(|e| anyhow!("cannot load the eBPF programs: {}", error_chain(&e)))?;
 
+    // The strategy's own hook first: when it is refused, nothing else was
+    // attached in vain.
     let mut attached = Vec::new();
-    for TracepointHook { program, system, event } in hooks {
-        let tracepoint: &mut TracePoint =
-            ebpf.program_mut(program).ok_or_else(|| anyhow!("eBPF object has no program {program}"))?.try_into()?;
+    match strategy {
+        Strategy::Fexit => {
+            let program = match params.len() {
+                3 => "tw_process_fexit3",
+                4 => "tw_process_fexit4",
+                5 => "tw_process_fexit5",
+                n => bail!("{TW_PROCESS} has {n} parameters here; rsttrace knows 3 to 5"),
+            };
+            let kernel_btf = aya::Btf::parse_file(btf, aya::Endianness::default())
+                .map_err(|e| anyhow!("cannot read kernel BTF for fexit: {}", error_chain(&e)))?;
+            let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
+            fexit
+                .load(TW_PROCESS, &kernel_btf)
+                .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", error_chain(&e)))?;
+            fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", error_chain(&e)))?;
+            attached.push(format!("fexit/{TW_PROCESS}"));
+        }
+        Strategy::Kprobe => {
+            for (program, kind) in [("tw_process_entry", "kprobe"), ("tw_process_return", "kretprobe")] {
+                let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
+                probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", error_chain(&e)))?;
+                probe
+                    .attach(TW_PROCESS, 0)
+                    .map_err(|e| anyhow!("cannot attach {kind}/{TW_PROCESS}: {}", error_chain(&e)))?;
+                attached.push(format!("{kind}/{TW_PROCESS}"));
+            }
+        }
+        Strategy::Tracepoint => {}
+    }
+    for TracepointHook { program, system, event } in tracepoints {
+        let tracepoint: &mut TracePoint = program_mut(&mut ebpf, program)?.try_into()?;
         tracepoint.load().map_err(|e| anyhow!("the kernel refused the {program} program: {}", error_chain(&e)))?;
         tracepoint
             .attach(system, event)
             .map_err(|e| anyhow!("cannot attach to tracepoint {system}:{event}: {}", error_chain(&e)))?;
         attached.push(format!("tracepoint/{system}/{event}"));
     }
-    Ok(Hooks { ebpf, attached, names, limitations, strategy: STRATEGY })
+    Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
 /// The offsets of every field rsttrace knows that this event has.
@@ -190,12 +309,13 @@ fn raise_memlock_limit() {
     }
 }
 
-/// `a: b: c` from an error and its sources, on one line.
+/// `a: b: c` from an error and its sources, on one line. A verifier log is
+/// cut to its verdict (the last line that is not a statistic).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut s = one_line(&e.to_string());
     let mut source = e.source();
     while let Some(inner) = source {
-        let text = inner.to_string();
+        let text = one_line(&inner.to_string());
         if !s.contains(&text) {
             s += &format!(": {text}");
         }
@@ -204,8 +324,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The hook strategy this version has.
-pub const STRATEGY: &str = "tracepoint";
+fn one_line(message: &str) -> String {
+    let Some((head, log)) = message.split_once("Verifier output:") else {
+        return message.lines().next().unwrap_or_default().to_string();
+    };
+    let statistics = ["verification time", "stack depth", "processed ", "max_states"];
+    let verdict =
+        log.lines().map(str::trim).rev().find(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)));
+    let head = head.trim().trim_end_matches('.');
+    match verdict {
+        Some(verdict) => format!("{head}; verifier: {verdict}"),
+        None => head.to_string(),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -290,6 +421,17 @@ mod tests {
             let l = tracepoint_layout(&format(kernel, "skb", "kfree_skb"));
             assert_eq!((l.rx_sk, l.reason, l.skbaddr), (rx_sk, reason, 8), "{kernel}");
         }
+    }
+
+    #[test]
+    fn verifier_logs_are_cut_to_their_verdict() {
+        let message = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). Verifier output: 0: R1=ctx() R10=fp0\n453: frame1: R1=fp[0]-88\ncannot return stack pointer to the caller\nverification time 3361 usec\nstack depth 88+376+0\nprocessed 610 insns (limit 1000000)\n";
+        assert_eq!(
+            one_line(message),
+            "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22); verifier: cannot return stack pointer to the caller"
+        );
+        assert_eq!(one_line("Operation not permitted. Verifier output: "), "Operation not permitted");
+        assert_eq!(one_line("first\nsecond"), "first");
     }
 
     #[test]

@@ -123,6 +123,16 @@ impl KernelTypes {
         Ok(KernelNames { tcp_states, reset_reasons, drop_reasons, tw_statuses })
     }
 
+    /// Parameter names of a kernel function, from its BTF prototype.
+    pub fn function_params(&self, name: &str) -> Option<Vec<String>> {
+        let func = self.btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+            Type::Func(f) => Some(f),
+            _ => None,
+        })?;
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(&func).ok()? else { return None };
+        Some(proto.parameters.iter().map(|p| self.btf.resolve_name(p).unwrap_or_default()).collect())
+    }
+
     /// Byte offset of `path` inside `struct name`, looking through anonymous
     /// structs and unions; `ABSENT` if missing or not one of `sizes` wide.
     pub fn offset_of(&self, name: &str, path: &[&str], sizes: &[usize]) -> u32 {
@@ -319,6 +329,14 @@ mod tests {
         assert_eq!(names.tw_statuses.get(&3).map(String::as_str), Some("SYN"));
         assert_eq!(names.tw_statuses.get(&2).map(String::as_str), Some("ACK"));
         assert!(names.drop_reasons.values().any(|n| n == "NOT_SPECIFIED"));
+    }
+
+    #[test]
+    fn prototype_of_the_timewait_handler() {
+        let Some(types) = host() else { return };
+        let params = types.function_params("tcp_timewait_state_process").unwrap();
+        assert_eq!(params[..3], ["tw", "skb", "th"]);
+        assert!(types.function_params("no_such_function_here").is_none());
     }
 
     #[test]

@@ -41,16 +41,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.strategy {
-        Strategy::Auto | Strategy::Tracepoint => {}
-        Strategy::Fexit | Strategy::Kprobe => anyhow::bail!(
-            "--strategy {:?} is not available in this version of rsttrace: use --strategy tracepoint",
-            cli.strategy
-        ),
-    }
     privileges::check()?;
     let tracefs = tracefs::locate(cli.tracefs.as_deref())?;
-    let hooks = hooks::load(&tracefs, &cli.btf)?;
+    let strategy = match cli.strategy {
+        Strategy::Auto => None,
+        Strategy::Fexit => Some(hooks::Strategy::Fexit),
+        Strategy::Kprobe => Some(hooks::Strategy::Kprobe),
+        Strategy::Tracepoint => Some(hooks::Strategy::Tracepoint),
+    };
+    let hooks = hooks::load(&tracefs, &cli.btf, strategy)?;
     let decoder = Decoder { names: hooks.names.clone(), clock: Clock::now() };
     let format = cli.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Text } else { Format::Json });
     let options = daemon::Options {

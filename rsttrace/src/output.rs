@@ -50,7 +50,13 @@ pub fn fields(report: &Report) -> Map<String, Value> {
     }
 }
 
-fn common(time: SystemTime, kind: EventKind, local: &SocketAddr, remote: &SocketAddr, netns: Option<u32>) -> Map<String, Value> {
+fn common(
+    time: SystemTime,
+    kind: EventKind,
+    local: &SocketAddr,
+    remote: &SocketAddr,
+    netns: Option<u32>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("time".into(), json!(rfc3339(time)));
     m.insert("kind".into(), json!(kind.as_str()));
