@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::{kernel_types::DEFAULT_BTF, output::Format};
@@ -11,8 +11,74 @@ use crate::{kernel_types::DEFAULT_BTF, output::Format};
 /// received, with the kernel's reason, the TCP state, the process, and how
 /// long the connection had been idle.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Without a subcommand rsttrace runs (the options below).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check whether rsttrace can run here, and show the TCP settings and
+    /// counters behind resets (of this network namespace).
+    Doctor(DoctorOptions),
+    /// Write the man page or shell completions (used to build packages).
+    /// Generated from this very definition, so they never drift from it.
+    #[command(hide = true)]
+    Generate(GenerateOptions),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorOptions {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+
+    /// Kernel BTF to read struct layouts from.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF)]
+    pub btf: PathBuf,
+
+    /// tracefs mount point [default: found or mounted].
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateOptions {
+    #[command(subcommand)]
+    pub what: Generated,
+
+    /// Directory to write into.
+    #[arg(long, value_name = "DIR", global = true, default_value = ".")]
+    pub out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum Generated {
+    /// rsttrace.1 and rsttrace-doctor.1.
+    Man,
+    /// Completions for one shell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of a run (no subcommand).
+#[derive(Debug, Args)]
+pub struct RunOptions {
     /// Output format [default: text on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -70,6 +136,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn doctor_takes_its_own_options() {
+        let cli =
+            Cli::try_parse_from(["rsttrace", "doctor", "--format", "json", "--btf", "/b", "--tracefs", "/t"]).unwrap();
+        let Some(Command::Doctor(doctor)) = cli.command else { panic!("not doctor: {cli:?}") };
+        assert_eq!(doctor.format, DoctorFormat::Json);
+        assert_eq!(doctor.btf, PathBuf::from("/b"));
+        assert_eq!(doctor.tracefs, Some(PathBuf::from("/t")));
+        let cli = Cli::try_parse_from(["rsttrace", "doctor"]).unwrap();
+        let Some(Command::Doctor(doctor)) = cli.command else { panic!("not doctor: {cli:?}") };
+        assert_eq!(doctor.format, DoctorFormat::Text);
+    }
+
+    #[test]
+    fn generate_is_hidden_and_parses() {
+        let cli = Cli::try_parse_from(["rsttrace", "generate", "completions", "zsh", "--out", "/o"]).unwrap();
+        let Some(Command::Generate(g)) = cli.command else { panic!("not generate: {cli:?}") };
+        assert!(matches!(g.what, Generated::Completions { shell: clap_complete::Shell::Zsh }));
+        assert_eq!(g.out, PathBuf::from("/o"));
+        use clap::CommandFactory as _;
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("doctor") && !help.contains("generate"), "{help}");
+    }
+
+    #[test]
     fn parses_the_contract_command_line() {
         let cli = Cli::try_parse_from([
             "rsttrace",
@@ -89,11 +179,13 @@ mod tests {
             "2.5",
         ])
         .unwrap();
-        assert_eq!(cli.format, Some(Format::Json));
-        assert_eq!(cli.ports, [80, 443]);
-        assert_eq!(cli.networks[1].to_string(), "2001:db8::1/128");
-        assert_eq!(cli.strategy, Strategy::Tracepoint);
-        assert_eq!(cli.duration, Some(Duration::from_millis(2500)));
+        assert!(cli.command.is_none());
+        let run = cli.run;
+        assert_eq!(run.format, Some(Format::Json));
+        assert_eq!(run.ports, [80, 443]);
+        assert_eq!(run.networks[1].to_string(), "2001:db8::1/128");
+        assert_eq!(run.strategy, Strategy::Tracepoint);
+        assert_eq!(run.duration, Some(Duration::from_millis(2500)));
     }
 
     #[test]
@@ -106,6 +198,10 @@ mod tests {
             &["rsttrace", "--duration=-1"],
             &["rsttrace", "--duration", "0"],
             &["rsttrace", "--duration", "soon"],
+            // Run options belong to the run, not to a subcommand.
+            &["rsttrace", "--port", "80", "doctor"],
+            &["rsttrace", "doctor", "--port", "80"],
+            &["rsttrace", "doctor", "--format", "journal"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

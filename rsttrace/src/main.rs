@@ -4,8 +4,10 @@ mod cli;
 mod clock;
 mod collision;
 mod daemon;
+mod doctor;
 mod event;
 mod filter;
+mod generate;
 mod hooks;
 mod kernel_types;
 mod output;
@@ -17,7 +19,7 @@ use std::{io::IsTerminal as _, process::ExitCode};
 use clap::Parser as _;
 
 use crate::{
-    cli::{Cli, Strategy},
+    cli::{Cli, Command, RunOptions, Strategy},
     clock::Clock,
     event::Decoder,
     filter::Filter,
@@ -28,7 +30,12 @@ fn main() -> ExitCode {
     // Bad arguments exit 2 with clap's message.
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(cli) {
+    let result = match cli.command {
+        Some(Command::Doctor(options)) => return doctor::main(&options),
+        Some(Command::Generate(options)) => generate::run(&options),
+        None => run(cli.run),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if daemon::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -40,7 +47,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: RunOptions) -> anyhow::Result<()> {
     privileges::check()?;
     let tracefs = tracefs::locate(cli.tracefs.as_deref())?;
     let strategy = match cli.strategy {
