@@ -20,7 +20,9 @@ use crate::{
     event::{Decoder, Event, EventKind, TimeWaitKind},
     filter::Filter,
     hooks::Hooks,
+    journal,
     output::{self, Format, Summary},
+    service,
 };
 
 /// How often held-back findings (collisions awaiting their follow-up,
@@ -47,9 +49,12 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
-    let mut out = Writer { format: options.format, filter: options.filter, stdout: std::io::stdout().lock() };
+    let mut out = Writer::new(options.format, options.filter);
     let ready = output::ready_fields(hooks.strategy.as_str(), &hooks.attached, &options.kernel, &hooks.limitations);
     out.control(&ready, output::ready_sentence(&ready))?;
+    service::ready();
+    let watchdog = service::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
 
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -68,17 +73,20 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
                 out.reports(reports, &mut summary)?;
                 out.flush()?;
             }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => service::watchdog_ping(),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = &mut deadline => break,
         }
     }
+    service::stopping();
     // Records submitted before the stop are still in the ring, findings are
     // still held back: write them all.
     drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
     let reports = correlator.finish(monotonic_ns());
     out.reports(reports, &mut summary)?;
     summary.verdicts = correlator.verdict_counts().clone();
+    summary.unwritten = out.unwritten;
 
     summary.lost = sum_counter(&counters, counter::LOST);
     summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
@@ -135,13 +143,24 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
     }
 }
 
+/// Writes reports and control records in the chosen format.
 struct Writer {
     format: Format,
     filter: Filter,
-    stdout: std::io::StdoutLock<'static>,
+    sink: Box<dyn Write>,
+    /// Journal entries journald did not take.
+    unwritten: u64,
 }
 
 impl Writer {
+    fn new(format: Format, filter: Filter) -> Self {
+        let sink: Box<dyn Write> = match format {
+            Format::TextOnStderr => Box::new(std::io::stderr()),
+            _ => Box::new(std::io::stdout().lock()),
+        };
+        Writer { format, filter, sink, unwritten: 0 }
+    }
+
     fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
         for report in reports {
             let (local, remote) = output::endpoints(&report);
@@ -150,32 +169,47 @@ impl Writer {
             }
             summary.reported += 1;
             let fields = output::fields(&report);
-            let line = match self.format {
-                Format::Json => output::json_line(&fields),
-                Format::Text => {
-                    format!("{} {}", fields["time"].as_str().unwrap_or_default(), output::sentence(&report))
+            match self.format {
+                Format::Json => self.line(&output::json_line(&fields))?,
+                Format::Text | Format::TextOnStderr => {
+                    let time = fields["time"].as_str().unwrap_or_default();
+                    self.line(&format!("{time} {}", output::sentence(&report)))?
                 }
-            };
-            self.line(&line)?;
+                Format::Journal => self.journal(output::priority(&report), &output::sentence(&report), &fields),
+            }
         }
         Ok(())
     }
 
     fn control(&mut self, fields: &serde_json::Map<String, serde_json::Value>, sentence: String) -> anyhow::Result<()> {
-        let line = match self.format {
-            Format::Json => output::json_line(fields),
-            Format::Text => sentence,
-        };
-        self.line(&line)?;
+        match self.format {
+            Format::Json => self.line(&output::json_line(fields))?,
+            Format::Text | Format::TextOnStderr => self.line(&sentence)?,
+            Format::Journal => self.journal(libsystemd::logging::Priority::Info, &sentence, fields),
+        }
         self.flush()
     }
 
+    fn journal(
+        &mut self,
+        priority: libsystemd::logging::Priority,
+        message: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) {
+        if let Err(e) = journal::send(priority, message, fields) {
+            if self.unwritten == 0 {
+                log::warn!("journald did not take an entry ({e}); counting the ones it misses");
+            }
+            self.unwritten += 1;
+        }
+    }
+
     fn line(&mut self, line: &str) -> anyhow::Result<()> {
-        writeln!(self.stdout, "{line}").map_err(stdout_error)
+        writeln!(self.sink, "{line}").map_err(stdout_error)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        self.stdout.flush().map_err(stdout_error)
+        self.sink.flush().map_err(stdout_error)
     }
 }
 

@@ -9,9 +9,11 @@ mod event;
 mod filter;
 mod generate;
 mod hooks;
+mod journal;
 mod kernel_types;
 mod output;
 mod privileges;
+mod service;
 mod tracefs;
 
 use std::{io::IsTerminal as _, process::ExitCode};
@@ -29,7 +31,7 @@ use crate::{
 fn main() -> ExitCode {
     // Bad arguments exit 2 with clap's message.
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    init_logging();
     let result = match cli.command {
         Some(Command::Doctor(options)) => return doctor::main(&options),
         Some(Command::Generate(options)) => generate::run(&options),
@@ -58,7 +60,7 @@ fn run(cli: RunOptions) -> anyhow::Result<()> {
     };
     let hooks = hooks::load(&tracefs, &cli.btf, strategy)?;
     let decoder = Decoder { names: hooks.names.clone(), clock: Clock::now() };
-    let format = cli.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Text } else { Format::Json });
+    let format = output_format(cli.format);
     let options = daemon::Options {
         format,
         filter: Filter { ports: cli.ports, networks: cli.networks },
@@ -67,6 +69,37 @@ fn run(cli: RunOptions) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(daemon::run(hooks, decoder, options))
+}
+
+/// Under systemd (stderr on the journal) log lines become journal entries
+/// with their priority; elsewhere env_logger writes them to stderr.
+fn init_logging() {
+    if journal::connected() && journal::available() {
+        let level = std::env::var("RUST_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
+        log::set_max_level(level);
+        if log::set_boxed_logger(Box::new(journal::JournalLogger { level })).is_ok() {
+            return;
+        }
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+}
+
+/// The journal when systemd connected us to it, text on a terminal, JSON
+/// lines otherwise. Asked for the journal where journald is not listening:
+/// one warning, then text on stderr.
+fn output_format(requested: Option<Format>) -> Format {
+    let format = requested.unwrap_or(if journal::connected() {
+        Format::Journal
+    } else if std::io::stdout().is_terminal() {
+        Format::Text
+    } else {
+        Format::Json
+    });
+    if format == Format::Journal && !journal::available() {
+        log::warn!("no journald socket at /run/systemd/journal/socket: writing text to stderr instead");
+        return Format::TextOnStderr;
+    }
+    format
 }
 
 fn kernel_release() -> String {

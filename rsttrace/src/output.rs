@@ -20,6 +20,11 @@ pub enum Format {
     Text,
     /// One JSON object per line.
     Json,
+    /// One native journal entry per event (the default under systemd).
+    Journal,
+    /// Text on stderr: the journal's fallback when journald is not there.
+    #[value(skip)]
+    TextOnStderr,
 }
 
 /// RFC 3339, UTC, microseconds: `2026-11-21T10:32:00.123456Z`.
@@ -30,6 +35,16 @@ pub fn rfc3339(time: SystemTime) -> String {
 /// `10.0.0.2:80` or `[2001:db8::2]:80`.
 fn endpoint(addr: &SocketAddr) -> String {
     addr.to_string()
+}
+
+/// Journal priority: warnings for resets, kills and harmful collisions,
+/// information for harmless reuse.
+pub fn priority(report: &Report) -> libsystemd::logging::Priority {
+    use libsystemd::logging::Priority;
+    match report {
+        Report::Collision(c) if c.verdict == Verdict::Accepted => Priority::Info,
+        _ => Priority::Warning,
+    }
 }
 
 /// The endpoints filters look at.
@@ -297,6 +312,8 @@ pub struct Summary {
     pub undecodable: u64,
     /// Records written after filtering and aggregation.
     pub reported: u64,
+    /// Journal entries journald did not take.
+    pub unwritten: u64,
     /// TIME_WAIT collisions per verdict, before aggregation.
     pub verdicts: BTreeMap<&'static str, u64>,
     pub duration: Duration,
@@ -314,6 +331,7 @@ pub fn summary_fields(s: &Summary) -> Map<String, Value> {
     m.insert("read_errors".into(), json!(s.read_errors));
     m.insert("undecodable".into(), json!(s.undecodable));
     m.insert("reported".into(), json!(s.reported));
+    m.insert("unwritten".into(), json!(s.unwritten));
     m.insert("duration_ms".into(), json!(s.duration.as_millis() as u64));
     m
 }
@@ -406,6 +424,16 @@ mod tests {
         assert_eq!(v["syn_timestamps"], false);
         assert_eq!(v["peer_rst"], true);
         assert_eq!(v["retry_delay_ms"], 11);
+    }
+
+    #[test]
+    fn priorities_follow_harm() {
+        use libsystemd::logging::Priority;
+        let mut c = seed_collision();
+        assert!(matches!(priority(&Report::Collision(c.clone())), Priority::Warning));
+        c.verdict = Verdict::Accepted;
+        assert!(matches!(priority(&Report::Collision(c.clone())), Priority::Info));
+        assert!(matches!(priority(&Report::Killed(c.event)), Priority::Warning));
     }
 
     #[test]

@@ -6,61 +6,14 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::Read,
+    net::{TcpListener, TcpStream},
     time::{Duration, Instant},
 };
 
-use socket2::{Domain, Socket, Type};
-use support::{Daemon, Netns, Pair, addr, linger_zero, require_root};
+use support::{Daemon, Pair, addr, connect_from, connection_closed_by_server, linger_zero, require_root};
 
 const CLIENT_PORT: u16 = 40021;
-
-/// A client socket bound to `local` (SO_REUSEADDR), connected to `server`.
-fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(server), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&local.into())?;
-    socket.connect_timeout(&server.into(), Duration::from_secs(10))?;
-    Ok(socket.into())
-}
-
-/// One connection from `local` that the server closes first, leaving it in
-/// TIME_WAIT on the server. Enough data goes through that the client's next
-/// ISN (which advances ~15.6 M per second) stays below the old rcv_nxt.
-fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local: SocketAddr, bulk: bool) {
-    let server = listener.local_addr().unwrap();
-    let mut stream = client.run("lb", move || connect_from(local, server).expect("first connection"));
-    let (mut accepted, _) = listener.accept().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0usize;
-        while let Ok(n) = accepted.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            total += n;
-            if buf[n - 1] == b'.' {
-                break;
-            }
-        }
-        drop(accepted); // the server closes first
-        total
-    });
-    let started = Instant::now();
-    let chunk = vec![b'x'; 1 << 20];
-    let mut sent = 0usize;
-    // 48 MB/s of elapsed time stays ahead of the ISN clock's 15.6 M/s.
-    while bulk && (sent < 8 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
-        stream.write_all(&chunk).unwrap();
-        sent += chunk.len();
-    }
-    stream.write_all(b".").unwrap();
-    reader.join().unwrap();
-    // The server's FIN: the client sees EOF, then closes its side.
-    assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
-    drop(stream);
-}
 
 fn seed_case(label: &str, client_ip: &'static str, server_ip: &'static str) {
     if !require_root() {

@@ -3,8 +3,8 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::{
-    io::{BufRead, BufReader},
-    net::IpAddr,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     os::{fd::AsFd, unix::fs::MetadataExt},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -21,6 +21,7 @@ use nix::{
     unistd::Pid,
 };
 use serde_json::Value;
+use socket2::{Domain, Socket, Type};
 
 /// Integration tests load eBPF programs and create namespaces: root only.
 /// Returns false (and says so) when not root, so `cargo test` as a user
@@ -268,4 +269,50 @@ impl Records {
 pub fn linger_zero(stream: &std::net::TcpStream) {
     nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 })
         .expect("SO_LINGER");
+}
+
+/// A client socket bound to `local` (SO_REUSEADDR), connected to `server`.
+pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(server), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&server.into(), Duration::from_secs(10))?;
+    Ok(socket.into())
+}
+
+/// One connection from `local` that the server closes first, leaving it in
+/// TIME_WAIT on the server. Enough data goes through that the client's next
+/// ISN (which advances ~15.6 M per second) stays below the old rcv_nxt.
+pub fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local: SocketAddr, bulk: bool) {
+    let server = listener.local_addr().unwrap();
+    let mut stream = client.run("lb", move || connect_from(local, server).expect("first connection"));
+    let (mut accepted, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        while let Ok(n) = accepted.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            if buf[n - 1] == b'.' {
+                break;
+            }
+        }
+        drop(accepted); // the server closes first
+        total
+    });
+    let started = Instant::now();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0usize;
+    // 48 MB/s of elapsed time stays ahead of the ISN clock's 15.6 M/s.
+    while bulk && (sent < 8 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+        stream.write_all(&chunk).unwrap();
+        sent += chunk.len();
+    }
+    stream.write_all(b".").unwrap();
+    reader.join().unwrap();
+    // The server's FIN: the client sees EOF, then closes its side.
+    assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
+    drop(stream);
 }

@@ -1,0 +1,241 @@
+//! rsttrace as systemd runs a service: stdout and stderr on a journal
+//! stream (JOURNAL_STREAM set), NOTIFY_SOCKET for readiness, WATCHDOG_USEC.
+//! A real systemd-journald runs in a private mount namespace of its own, so a
+//! journald already running on the machine is not disturbed; entries are read
+//! back with journalctl.
+
+mod support;
+
+use std::{
+    fs::File,
+    io::Write,
+    net::{TcpListener, TcpStream},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::{
+            fs::MetadataExt,
+            net::{UnixDatagram, UnixStream},
+            process::CommandExt,
+        },
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sched::{CloneFlags, setns},
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+use support::{Pair, addr, connect_from, connection_closed_by_server, require_root};
+
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+
+/// systemd-journald in its own mount namespace, with its sockets and
+/// storage on tmpfs there.
+struct PrivateJournald {
+    child: Child,
+}
+
+impl PrivateJournald {
+    fn start() -> Self {
+        let script = "set -e; for d in /run/systemd/journal /run/log/journal /var/log/journal; do \
+            mkdir -p $d; mount -t tmpfs tmpfs $d; done; exec /lib/systemd/systemd-journald";
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "bash", "-c", script])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let journald = PrivateJournald { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !journald.path("run/systemd/journal/stdout").exists() {
+            assert!(Instant::now() < deadline, "journald did not create its sockets");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        journald
+    }
+
+    /// A path as journald's mount namespace sees it.
+    fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/{inside}", self.child.id()))
+    }
+
+    fn mount_namespace(&self) -> File {
+        File::open(format!("/proc/{}/ns/mnt", self.child.id())).unwrap()
+    }
+
+    /// What systemd gives a service: a stream to journald, announced by
+    /// the header of the stdout protocol.
+    fn stream(&self, identifier: &str) -> UnixStream {
+        let mut stream = UnixStream::connect(self.path("run/systemd/journal/stdout")).unwrap();
+        // identifier, unit, priority, level prefix, syslog, kmsg, console
+        write!(stream, "{identifier}\n\n6\n0\n0\n0\n0\n").unwrap();
+        stream
+    }
+
+    /// Every entry journald stored (runtime and persistent), as JSON.
+    fn entries(&self) -> Vec<Value> {
+        let mut entries = Vec::new();
+        for dir in ["run/log/journal", "var/log/journal"] {
+            let out = Command::new("journalctl")
+                .arg("--directory")
+                .arg(self.path(dir))
+                .args(["-o", "json", "--no-pager"])
+                .output()
+                .expect("journalctl");
+            entries.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()));
+        }
+        entries
+    }
+}
+
+impl Drop for PrivateJournald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sd_notify messages rsttrace sends.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("rsttrace-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        NotifySocket { socket, path }
+    }
+
+    /// The next message, waiting up to 30 s.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self.socket.recv(&mut buf).expect("no sd_notify message within 30 s");
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn start_as_service(journald: &PrivateJournald, notify: &NotifySocket) -> Child {
+    let stream: OwnedFd = journald.stream("rsttrace").into();
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&stream))).unwrap();
+    let namespace = journald.mount_namespace();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rsttrace"));
+    command
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(stream.try_clone().unwrap())
+        .stderr(stream);
+    if let Ok(strategy) = std::env::var("RSTTRACE_TEST_STRATEGY") {
+        command.args(["--strategy", &strategy]);
+    }
+    // SAFETY: only setns(2) between fork and exec.
+    unsafe {
+        command.pre_exec(move || setns(namespace.as_fd(), CloneFlags::CLONE_NEWNS).map_err(std::io::Error::from));
+    }
+    command.spawn().unwrap()
+}
+
+#[test]
+fn entries_readiness_and_watchdog_under_a_real_journald() {
+    if !require_root() {
+        return;
+    }
+    if !Path::new(JOURNALD).exists() {
+        eprintln!("skipped: {JOURNALD} is not installed here (apt install systemd)");
+        return;
+    }
+    let journald = PrivateJournald::start();
+    let notify = NotifySocket::new();
+    let pair = Pair::new("journal");
+    pair.client.sysctl("net.ipv4.tcp_timestamps", "0");
+    let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8093)).unwrap());
+    let server = listener.local_addr().unwrap();
+
+    let mut rsttrace = start_as_service(&journald, &notify);
+    assert_eq!(notify.next(), "READY=1", "readiness once every hook is attached");
+
+    // A reset to a closed port, then the seed case.
+    pair.client
+        .run("client", || TcpStream::connect_timeout(&addr(Pair::SERVER_V4, 9), Duration::from_secs(5)).unwrap_err());
+    let local = addr(Pair::CLIENT_V4, 40022);
+    connection_closed_by_server(&pair.client, &listener, local, true);
+    std::thread::sleep(Duration::from_millis(50));
+    let second = pair.client.run("lb", move || connect_from(local, server).unwrap());
+    drop((second, listener.accept().unwrap()));
+    std::thread::sleep(Duration::from_millis(600));
+
+    kill(Pid::from_raw(rsttrace.id() as i32), Signal::SIGTERM).unwrap();
+    let mut messages = Vec::new();
+    loop {
+        let message = notify.next();
+        let stopping = message == "STOPPING=1";
+        messages.push(message);
+        if stopping {
+            break;
+        }
+    }
+    assert!(messages.iter().any(|m| m == "WATCHDOG=1"), "watchdog pings every 200 ms: {messages:?}");
+    assert!(rsttrace.wait().unwrap().success());
+
+    let entries = journald.entries();
+    let ours: Vec<&Value> = entries.iter().filter(|e| e["SYSLOG_IDENTIFIER"] == "rsttrace").collect();
+    let server_netns = pair.server.inode().to_string();
+    let of = |kind: &str| -> Vec<&Value> {
+        ours.iter().copied().filter(|e| e["KIND"] == kind && e["NETNS"] == server_netns.as_str()).collect()
+    };
+
+    let collisions = of("tw_collision");
+    assert_eq!(collisions.len(), 1, "one entry for the seed case: {collisions:?}");
+    let c = collisions[0];
+    assert_eq!(c["VERDICT"], "stale_ack");
+    assert_eq!(c["PRIORITY"], "4", "a warning");
+    assert!(
+        c["MESSAGE"].as_str().unwrap().starts_with("SYN from 10.77.0.1:40022 to 10.77.0.2:8093 hit a TIME_WAIT socket"),
+        "{c}"
+    );
+    for key in [
+        "TIME",
+        "FAMILY",
+        "LOCAL",
+        "REMOTE",
+        "STATE",
+        "TW_AGE_MS",
+        "SYN_SEQ",
+        "TW_RCV_NXT",
+        "SYN_TIMESTAMPS",
+        "TW_TIMESTAMPS",
+        "SOURCE",
+        "ADVICE",
+        "PEER_RST",
+        "RETRY_DELAY_MS",
+    ] {
+        assert!(c.get(key).is_some_and(|v| v.is_string()), "field {key} missing: {c}");
+    }
+    assert_eq!(c["LOCAL"], server.to_string());
+    assert_eq!(c["SYN_TIMESTAMPS"], "false");
+
+    let resets = of("rst_sent");
+    let no_socket: Vec<_> = resets.iter().filter(|e| e["LOCAL"] == "10.77.0.2:9").collect();
+    assert_eq!(no_socket.len(), 1, "{resets:?}");
+    assert_eq!(no_socket[0]["PRIORITY"], "4");
+    assert!(no_socket[0].get("PID").is_none(), "null fields are left out");
+
+    let ready: Vec<_> = ours.iter().filter(|e| e["KIND"] == "ready").collect();
+    let summary: Vec<_> = ours.iter().filter(|e| e["KIND"] == "summary").collect();
+    assert_eq!((ready.len(), summary.len()), (1, 1));
+    assert_eq!(ready[0]["PRIORITY"], "6", "information");
+    assert_eq!(summary[0]["UNWRITTEN"], "0");
+}
