@@ -76,9 +76,14 @@ pub enum Generated {
     },
 }
 
-/// Options of a run (no subcommand).
+/// Options of a run (no subcommand). The configuration file sets the same
+/// ones; what is given here wins.
 #[derive(Debug, Args)]
 pub struct RunOptions {
+    /// Configuration file [default: /etc/rsttrace/rsttrace.toml, if present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Output format [default: text on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -93,38 +98,41 @@ pub struct RunOptions {
     pub networks: Vec<IpNet>,
 
     /// How TIME_WAIT verdicts are observed (resets always use tracepoints):
-    /// `auto` takes the first of fexit, kprobe, tracepoint this kernel accepts.
-    #[arg(long, value_enum, default_value_t = Strategy::Auto)]
-    pub strategy: Strategy,
+    /// `auto` takes the first of fexit, kprobe, tracepoint this kernel
+    /// accepts [default: auto].
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
 
     /// Stop after this many seconds and print the summary.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<Duration>,
 
-    /// Kernel BTF to read struct layouts from.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_BTF)]
-    pub btf: PathBuf,
+    /// Kernel BTF to read struct layouts from [default: /sys/kernel/btf/vmlinux].
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
 
     /// tracefs mount point [default: found or mounted].
     #[arg(long, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Strategy {
+    #[default]
     Auto,
     Fexit,
     Kprobe,
     Tracepoint,
 }
 
-fn parse_network(s: &str) -> Result<IpNet, String> {
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{s}` is not an address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)"))
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Ok(Duration::from_secs_f64(secs)),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
@@ -184,7 +192,7 @@ mod tests {
         assert_eq!(run.format, Some(Format::Json));
         assert_eq!(run.ports, [80, 443]);
         assert_eq!(run.networks[1].to_string(), "2001:db8::1/128");
-        assert_eq!(run.strategy, Strategy::Tracepoint);
+        assert_eq!(run.strategy, Some(Strategy::Tracepoint));
         assert_eq!(run.duration, Some(Duration::from_millis(2500)));
     }
 

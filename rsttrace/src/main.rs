@@ -3,6 +3,7 @@
 mod cli;
 mod clock;
 mod collision;
+mod config;
 mod daemon;
 mod doctor;
 mod event;
@@ -50,21 +51,23 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: RunOptions) -> anyhow::Result<()> {
+    let file = config::load(cli.config.as_deref())?;
+    let settings = config::merge(cli, file);
     privileges::check()?;
-    let tracefs = tracefs::locate(cli.tracefs.as_deref())?;
-    let strategy = match cli.strategy {
+    let tracefs = tracefs::locate(settings.tracefs.as_deref())?;
+    let strategy = match settings.strategy {
         Strategy::Auto => None,
         Strategy::Fexit => Some(hooks::Strategy::Fexit),
         Strategy::Kprobe => Some(hooks::Strategy::Kprobe),
         Strategy::Tracepoint => Some(hooks::Strategy::Tracepoint),
     };
-    let hooks = hooks::load(&tracefs, &cli.btf, strategy)?;
+    let hooks = hooks::load(&tracefs, &settings.btf, strategy)?;
     let decoder = Decoder { names: hooks.names.clone(), clock: Clock::now() };
-    let format = output_format(cli.format);
+    let format = output_format(settings.format);
     let options = daemon::Options {
         format,
-        filter: Filter { ports: cli.ports, networks: cli.networks },
-        duration: cli.duration,
+        filter: Filter { ports: settings.ports, networks: settings.networks },
+        duration: settings.duration,
         kernel: kernel_release(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

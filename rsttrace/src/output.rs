@@ -14,7 +14,8 @@ use crate::{
     event::{Event, EventKind, ResetEvent, TimeWaitEvent},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// One readable sentence per event.
     Text,
@@ -24,6 +25,7 @@ pub enum Format {
     Journal,
     /// Text on stderr: the journal's fallback when journald is not there.
     #[value(skip)]
+    #[serde(skip)]
     TextOnStderr,
 }
 

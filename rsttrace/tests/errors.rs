@@ -100,6 +100,27 @@ fn a_forced_strategy_runs_or_says_why_not() {
     }
 }
 
+/// A bad configuration file stops the start: one line naming the file, the
+/// line and the problem.
+#[test]
+fn a_bad_config_file_names_file_line_and_problem() {
+    let dir = tempdir("config");
+    for (text, line, problem) in [
+        ("format = \"json\"\nprot = [80]\n", 2, "unknown field `prot`"),
+        ("port = \"http\"\n", 1, "invalid type"),
+        ("\n\naddr = [\"10.1.0.0/40\"]\n", 3, "is not an address or CIDR network"),
+    ] {
+        let path = dir.join("rsttrace.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = rsttrace(&["--config", path.to_str().unwrap()]);
+        let message = one_line_error(&out, 1);
+        assert!(message.contains(&format!("{} line {line}:", path.display())), "{message}");
+        assert!(message.contains(problem), "{message}");
+    }
+    let out = rsttrace(&["--config", "/nonexistent/rsttrace.toml"]);
+    assert!(one_line_error(&out, 1).contains("cannot read /nonexistent/rsttrace.toml"));
+}
+
 fn tempdir(label: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rsttrace-test-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

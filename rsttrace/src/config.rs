@@ -1,0 +1,163 @@
+//! The configuration file (`/etc/rsttrace/rsttrace.toml`, optional): the
+//! run options by their long names; the command line overrides it.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::{
+    cli::{RunOptions, Strategy, parse_network, parse_seconds},
+    kernel_types::DEFAULT_BTF,
+    output::Format,
+};
+
+pub const DEFAULT_PATH: &str = "/etc/rsttrace/rsttrace.toml";
+
+/// What a configuration file may say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    format: Option<Format>,
+    port: Option<Vec<u16>>,
+    #[serde(default, deserialize_with = "networks")]
+    addr: Option<Vec<IpNet>>,
+    strategy: Option<Strategy>,
+    #[serde(default, deserialize_with = "seconds")]
+    duration: Option<Duration>,
+    btf: Option<PathBuf>,
+    tracefs: Option<PathBuf>,
+}
+
+/// A run's options once file and command line are merged.
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    pub format: Option<Format>,
+    pub ports: Vec<u16>,
+    pub networks: Vec<IpNet>,
+    pub strategy: Strategy,
+    pub duration: Option<Duration>,
+    pub btf: PathBuf,
+    pub tracefs: Option<PathBuf>,
+}
+
+/// Reads `explicit`, or the default file when it exists.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<ConfigFile> {
+    let path = match explicit {
+        Some(path) => path,
+        None if Path::new(DEFAULT_PATH).exists() => Path::new(DEFAULT_PATH),
+        None => return Ok(ConfigFile::default()),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> anyhow::Result<ConfigFile> {
+    toml::from_str(text).or_else(|e: toml::de::Error| {
+        let line = e.span().map_or(1, |span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        bail!("{} line {line}: {}", path.display(), e.message().trim())
+    })
+}
+
+/// The command line wins over the file; lists given on the command line
+/// replace the file's.
+pub fn merge(cli: RunOptions, file: ConfigFile) -> Settings {
+    Settings {
+        format: cli.format.or(file.format),
+        ports: pick_list(cli.ports, file.port),
+        networks: pick_list(cli.networks, file.addr),
+        strategy: cli.strategy.or(file.strategy).unwrap_or_default(),
+        duration: cli.duration.or(file.duration),
+        btf: cli.btf.or(file.btf).unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
+        tracefs: cli.tracefs.or(file.tracefs),
+    }
+}
+
+fn pick_list<T>(cli: Vec<T>, file: Option<Vec<T>>) -> Vec<T> {
+    if cli.is_empty() { file.unwrap_or_default() } else { cli }
+}
+
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts.iter().map(|t| parse_network(t)).collect::<Result<_, _>>().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = f64::deserialize(d)?;
+    parse_seconds(&secs.to_string()).map(Some).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn run_options(args: &[&str]) -> RunOptions {
+        Cli::try_parse_from(std::iter::once("rsttrace").chain(args.iter().copied())).unwrap().run
+    }
+
+    fn error(text: &str) -> String {
+        parse(Path::new("/etc/rsttrace/rsttrace.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_run_option_can_be_set() {
+        let text = r#"
+format = "journal"
+port = [80, 443]
+addr = ["10.0.0.0/8", "2001:db8::1"]
+strategy = "kprobe"
+duration = 30
+btf = "/boot/vmlinux.btf"
+tracefs = "/sys/kernel/tracing"
+"#;
+        let settings = merge(run_options(&[]), parse(Path::new("f"), text).unwrap());
+        assert_eq!(settings.format, Some(Format::Journal));
+        assert_eq!(settings.ports, [80, 443]);
+        assert_eq!(settings.networks[1].to_string(), "2001:db8::1/128");
+        assert_eq!(settings.strategy, Strategy::Kprobe);
+        assert_eq!(settings.duration, Some(Duration::from_secs(30)));
+        assert_eq!(settings.btf, PathBuf::from("/boot/vmlinux.btf"));
+    }
+
+    #[test]
+    fn the_command_line_wins() {
+        let file = parse(Path::new("f"), "port = [80]\nstrategy = \"kprobe\"\nformat = \"json\"\n").unwrap();
+        let settings = merge(run_options(&["--port", "8080", "--strategy", "fexit"]), file);
+        assert_eq!(settings.ports, [8080], "a list on the command line replaces the file's");
+        assert_eq!(settings.strategy, Strategy::Fexit);
+        assert_eq!(settings.format, Some(Format::Json), "what the command line leaves out comes from the file");
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let settings = merge(run_options(&[]), ConfigFile::default());
+        assert_eq!(settings.strategy, Strategy::Auto);
+        assert_eq!(settings.btf, PathBuf::from(DEFAULT_BTF));
+        assert!(settings.ports.is_empty() && settings.format.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_problem() {
+        let unknown = error("format = \"json\"\n\nprot = [80]\n");
+        assert!(unknown.starts_with("/etc/rsttrace/rsttrace.toml line 3: unknown field `prot`"), "{unknown}");
+        let wrong_type = error("port = \"eighty\"\n");
+        assert!(wrong_type.starts_with("/etc/rsttrace/rsttrace.toml line 1: invalid type"), "{wrong_type}");
+        let bad_cidr = error("format = \"text\"\naddr = [\"10.0.0.0/33\"]\n");
+        assert!(
+            bad_cidr.contains("line 2") && bad_cidr.contains("`10.0.0.0/33` is not an address or CIDR"),
+            "{bad_cidr}"
+        );
+        let bad_port = error("port = [70000]\n");
+        assert!(bad_port.contains("line 1"), "{bad_port}");
+        let bad_enum = error("strategy = \"magic\"\n");
+        assert!(bad_enum.contains("unknown variant `magic`"), "{bad_enum}");
+        assert!(!unknown.contains('\n') && !bad_cidr.contains('\n'), "one line");
+    }
+}
