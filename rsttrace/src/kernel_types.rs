@@ -36,6 +36,27 @@ impl KernelNames {
     }
 }
 
+/// Maps the BTF instead of parsing all of it: btf-rs then keeps one offset
+/// per type (~1 MB) where a full parse builds ~50 MB of indexes, which would
+/// be the daemon's peak memory. sysfs files are not mappable on every kernel:
+/// those are copied into a memfd first.
+fn map(path: &Path) -> anyhow::Result<Btf> {
+    if let Ok(btf) = Btf::from_file_with_backend(path, btf_rs::Backend::Mmap) {
+        return Ok(btf);
+    }
+    // SAFETY: a valid NUL-terminated name and flags.
+    let fd = unsafe { libc::memfd_create(c"rsttrace-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: a fresh fd we own.
+    let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Streamed, so the BTF is never in memory twice.
+    std::io::copy(&mut std::fs::File::open(path)?, &mut file)?;
+    let btf = Btf::from_file_with_backend(format!("/proc/self/fd/{fd}"), btf_rs::Backend::Mmap)?;
+    Ok(btf)
+}
+
 pub struct KernelTypes {
     btf: Btf,
 }
@@ -48,7 +69,7 @@ impl KernelTypes {
                 path.display()
             );
         }
-        let btf = Btf::from_file(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
+        let btf = map(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
         Ok(Self { btf })
     }
 
