@@ -1,25 +1,180 @@
 //! Says which capability is missing before the kernel refuses with EPERM.
+//!
+//! rsttrace runs as root, or as any user with exactly these capabilities
+//! (measured on Linux 6.18, see packaging/systemd/rsttrace.service):
+//! - CAP_BPF: creating the maps (without it: EPERM creating the first map);
+//! - CAP_PERFMON: loading tracing, tracepoint and kprobe programs, which read
+//!   kernel memory, and kprobe perf events (without it: EPERM at
+//!   BPF_PROG_LOAD); CAP_SYS_ADMIN also covers both;
+//! - CAP_DAC_READ_SEARCH, unless the user owns tracefs: the tracefs root is
+//!   mode 0700 and the `format` files 0440, both root's.
+
+use std::{
+    io::ErrorKind,
+    path::{Path, PathBuf},
+};
 
 use caps::{CapSet, Capability};
 
-/// Loading tracing programs needs CAP_BPF + CAP_PERFMON (Linux 5.8+) or
-/// CAP_SYS_ADMIN; reading tracefs needs to get past its root-only mode.
-pub fn check() -> anyhow::Result<()> {
-    let has = |cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
-    let admin = has(Capability::CAP_SYS_ADMIN);
-    let mut missing = Vec::new();
-    if !admin {
-        for (cap, name) in [(Capability::CAP_BPF, "CAP_BPF"), (Capability::CAP_PERFMON, "CAP_PERFMON")] {
-            if !has(cap) {
-                missing.push(name);
+/// What this process can do, as far as rsttrace cares.
+#[derive(Clone, Debug)]
+pub struct Privileges {
+    pub uid: u32,
+    /// Each capability rsttrace may use, and whether it is effective.
+    pub capabilities: Vec<(&'static str, bool)>,
+    /// Mounted tracefs instances this process cannot look into.
+    pub unreadable_tracefs: Vec<PathBuf>,
+}
+
+/// The capabilities rsttrace can use, in the order they are reported.
+const CAPABILITIES: [(Capability, &str); 4] = [
+    (Capability::CAP_BPF, "CAP_BPF"),
+    (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    (Capability::CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+    (Capability::CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+];
+
+impl Privileges {
+    /// This process's effective capabilities and its access to tracefs.
+    pub fn inspect() -> Self {
+        let capabilities = CAPABILITIES
+            .iter()
+            .map(|(cap, name)| (*name, caps::has_cap(None, CapSet::Effective, *cap).unwrap_or(false)))
+            .collect();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let unreadable_tracefs = tracefs_mounts(&mounts)
+            .into_iter()
+            // Whatever lets this process in (ownership, CAP_DAC_READ_SEARCH,
+            // CAP_DAC_OVERRIDE, a gid= mount option) is good enough.
+            .filter(|dir| dir.join("events").metadata().is_err_and(|e| e.kind() == ErrorKind::PermissionDenied))
+            .collect();
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        Privileges { uid, capabilities, unreadable_tracefs }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.capabilities.iter().any(|(n, on)| *n == name && *on)
+    }
+
+    /// The capabilities that are missing, each with what it is for.
+    pub fn missing(&self) -> Vec<(&'static str, String)> {
+        let mut missing = Vec::new();
+        if !self.has("CAP_SYS_ADMIN") {
+            if !self.has("CAP_BPF") {
+                missing.push(("CAP_BPF", "to create eBPF maps".to_string()));
+            }
+            if !self.has("CAP_PERFMON") {
+                missing.push(("CAP_PERFMON", "to load eBPF tracing programs".to_string()));
             }
         }
+        if let Some(dir) = self.unreadable_tracefs.first() {
+            missing.push(("CAP_DAC_READ_SEARCH", format!("to read tracefs at {} (root's, mode 0700)", dir.display())));
+        }
+        missing
     }
-    if !missing.is_empty() {
+
+    /// Ok, or one line naming every missing capability and how to fix it.
+    pub fn result(&self) -> anyhow::Result<()> {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let what: Vec<String> = missing.iter().map(|(cap, why)| format!("{cap} {why}")).collect();
+        let bpf_only = missing.iter().all(|(cap, _)| *cap == "CAP_BPF" || *cap == "CAP_PERFMON");
         anyhow::bail!(
-            "missing privilege {} (or CAP_SYS_ADMIN) to load eBPF tracing programs: run rsttrace as root (sudo rsttrace)",
-            missing.join(" and ")
-        );
+            "missing privilege {}{}: run rsttrace as root (sudo rsttrace), or grant {} (AmbientCapabilities= in its systemd unit)",
+            what.join(", "),
+            if bpf_only { " (or CAP_SYS_ADMIN)" } else { "" },
+            if missing.len() == 1 { "it" } else { "them" },
+        )
     }
-    Ok(())
+}
+
+/// Fails with one line naming what is missing.
+pub fn check() -> anyhow::Result<()> {
+    Privileges::inspect().result()
+}
+
+/// Mount points of type tracefs in `/proc/self/mountinfo` text.
+fn tracefs_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`
+            let (head, tail) = line.split_once(" - ")?;
+            (tail.split_whitespace().next()? == "tracefs").then(|| unescape(head.split_whitespace().nth(4)?))?
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> Option<PathBuf> {
+    let mut out = Vec::new();
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt as _;
+    Some(Path::new(&std::ffi::OsString::from_vec(out)).to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn privileges(on: &[&'static str], unreadable: &[&str]) -> Privileges {
+        Privileges {
+            uid: 65534,
+            capabilities: CAPABILITIES.iter().map(|(_, n)| (*n, on.contains(n))).collect(),
+            unreadable_tracefs: unreadable.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    #[test]
+    fn names_exactly_the_missing_capability() {
+        let p = privileges(&["CAP_BPF", "CAP_DAC_READ_SEARCH"], &[]);
+        let e = p.result().unwrap_err().to_string();
+        assert!(
+            e.starts_with("missing privilege CAP_PERFMON to load eBPF tracing programs (or CAP_SYS_ADMIN): "),
+            "{e}"
+        );
+        assert!(!e.contains("CAP_BPF ") && !e.contains("DAC"), "{e}");
+
+        let p = privileges(&["CAP_BPF", "CAP_PERFMON"], &["/sys/kernel/tracing"]);
+        let e = p.result().unwrap_err().to_string();
+        assert!(e.starts_with("missing privilege CAP_DAC_READ_SEARCH to read tracefs at /sys/kernel/tracing"), "{e}");
+        assert!(e.contains("grant it (AmbientCapabilities="), "{e}");
+
+        let e = privileges(&[], &["/sys/kernel/tracing"]).result().unwrap_err().to_string();
+        assert!(e.contains("CAP_BPF") && e.contains("CAP_PERFMON") && e.contains("CAP_DAC_READ_SEARCH"), "{e}");
+        assert!(e.contains("as root"), "{e}");
+    }
+
+    #[test]
+    fn enough_capabilities_pass() {
+        assert!(privileges(&["CAP_BPF", "CAP_PERFMON"], &[]).result().is_ok());
+        assert!(privileges(&["CAP_SYS_ADMIN"], &[]).result().is_ok());
+        assert!(privileges(&["CAP_SYS_ADMIN"], &["/t"]).result().is_err());
+    }
+
+    #[test]
+    fn finds_tracefs_mounts() {
+        let mountinfo = "\
+22 27 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+30 22 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime shared:12 - tracefs tracefs rw
+31 22 0:7 / /sys/kernel/debug rw,nosuid,nodev,noexec,relatime shared:13 - debugfs debugfs rw
+40 31 0:12 / /my\\040tracing rw,relatime - tracefs nodev rw
+";
+        assert_eq!(tracefs_mounts(mountinfo), [PathBuf::from("/sys/kernel/tracing"), PathBuf::from("/my tracing")]);
+        assert!(tracefs_mounts("garbage\n").is_empty());
+    }
 }

@@ -1,0 +1,171 @@
+//! `rsttrace doctor` reports the real values of the network namespace it
+//! runs in, in text and JSON, and exits 0 only when rsttrace can run.
+
+mod support;
+
+use std::{
+    io::Read as _,
+    net::{TcpListener, TcpStream},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{Netns, require_root};
+
+/// `rsttrace doctor ARGS` inside `netns` (ip netns exec).
+fn doctor_in(netns: &Netns, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", &netns.name, env!("CARGO_BIN_EXE_rsttrace"), "doctor"])
+        .args(args)
+        .output()
+        .expect("run ip netns exec rsttrace doctor")
+}
+
+fn json_report(netns: &Netns, args: &[&str]) -> (Value, Output) {
+    let out = doctor_in(netns, &[&["--format", "json"], args].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object on one line:\n{stdout}");
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor JSON `{stdout}`: {e}"));
+    (report, out)
+}
+
+fn sysctl<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["sysctls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report}"))
+}
+
+fn counter(report: &Value, name: &str) -> i64 {
+    let c = report["counters"].as_array().unwrap().iter().find(|c| c["name"] == name);
+    c.and_then(|c| c["value"].as_i64()).unwrap_or_else(|| panic!("{name} in {report}"))
+}
+
+/// What /proc says inside the namespace (a thread there reads its own).
+fn proc_in(netns: &Netns, path: &'static str) -> String {
+    netns.run("proc", move || std::fs::read_to_string(path).expect(path))
+}
+
+#[test]
+fn reports_this_namespace_sysctls_in_json_and_text() {
+    if !require_root() {
+        return;
+    }
+    let netns = Netns::new("doctor-sysctl");
+    // Not the default: doctor must read this namespace, not the host's.
+    netns.sysctl("net.ipv4.tcp_timestamps", "0");
+    netns.sysctl("net.ipv4.tcp_keepalive_time", "600");
+    let timestamps = proc_in(&netns, "/proc/sys/net/ipv4/tcp_timestamps").trim().to_string();
+    assert_eq!(timestamps, "0");
+
+    let (report, out) = json_report(&netns, &[]);
+    assert_eq!(out.status.code(), Some(0), "rsttrace can run here: {report}");
+    assert_eq!(report["can_run"], true);
+    assert_eq!(report["netns"]["inode"].as_u64(), Some(netns.inode()), "{report}");
+    let ts = sysctl(&report, "net.ipv4.tcp_timestamps");
+    assert_eq!(ts["value"].as_str(), Some(timestamps.as_str()), "{ts}");
+    assert!(ts["meaning"].as_str().unwrap().contains("stale ACK"), "{ts}");
+    assert_eq!(sysctl(&report, "net.ipv4.tcp_keepalive_time")["value"], "600");
+    let range =
+        proc_in(&netns, "/proc/sys/net/ipv4/ip_local_port_range").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(sysctl(&report, "net.ipv4.ip_local_port_range")["value"].as_str(), Some(range.as_str()));
+    assert_eq!(
+        report["kernel"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim()
+    );
+    assert_eq!(report["privileges"]["ok"], true);
+    assert_eq!(report["btf"]["ok"], true);
+    assert_eq!(report["tracefs"]["ok"], true);
+
+    // auto is the first strategy that loads, in fexit, kprobe, tracepoint order.
+    let strategies = report["strategies"].as_array().unwrap();
+    let names: Vec<&str> = strategies.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fexit", "kprobe", "tracepoint"]);
+    let first_ok = strategies.iter().find(|s| s["ok"] == true).expect("a strategy loads");
+    assert_eq!(report["auto"], first_ok["name"]);
+    for refused in strategies.iter().filter(|s| s["ok"] == false) {
+        let reason = refused["reason"].as_str().unwrap();
+        assert!(!reason.is_empty() && !reason.contains('\n') && !reason.contains("--strategy"), "{refused}");
+    }
+
+    let out = doctor_in(&netns, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Can rsttrace run here: yes"), "{text}");
+    assert!(text.contains("net.ipv4.tcp_timestamps = 0: off"), "{text}");
+    assert!(text.contains(&format!("Network namespace: {}", netns.inode())), "{text}");
+    assert!(text.contains(&format!("--strategy auto picks: {}", first_ok["name"].as_str().unwrap())), "{text}");
+}
+
+#[test]
+fn counts_time_wait_sockets_of_its_namespace() {
+    if !require_root() {
+        return;
+    }
+    let netns = Netns::new("doctor-tw");
+    let (before, _) = json_report(&netns, &[]);
+    assert_eq!(before["time_wait"]["method"], "sock_diag", "{before}");
+    let count_before = before["time_wait"]["count"].as_u64().unwrap();
+    let tw_before = counter(&before, "TcpExt.TW");
+
+    const N: usize = 5;
+    netns.run("tw-maker", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for _ in 0..N {
+            let client = TcpStream::connect(addr).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            // The client closes first and ends in TIME_WAIT; the server
+            // closes once it has read the FIN.
+            drop(client);
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+        }
+    });
+    // The last ACKs travel in softirq: wait until /proc shows them all.
+    let in_time_wait = |netns: &Netns| {
+        let tcp = proc_in(netns, "/proc/thread-self/net/tcp");
+        tcp.lines().skip(1).filter(|l| l.split_whitespace().nth(3) == Some("06")).count() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_time_wait(&netns) < count_before + N as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected = in_time_wait(&netns);
+    assert_eq!(expected, count_before + N as u64, "TIME_WAIT sockets per /proc/net/tcp");
+
+    let (after, _) = json_report(&netns, &[]);
+    assert_eq!(after["time_wait"]["count"].as_u64(), Some(expected), "{after}");
+    assert_eq!(counter(&after, "TcpExt.TW") - tw_before, N as i64, "TcpExt.TW counts each new TIME_WAIT");
+    let text = String::from_utf8_lossy(&doctor_in(&netns, &[]).stdout).to_string();
+    assert!(text.contains(&format!("TIME_WAIT sockets now: {expected} (counted with sock_diag)")), "{text}");
+
+    // Another namespace does not see them.
+    let other = Netns::new("doctor-tw-other");
+    let (elsewhere, _) = json_report(&other, &[]);
+    assert_eq!(elsewhere["time_wait"]["count"].as_u64(), Some(0), "{elsewhere}");
+}
+
+#[test]
+fn exits_1_when_rsttrace_cannot_run() {
+    if !require_root() {
+        return;
+    }
+    let netns = Netns::new("doctor-nobtf");
+    let (report, out) = json_report(&netns, &["--btf", "/nonexistent/vmlinux"]);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["can_run"], false);
+    assert_eq!(report["btf"]["ok"], false);
+    assert!(report["btf"]["problem"].as_str().unwrap().contains("CONFIG_DEBUG_INFO_BTF"), "{report}");
+    assert_eq!(report["auto"], Value::Null);
+    // The settings are reported all the same.
+    assert!(sysctl(&report, "net.ipv4.tcp_timestamps")["value"].is_string());
+
+    let out = doctor_in(&netns, &["--btf", "/nonexistent/vmlinux"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Can rsttrace run here: no") && text.contains("NO  kernel BTF"), "{text}");
+}
