@@ -145,3 +145,41 @@ fn rst_kills_a_timewait_socket() {
     assert!(killed["tw_age_ms"].as_u64().is_some_and(|age| age < 5_000), "{killed}");
     assert!(records.of("tw_collision", &pair.server).is_empty(), "no SYN, no collision");
 }
+
+/// Connection churn on loopback through 16 ephemeral ports: nearly every
+/// connection reuses a 4-tuple the server still holds in TIME_WAIT. The
+/// kernel accepts them all (timestamps), and rsttrace writes a count, not a
+/// line per SYN.
+#[test]
+fn loopback_churn_is_aggregated() {
+    if !require_root() {
+        return;
+    }
+    const CONNECTIONS: u64 = 300;
+    let ns = support::Netns::new("churn");
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40015");
+    let listener = ns.run("server", || TcpListener::bind("127.0.0.1:8094").unwrap());
+    let daemon = Daemon::start(&["--port", "8094"]);
+    let server = listener.local_addr().unwrap();
+    let accepter = std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            drop(listener.accept().unwrap()); // the server closes first
+        }
+    });
+    ns.run("churn", move || {
+        for _ in 0..CONNECTIONS {
+            let mut stream = TcpStream::connect(server).unwrap();
+            assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
+        }
+    });
+    accepter.join().unwrap();
+    let records = daemon.stop();
+
+    let reuse = records.of("tw_collision", &ns);
+    assert!(!reuse.is_empty() && reuse.len() <= 2, "aggregated per interval, got {}: {reuse:?}", reuse.len());
+    assert!(reuse.iter().all(|r| r["verdict"] == "accepted"), "{reuse:?}");
+    let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    // Every connection after the first round through the 16 ports reused one.
+    assert!(total >= CONNECTIONS - 16, "{total} reuses counted: {reuse:?}");
+    assert!(records.0.iter().filter(|r| r["kind"] == "tw_collision").count() <= 4, "no flood");
+}
