@@ -305,14 +305,15 @@ fn key(t: &TimeWaitEvent) -> TupleKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::SystemTime;
 
     use super::*;
 
     const MS: u64 = 1_000_000;
 
-    fn tw(kind: TimeWaitKind, remote_port: u16, at_ms: u64) -> TimeWaitEvent {
+    /// The seed case's SYN (10.77.0.1 -> 10.77.0.2:8090), seen by kfree_skb.
+    pub(crate) fn tw(kind: TimeWaitKind, remote_port: u16, at_ms: u64) -> TimeWaitEvent {
         TimeWaitEvent {
             kind,
             time: SystemTime::UNIX_EPOCH,

@@ -341,22 +341,12 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracefs::EventFormat;
-
-    fn fixture(kernel: &str, event: &str) -> EventFormat {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/kernels")
-            .join(kernel)
-            .join("tcp")
-            .join(event)
-            .join("format");
-        EventFormat::parse("tcp", &std::fs::read_to_string(path).unwrap()).unwrap()
-    }
+    use crate::tracefs::{EventFormat, tests::fixture};
 
     #[test]
     fn send_reset_since_6_10_uses_sockaddrs_and_has_a_reason() {
         for kernel in ["6.12", "6.18"] {
-            let l = reset_layout(&fixture(kernel, "tcp_send_reset")).unwrap();
+            let l = reset_layout(&fixture(kernel, "tcp", "tcp_send_reset")).unwrap();
             assert_eq!(l.address_layout, address_layout::SOCKADDR, "{kernel}");
             assert_eq!((l.skbaddr, l.skaddr, l.state, l.reason), (8, 16, 24, 28), "{kernel}");
             assert_eq!((l.saddr, l.daddr), (32, 60), "{kernel}");
@@ -366,7 +356,7 @@ mod tests {
 
     #[test]
     fn send_reset_before_6_10_uses_split_fields() {
-        let l = reset_layout(&fixture("6.1", "tcp_send_reset")).unwrap();
+        let l = reset_layout(&fixture("6.1", "tcp", "tcp_send_reset")).unwrap();
         assert_eq!(l.address_layout, address_layout::SPLIT);
         assert_eq!(l.reason, ABSENT);
         assert_eq!(l.family, 32);
@@ -376,7 +366,7 @@ mod tests {
 
     #[test]
     fn send_reset_on_5_10_has_no_family_field() {
-        let l = reset_layout(&fixture("5.10", "tcp_send_reset")).unwrap();
+        let l = reset_layout(&fixture("5.10", "tcp", "tcp_send_reset")).unwrap();
         assert_eq!(l.address_layout, address_layout::SPLIT);
         assert_eq!(l.family, ABSENT);
         assert_eq!((l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6), (28, 30, 32, 36, 40, 56));
@@ -385,7 +375,7 @@ mod tests {
     #[test]
     fn receive_reset_is_split_on_every_kernel() {
         for kernel in ["5.10", "6.1", "6.12", "6.18"] {
-            let l = reset_layout(&fixture(kernel, "tcp_receive_reset")).unwrap();
+            let l = reset_layout(&fixture(kernel, "tcp", "tcp_receive_reset")).unwrap();
             assert_eq!(l.address_layout, address_layout::SPLIT, "{kernel}");
             assert_eq!(l.state, ABSENT, "{kernel}: tcp_receive_reset has no state field");
             // 5.10 has no family field: the program reads the socket's.
@@ -393,20 +383,10 @@ mod tests {
         }
     }
 
-    fn format(kernel: &str, system: &str, event: &str) -> EventFormat {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/kernels")
-            .join(kernel)
-            .join(system)
-            .join(event)
-            .join("format");
-        EventFormat::parse(system, &std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
     #[test]
     fn set_state_layout_on_every_kernel() {
         for kernel in ["5.10", "6.1", "6.12", "6.18"] {
-            let l = set_state_layout(&format(kernel, "sock", "inet_sock_set_state")).unwrap();
+            let l = set_state_layout(&fixture(kernel, "sock", "inet_sock_set_state")).unwrap();
             assert_ne!(l.protocol, ABSENT, "{kernel}");
             assert_ne!(l.family, ABSENT, "{kernel}");
             assert_eq!((l.skaddr, l.oldstate, l.newstate), (8, 16, 20), "{kernel}");
@@ -418,7 +398,7 @@ mod tests {
         for (kernel, rx_sk, reason) in
             [("5.10", ABSENT, ABSENT), ("6.1", ABSENT, 28), ("6.12", 24, 36), ("6.18", 24, 36)]
         {
-            let l = tracepoint_layout(&format(kernel, "skb", "kfree_skb"));
+            let l = tracepoint_layout(&fixture(kernel, "skb", "kfree_skb"));
             assert_eq!((l.rx_sk, l.reason, l.skbaddr), (rx_sk, reason, 8), "{kernel}");
         }
     }
@@ -443,9 +423,9 @@ mod tests {
 
     #[test]
     fn reset_reason_names_from_the_format_file() {
-        let names = numeric_symbols(&fixture("6.18", "tcp_send_reset"), "reason");
+        let names = numeric_symbols(&fixture("6.18", "tcp", "tcp_send_reset"), "reason");
         assert_eq!(names.get(&1).map(String::as_str), Some("NO_SOCKET"));
         assert_eq!(names.get(&11).map(String::as_str), Some("TCP_ABORT_ON_CLOSE"));
-        assert!(numeric_symbols(&fixture("6.1", "tcp_send_reset"), "reason").is_empty());
+        assert!(numeric_symbols(&fixture("6.1", "tcp", "tcp_send_reset"), "reason").is_empty());
     }
 }

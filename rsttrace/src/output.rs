@@ -362,28 +362,10 @@ mod tests {
     }
 
     fn seed_collision() -> Collision {
-        let event = TimeWaitEvent {
-            kind: TimeWaitKind::Collision,
-            time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
-            ktime_ns: 0,
-            local: "10.77.0.2:8090".parse().unwrap(),
-            remote: "10.77.0.1:40021".parse().unwrap(),
-            netns: Some(4026532001),
-            source: "tracepoint",
-            hook: "tracepoint/skb/kfree_skb",
-            segment_seq: Some(2417517023),
-            segment_timestamps: Some(false),
-            segment_tsval: None,
-            tw_rcv_nxt: Some(2418336172),
-            tw_ts_recent: None,
-            tw_ts_recent_stamp: None,
-            tw_timestamps: Some(false),
-            tw_age_ms: Some(52),
-            tw_status: None,
-            drop_reason: Some("NOT_SPECIFIED".into()),
-            since_collision_ms: None,
-            was_killed: false,
-        };
+        let mut event = crate::collision::tests::tw(TimeWaitKind::Collision, 40021, 0);
+        event.time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        event.netns = Some(4026532001);
+        event.tw_age_ms = Some(52);
         Collision {
             event,
             verdict: Verdict::StaleAck,

@@ -159,7 +159,7 @@ fn parse_field(rest: &str) -> anyhow::Result<Field> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn fixture(kernel: &str, system: &str, event: &str) -> EventFormat {
