@@ -301,7 +301,9 @@ fn reset_from_packet_processing_names_no_process() {
     if !socketless && records.of("rst_sent", &pair.server).is_empty() {
         // The client's delayed ACK turned the orphaned socket into a
         // TIME_WAIT minisocket first; before 6.10 its resets are not traced.
-        eprintln!("skipped: the reset came from a TIME_WAIT minisocket, which this kernel's tcp_send_reset does not trace (before 6.10)");
+        eprintln!(
+            "skipped: the reset came from a TIME_WAIT minisocket, which this kernel's tcp_send_reset does not trace (before 6.10)"
+        );
         return;
     }
     let sent = records.one("rst_sent", &pair.server, |_| true);

@@ -60,9 +60,7 @@ fn main() -> anyhow::Result<()> {
             let mut cmd = as_root(&binary);
             cmd.args(args);
             // Exit with rsttrace's own status (1 and 2 mean different things).
-            let status = cmd
-                .status()
-                .with_context(|| format!("cannot start {}", binary.display()))?;
+            let status = cmd.status().with_context(|| format!("cannot start {}", binary.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test { args } => {
@@ -78,16 +76,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::VmTest(options) => vm::run(&root, options),
         Task::Clippy => {
-            cargo(&[
-                "clippy",
-                "--workspace",
-                "--exclude",
-                "rsttrace-ebpf",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])?;
+            cargo(&["clippy", "--workspace", "--exclude", "rsttrace-ebpf", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&[
                 "+nightly",
                 "clippy",
@@ -106,10 +95,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
 }
 
 fn setup(root: &Path) -> anyhow::Result<()> {
@@ -142,9 +128,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn run(mut cmd: Command) -> anyhow::Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
