@@ -105,15 +105,15 @@ fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
         if timestamps_ok(sk, offsets) {
             entry.flags |= entry_flags::TIMESTAMPS;
         }
-        let _ = TIME_WAIT.insert(&key, &entry, 0);
+        let _ = TIME_WAIT.insert(key, entry, 0);
         return Ok(());
     }
 
     // A connection established on a 4-tuple the table holds.
-    let Some(entry) = (unsafe { TIME_WAIT.get(&key) }).copied() else {
+    let Some(entry) = (unsafe { TIME_WAIT.get(key) }).copied() else {
         return Ok(());
     };
-    let _ = TIME_WAIT.remove(&key);
+    let _ = TIME_WAIT.remove(key);
     if old == offsets.state_syn_sent {
         // This host reused its own TIME_WAIT 4-tuple (tcp_tw_reuse): not a
         // peer's SYN meeting a TIME_WAIT socket.
@@ -305,7 +305,7 @@ pub fn on_segment(
         return;
     }
 
-    let entry = TIME_WAIT.get_ptr_mut(&key);
+    let entry = TIME_WAIT.get_ptr_mut(key);
     let config = patched(&TIME_WAIT_CONFIG);
     if is_syn && tw_status as u32 == config.tw_status_syn {
         // Accepted: the kernel descheduled the TIME_WAIT socket and a new
@@ -315,7 +315,7 @@ pub fn on_segment(
             record.entered_ns = entry.entered_ns;
             record.flags |= tw_flags::ENTERED_KNOWN;
         }
-        let _ = TIME_WAIT.remove(&key);
+        let _ = TIME_WAIT.remove(key);
         emit(record);
         return;
     }
@@ -352,7 +352,7 @@ fn mark(key: &TimeWaitKey, entry: Option<*mut TimeWaitEntry>, flag: u32, now: u6
         }
         None => {
             let entry = TimeWaitEntry { marked_ns: now, flags: flag, ..Default::default() };
-            let _ = TIME_WAIT.insert(key, &entry, 0);
+            let _ = TIME_WAIT.insert(key, entry, 0);
         }
     }
 }
