@@ -57,8 +57,28 @@ fn map(path: &Path) -> anyhow::Result<Btf> {
     Ok(btf)
 }
 
+/// The named types rsttrace looks up, found in one pass at start-up: with
+/// the mapped BTF every lookup by name would otherwise scan all types.
+const INDEXED: [&str; 11] = [
+    "sock_common",
+    "net",
+    "sock",
+    "tcp_sock",
+    "sk_buff",
+    "net_device",
+    "tcp_timewait_sock",
+    "sk_rst_reason",
+    "skb_drop_reason",
+    "tcp_tw_status",
+    "tcp_timewait_state_process",
+];
+
 pub struct KernelTypes {
     btf: Btf,
+    /// Types of the `INDEXED` names.
+    indexed: HashMap<&'static str, Vec<Type>>,
+    /// Members of the (anonymous) enum that holds TCP_ESTABLISHED.
+    tcp_states: Option<Vec<(u32, String)>>,
 }
 
 impl KernelTypes {
@@ -70,7 +90,44 @@ impl KernelTypes {
             );
         }
         let btf = map(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
-        Ok(Self { btf })
+        let mut types = Self { btf, indexed: HashMap::new(), tcp_states: None };
+        types.index().with_context(|| format!("cannot read BTF {}", path.display()))?;
+        Ok(types)
+    }
+
+    /// One pass over every type: the `INDEXED` ones and the TCP states.
+    fn index(&mut self) -> anyhow::Result<()> {
+        let mut iter = self.btf.type_iter();
+        while let Some(ty) = iter.next()? {
+            let named: &dyn BtfType = match &ty {
+                Type::Struct(s) => s,
+                Type::Enum(e) => e,
+                Type::Func(f) => f,
+                _ => continue,
+            };
+            let name = self.btf.resolve_name(named).unwrap_or_default();
+            if let Type::Enum(e) = &ty
+                && name.is_empty()
+                && self.tcp_states.is_none()
+            {
+                let members = self.enum_members(e);
+                if members.iter().any(|(_, n)| n == "TCP_ESTABLISHED") {
+                    self.tcp_states = Some(members);
+                }
+            } else if let Some(wanted) = INDEXED.iter().find(|w| **w == name) {
+                self.indexed.entry(wanted).or_default().push(ty);
+            }
+        }
+        Ok(())
+    }
+
+    /// Types called `name`: from the index, or by a scan for other names.
+    fn types_named(&self, name: &str) -> Vec<Type> {
+        match self.indexed.get(name) {
+            Some(types) => types.clone(),
+            None if INDEXED.contains(&name) => Vec::new(),
+            None => self.btf.resolve_types_by_name(name).unwrap_or_default(),
+        }
     }
 
     /// Offsets the programs read sockets with; `ABSENT` for what this kernel
@@ -124,7 +181,8 @@ impl KernelTypes {
 
     pub fn names(&self) -> anyhow::Result<KernelNames> {
         let tcp_states = self
-            .enum_containing("TCP_ESTABLISHED")
+            .tcp_states
+            .clone()
             .context("kernel BTF has no enum with TCP_ESTABLISHED")?
             .into_iter()
             .filter_map(|(v, n)| Some((v, n.strip_prefix("TCP_")?.to_string())))
@@ -146,7 +204,7 @@ impl KernelTypes {
 
     /// Parameter names of a kernel function, from its BTF prototype.
     pub fn function_params(&self, name: &str) -> Option<Vec<String>> {
-        let func = self.btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+        let func = self.types_named(name).into_iter().find_map(|t| match t {
             Type::Func(f) => Some(f),
             _ => None,
         })?;
@@ -188,7 +246,7 @@ impl KernelTypes {
 
     /// (bit offset, type, bitfield width) of a member path.
     fn member_bits(&self, name: &str, path: &[&str]) -> Option<(u32, Type, Option<u32>)> {
-        let mut ty = self.btf.resolve_types_by_name(name).ok()?.into_iter().find(|t| matches!(t, Type::Struct(_)))?;
+        let mut ty = self.types_named(name).into_iter().find(|t| matches!(t, Type::Struct(_)))?;
         let mut offset_bits = 0;
         let mut width = None;
         for field in path {
@@ -255,28 +313,10 @@ impl KernelTypes {
     }
 
     fn named_enum(&self, name: &str) -> Option<Vec<(u32, String)>> {
-        self.btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+        self.types_named(name).into_iter().find_map(|t| match t {
             Type::Enum(e) => Some(self.enum_members(&e)),
             _ => None,
         })
-    }
-
-    /// The members of the first enum that has an enumerator called `member`
-    /// (TCP states live in an anonymous enum).
-    fn enum_containing(&self, member: &str) -> Option<Vec<(u32, String)>> {
-        self.btf
-            .type_iter()
-            .find_map(|t| {
-                Ok(match t {
-                    Type::Enum(e) => {
-                        let members = self.enum_members(&e);
-                        members.iter().any(|(_, n)| n == member).then_some(members)
-                    }
-                    _ => None,
-                })
-            })
-            .ok()
-            .flatten()
     }
 
     fn enum_members(&self, e: &btf_rs::Enum) -> Vec<(u32, String)> {
