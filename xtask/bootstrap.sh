@@ -21,6 +21,8 @@ packages=(
   # cargo xtask vm-test: QEMU, the guest's static shell, modinfo and xz for
   # kernel modules, the key that checks Debian's archive for kernel packages.
   qemu-system-x86 busybox-static kmod xz-utils debian-archive-keyring
+  # systemd-analyze verify on the unit (it looks up the man pages with man).
+  systemd man-db
 )
 missing=()
 for p in "${packages[@]}"; do
