@@ -23,6 +23,8 @@ packages=(
   qemu-system-x86 busybox-static kmod xz-utils debian-archive-keyring
   # systemd-analyze verify on the unit (it looks up the man pages with man).
   systemd man-db
+  # cargo xtask deb: dpkg-shlibdeps for the package's dependencies.
+  dpkg-dev
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -59,6 +61,13 @@ if ! "$cargo_bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSIO
     "LLVM_SYS_${LLVM_VERSION}1_PREFIX=/usr/lib/llvm-${LLVM_VERSION}" \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features "llvm-${LLVM_VERSION}"
+fi
+
+# cargo-deb for `cargo xtask deb` (3.8.0 builds with rustc 1.85 and newer).
+CARGO_DEB_VERSION=3.8.0
+if ! "$cargo_bin/cargo-deb" --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "installing cargo-deb $CARGO_DEB_VERSION (about a minute)"
+  cargo install --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 # tracefs and bpffs are not mounted on every machine.

@@ -4,6 +4,7 @@
 //!   cargo xtask run -- [ARGS]   build rsttrace (release) and run it as root
 //!   cargo xtask test            unit and integration tests (as root)
 //!   cargo xtask clippy          both clippy passes, warnings are errors
+//!   cargo xtask deb             the Debian package, checked (target/debian/)
 //!   cargo xtask setup           only the set-up
 
 use std::{
@@ -15,6 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod deb;
 mod vm;
 
 #[derive(Parser)]
@@ -45,6 +47,9 @@ enum Task {
     /// Run the integration tests inside Debian kernels (5.10, 6.1, 6.12)
     /// booted under QEMU.
     VmTest(vm::Options),
+    /// Build the Debian package (cargo-deb) with its man pages and shell
+    /// completions, and check what it holds.
+    Deb,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             run(cmd)
         }
         Task::VmTest(options) => vm::run(&root, options),
+        Task::Deb => deb::run_task(&root),
         Task::Clippy => {
             cargo(&["clippy", "--workspace", "--exclude", "rsttrace-ebpf", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&[

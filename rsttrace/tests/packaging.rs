@@ -1,0 +1,69 @@
+//! The configuration file the Debian package installs
+//! (packaging/rsttrace.toml -> /etc/rsttrace/rsttrace.toml) names every run
+//! option, and rsttrace accepts it as shipped and with every key uncommented.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use support::require_root;
+
+fn shipped() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/rsttrace.toml")).unwrap()
+}
+
+/// `# key = value` lines, uncommented.
+fn uncommented(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase())) => {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn every_run_option_has_a_commented_key() {
+    let help = Command::new(env!("CARGO_BIN_EXE_rsttrace")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let options: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .filter(|o| !matches!(*o, "help" | "version" | "config"))
+        .collect();
+    assert!(options.contains(&"format") && options.contains(&"port"), "{help}");
+    let text = shipped();
+    for option in options {
+        assert!(text.contains(&format!("\n# {option} = ")), "packaging/rsttrace.toml lacks a `# {option} = …` line");
+    }
+    assert!(!uncommented(&text).contains("\n# format = "), "uncommenting works");
+}
+
+#[test]
+fn rsttrace_accepts_the_file_as_shipped_and_uncommented() {
+    if !require_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rsttrace-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [("shipped.toml", shipped()), ("uncommented.toml", uncommented(&shipped()))] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        // The command line wins over the file's format and duration.
+        let out = Command::new(env!("CARGO_BIN_EXE_rsttrace"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--format", "json", "--duration", "0.2"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+        assert!(first.contains("\"kind\":\"ready\""), "{name}: {first}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
