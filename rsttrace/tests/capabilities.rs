@@ -124,7 +124,8 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
 }
 
 /// Whether an unprivileged process can read the tracepoint format files
-/// without CAP_DAC_READ_SEARCH (tracefs was world-readable before 5.17).
+/// without CAP_DAC_READ_SEARCH (tracefs was world-readable before the
+/// kernels of late 2021).
 fn tracefs_is_world_readable() -> bool {
     let mode = |p: &str| std::fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
     mode("/sys/kernel/tracing") & 0o005 == 0o005
