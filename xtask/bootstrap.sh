@@ -18,6 +18,8 @@ as_root() {
 packages=(
   "llvm-${LLVM_VERSION}-dev" "libpolly-${LLVM_VERSION}-dev" libzstd-dev zlib1g-dev
   iproute2 nftables procps
+  # cargo xtask bench: BPF program statistics, and what rsttrace is compared with.
+  bpftool bpftrace tcpdump
   # cargo xtask vm-test: QEMU, the guest's static shell, modinfo and xz for
   # kernel modules, the key that checks Debian's archive for kernel packages.
   qemu-system-x86 busybox-static kmod xz-utils debian-archive-keyring

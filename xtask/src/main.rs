@@ -16,6 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod deb;
 mod vm;
 
@@ -50,6 +51,9 @@ enum Task {
     /// Build the Debian package (cargo-deb) with its man pages and shell
     /// completions, and check what it holds.
     Deb,
+    /// Measure rsttrace's overhead under churn, reset storm and TIME_WAIT
+    /// flood, against bpftrace and tcpdump (BENCHMARKS.md).
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::VmTest(options) => vm::run(&root, options),
         Task::Deb => deb::run_task(&root),
+        Task::Bench(options) => bench::run(&root, options),
         Task::Clippy => {
             cargo(&["clippy", "--workspace", "--exclude", "rsttrace-ebpf", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&[
