@@ -76,6 +76,11 @@ pub enum Variant {
     Pair,
     /// BPF run-time statistics on: cost per program hit.
     Profile,
+    /// The same with rsttrace's reader stopped (SIGSTOP) for the whole load:
+    /// the ring fills at once and later records fail fast, without waking
+    /// anyone. The difference to `Profile` is what delivering a record costs
+    /// the program that sends it.
+    ProfileStopped,
     /// Resets at this many per second with rsttrace: nothing may be lost.
     Paced(u64),
     /// Resets flat out with rsttrace's reader stopped (SIGSTOP) for half the
@@ -88,6 +93,7 @@ impl Variant {
         match self {
             Variant::Pair => "pair".into(),
             Variant::Profile => "profile".into(),
+            Variant::ProfileStopped => "profile-stopped".into(),
             Variant::Paced(rate) => format!("paced{rate}"),
             Variant::Paused => "paused".into(),
         }
@@ -206,6 +212,12 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
                 if let Ok(run) = bench.try_measure(load, tool, Variant::Profile, 0)? {
                     runs.push(run);
                 }
+                if tool == Tool::Rsttrace
+                    && load != Load::Flood
+                    && let Ok(run) = bench.try_measure(load, tool, Variant::ProfileStopped, 0)?
+                {
+                    runs.push(run);
+                }
             }
         }
         if load == Load::Resets && watchers.contains(&Tool::Rsttrace) {
@@ -246,7 +258,8 @@ impl Bench {
         let netns = Netns::create(NETNS)?;
         load.configure(&netns)?;
         let tag = format!("{}-{}-{}-{round}", load.as_str(), tool.as_str(), variant.tag());
-        let stats = if variant == Variant::Profile { Some(BpfStats::enable()?) } else { None };
+        let profile = matches!(variant, Variant::Profile | Variant::ProfileStopped);
+        let stats = if profile { Some(BpfStats::enable()?) } else { None };
         let running = match tool {
             Tool::None => None,
             _ => {
@@ -277,6 +290,12 @@ impl Bench {
         let mut rss_max = rss_start;
         let mut paused = false;
         let mut resumed = false;
+        if let Some(running) = &running
+            && variant == Variant::ProfileStopped
+        {
+            running.signal(libc::SIGSTOP);
+            paused = true;
+        }
         let outcome = load::run(&netns, &spec, |elapsed| {
             let Some(running) = &running else { return };
             rss_max = rss_max.max(running.status_kib("VmRSS"));

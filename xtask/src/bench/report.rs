@@ -410,7 +410,8 @@ pub fn markdown(
         let _ = writeln!(md);
     }
 
-    let profiles: Vec<&Run> = runs.iter().filter(|r| r.variant == Variant::Profile).collect();
+    let profiles: Vec<&Run> =
+        runs.iter().filter(|r| matches!(r.variant, Variant::Profile | Variant::ProfileStopped)).collect();
     if !profiles.is_empty() {
         let _ = writeln!(md, "## Cost per program hit\n");
         let _ = writeln!(
@@ -421,6 +422,10 @@ pub fn markdown(
         let _ = writeln!(md, "| --- | --- | --- | ---: | ---: | ---: | ---: |");
         for r in profiles {
             let ops = r.outcome.ops.max(1) as f64;
+            let watcher = match r.variant {
+                Variant::ProfileStopped => format!("{} (reader stopped)", r.tool.as_str()),
+                _ => r.tool.as_str().to_string(),
+            };
             let mut progs = r.progs.clone();
             progs.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
             for p in &progs {
@@ -428,7 +433,7 @@ pub fn markdown(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} |",
                     r.load.as_str(),
-                    r.tool.as_str(),
+                    watcher,
                     p.name,
                     int(p.run_cnt as f64),
                     int(p.run_cnt as f64 / r.elapsed()),
@@ -437,13 +442,8 @@ pub fn markdown(
                 );
             }
             let total: u64 = progs.iter().map(|p| p.run_time_ns).sum();
-            let _ = writeln!(
-                md,
-                "| {} | {} | **all** | | | | **{:.0}** |",
-                r.load.as_str(),
-                r.tool.as_str(),
-                total as f64 / ops
-            );
+            let _ =
+                writeln!(md, "| {} | {} | **all** | | | | **{}** |", r.load.as_str(), watcher, int(total as f64 / ops));
         }
         let _ = writeln!(md);
     }
