@@ -108,7 +108,13 @@ pub fn boot(boot: &Boot) -> anyhow::Result<Outcome> {
         }
     }
     console.flush()?;
-    stop(&mut child);
+    let status = stop(&mut child);
+    if console.parser.verdict.is_none() && console.parser.failure.is_none() {
+        // With -no-reboot a guest reset (a triple fault prints nothing) ends QEMU.
+        let why = format!("QEMU exited ({status}) before the verdict: the guest reset or stopped");
+        println!("[{}] vm-test: {why}", boot.label);
+        console.parser.fail(why);
+    }
     let mut outcome = console.parser.finish();
     outcome.wall = started.elapsed();
     Ok(outcome)
@@ -172,11 +178,14 @@ impl Console<'_> {
     }
 }
 
-fn stop(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
+/// Ends QEMU if it still runs; its exit status, or how it was stopped.
+fn stop(child: &mut Child) -> String {
+    let killed = matches!(child.try_wait(), Ok(None)) && child.kill().is_ok();
+    match child.wait() {
+        _ if killed => "killed by vm-test".into(),
+        Ok(status) => status.to_string(),
+        Err(e) => e.to_string(),
     }
-    let _ = child.wait();
 }
 
 /// Sends what `from` yields, as it comes, until it closes.
