@@ -535,6 +535,9 @@ fn sock_diag_time_wait() -> anyhow::Result<u64> {
                         count += u64::from(r.header.state == TCP_TIME_WAIT);
                     }
                     NetlinkPayload::Done(_) => break 'dump,
+                    NetlinkPayload::Error(e) if e.to_io().raw_os_error() == Some(libc::ENOENT) => {
+                        anyhow::bail!("this kernel has no sock_diag handler for TCP (tcp_diag module not loaded)")
+                    }
                     NetlinkPayload::Error(e) => anyhow::bail!("sock_diag refused the dump: {e}"),
                     _ => {}
                 }

@@ -9,7 +9,7 @@ mod support;
 use std::{
     io::{BufRead as _, BufReader},
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
@@ -18,15 +18,13 @@ use std::{
 use serde_json::Value;
 use support::{Pair, require_root};
 
-fn unit_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/rsttrace.service")
-}
+/// Compiled in: the QEMU guests have the test binaries, not the sources.
+const UNIT: &str = include_str!("../../packaging/systemd/rsttrace.service");
 
 /// The values of `key=` lines in the unit (whitespace-separated words).
 fn unit_values(key: &str) -> Vec<String> {
-    let unit = std::fs::read_to_string(unit_path()).expect("read the unit");
     let prefix = format!("{key}=");
-    unit.lines()
+    UNIT.lines()
         .filter_map(|l| l.trim().strip_prefix(&prefix))
         .flat_map(|v| v.split_whitespace().map(String::from))
         .collect()
@@ -172,9 +170,8 @@ fn the_unit_passes_systemd_analyze_verify() {
     let out =
         Command::new(env!("CARGO_BIN_EXE_rsttrace")).args(["generate", "man", "--out"]).arg(&man1).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let unit = std::fs::read_to_string(unit_path()).unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/rsttrace "), "the package installs the binary there");
-    let unit = unit.replace("ExecStart=/usr/bin/rsttrace ", &format!("ExecStart={} ", env!("CARGO_BIN_EXE_rsttrace")));
+    assert!(UNIT.contains("ExecStart=/usr/bin/rsttrace "), "the package installs the binary there");
+    let unit = UNIT.replace("ExecStart=/usr/bin/rsttrace ", &format!("ExecStart={} ", env!("CARGO_BIN_EXE_rsttrace")));
     let path = dir.join("rsttrace.service");
     std::fs::write(&path, unit).unwrap();
     let out =

@@ -107,7 +107,14 @@ fn counts_time_wait_sockets_of_its_namespace() {
     }
     let netns = Netns::new("doctor-tw");
     let (before, _) = json_report(&netns, &[]);
-    assert_eq!(before["time_wait"]["method"], "sock_diag", "{before}");
+    // sock_diag needs tcp_diag, a module where nothing loads it (the QEMU
+    // guests): doctor then counts from /proc/net/tcp and says why.
+    let method = before["time_wait"]["method"].as_str().unwrap().to_string();
+    if method != "sock_diag" {
+        let problem = before["time_wait"]["problem"].as_str().unwrap_or_default();
+        assert!(problem.starts_with("sock_diag failed: "), "{before}");
+        eprintln!("note: doctor counted with {method}: {problem}");
+    }
     let count_before = before["time_wait"]["count"].as_u64().unwrap();
     let tw_before = counter(&before, "TcpExt.TW");
 
@@ -141,7 +148,7 @@ fn counts_time_wait_sockets_of_its_namespace() {
     assert_eq!(after["time_wait"]["count"].as_u64(), Some(expected), "{after}");
     assert_eq!(counter(&after, "TcpExt.TW") - tw_before, N as i64, "TcpExt.TW counts each new TIME_WAIT");
     let text = String::from_utf8_lossy(&doctor_in(&netns, &[]).stdout).to_string();
-    assert!(text.contains(&format!("TIME_WAIT sockets now: {expected} (counted with sock_diag)")), "{text}");
+    assert!(text.contains(&format!("TIME_WAIT sockets now: {expected} (counted with {method})")), "{text}");
 
     // Another namespace does not see them.
     let other = Netns::new("doctor-tw-other");

@@ -4,12 +4,13 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use support::require_root;
 
+/// Compiled in: the QEMU guests have the test binaries, not the sources.
 fn shipped() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/rsttrace.toml")).unwrap()
+    include_str!("../../packaging/rsttrace.toml").to_string()
 }
 
 /// `# key = value` lines, uncommented.
