@@ -478,7 +478,12 @@ pub fn markdown(
     let _ = writeln!(md);
     for &load in loads {
         let Some(r) = runs.iter().rev().find(|r| r.load == load && !r.memory_map.is_empty()) else { continue };
-        let parts: Vec<String> = r.memory_map.iter().map(|(kind, kib)| format!("{kind} {}", mib(*kib))).collect();
+        let parts: Vec<String> = r
+            .memory_map
+            .iter()
+            .filter(|(_, kib)| *kib >= 100)
+            .map(|(kind, kib)| format!("{kind} {}", mib(*kib)))
+            .collect();
         let _ = writeln!(md, "- rsttrace's RSS at the end of a {} run: {}", load.as_str(), parts.join(", "));
     }
     let _ = writeln!(md);
@@ -544,7 +549,11 @@ fn targets(loads: &[Load], runs: &[Run]) -> Vec<(String, String, &'static str)> 
                     int(r.stopped.as_ref().map_or(0, |s| s.lost) as f64),
                     int(r.stopped.as_ref().map_or(0, |s| s.read_errors) as f64)
                 );
-                let holds = if reached { verdict(Some(r.lost() == 0)) } else { "not reached: the load is slower" };
+                let holds = match (reached, r.lost() == 0) {
+                    (_, false) => "**no**",
+                    (true, true) => "yes",
+                    (false, true) => "not reached: the load is slower",
+                };
                 out.push((format!("zero records lost at {} resets/s", int(target as f64)), measured, holds));
             }
             None => out.push(("zero records lost at 100,000 resets/s".into(), "no paced run".into(), verdict(None))),
