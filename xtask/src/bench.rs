@@ -156,7 +156,10 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     if !crate::is_root() {
         // Namespaces, setns and BPF need root: again, through sudo.
         let mut cmd = std::process::Command::new("sudo");
-        cmd.arg("-E").arg(std::env::current_exe()?).args(std::env::args_os().skip(1)).arg("--no-build");
+        cmd.arg("-E").arg(std::env::current_exe()?).args(std::env::args_os().skip(1));
+        if !options.no_build {
+            cmd.arg("--no-build");
+        }
         return crate::run(cmd);
     }
     let loads: Vec<Load> = match options.load {
