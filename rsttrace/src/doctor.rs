@@ -135,6 +135,7 @@ impl Report {
                 "ok": self.privileges_problem.is_none(),
                 "uid": self.privileges.uid,
                 "capabilities": capabilities,
+                "perf_event_paranoid": self.privileges.perf_event_paranoid,
                 "problem": self.privileges_problem,
             },
             "btf": { "ok": self.btf_problem.is_none(), "path": self.btf, "problem": self.btf_problem },

@@ -8,6 +8,11 @@
 //!   BPF_PROG_LOAD); CAP_SYS_ADMIN also covers both;
 //! - CAP_DAC_READ_SEARCH, unless the user owns tracefs: the tracefs root is
 //!   mode 0700 and the `format` files 0440, both root's.
+//!
+//! Debian's and Ubuntu's kernels add kernel.perf_event_paranoid levels above
+//! 2 (their default is 3), at which perf_event_open, and so attaching any
+//! tracepoint or kprobe, needs CAP_SYS_ADMIN: CAP_PERFMON is not enough there
+//! (seen on Debian 11's 5.10 and Debian 12's 6.1 under QEMU: EACCES).
 
 use std::{
     io::ErrorKind,
@@ -24,6 +29,12 @@ pub struct Privileges {
     pub capabilities: Vec<(&'static str, bool)>,
     /// Mounted tracefs instances this process cannot look into.
     pub unreadable_tracefs: Vec<PathBuf>,
+    /// kernel.perf_event_paranoid, when readable.
+    pub perf_event_paranoid: Option<i32>,
+    /// perf_event_open refuses this process even a user-space count of
+    /// itself: the Debian/Ubuntu restriction (paranoid above 2, no
+    /// CAP_SYS_ADMIN), which mainline kernels do not have.
+    pub perf_events_refused: bool,
 }
 
 /// The capabilities rsttrace can use, in the order they are reported.
@@ -48,9 +59,16 @@ impl Privileges {
             // CAP_DAC_OVERRIDE, a gid= mount option) is good enough.
             .filter(|dir| dir.join("events").metadata().is_err_and(|e| e.kind() == ErrorKind::PermissionDenied))
             .collect();
+        let perf_event_paranoid =
+            std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok().and_then(|v| v.trim().parse().ok());
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        Privileges { uid, capabilities, unreadable_tracefs }
+        let mut privileges =
+            Privileges { uid, capabilities, unreadable_tracefs, perf_event_paranoid, perf_events_refused: false };
+        if perf_event_paranoid.is_some_and(|l| l > 2) && !privileges.has("CAP_SYS_ADMIN") {
+            privileges.perf_events_refused = !can_open_perf_events();
+        }
+        privileges
     }
 
     fn has(&self, name: &str) -> bool {
@@ -70,6 +88,15 @@ impl Privileges {
         }
         if let Some(dir) = self.unreadable_tracefs.first() {
             missing.push(("CAP_DAC_READ_SEARCH", format!("to read tracefs at {} (root's, mode 0700)", dir.display())));
+        }
+        if let Some(level) = self.perf_event_paranoid.filter(|_| self.perf_events_refused && !self.has("CAP_SYS_ADMIN"))
+        {
+            missing.push((
+                "CAP_SYS_ADMIN",
+                format!(
+                    "to attach tracepoints while kernel.perf_event_paranoid is {level} (Debian's and Ubuntu's kernels: CAP_PERFMON is not enough above 2; or set it to 2 with sysctl)"
+                ),
+            ));
         }
         missing
     }
@@ -94,6 +121,40 @@ impl Privileges {
 /// Fails with one line naming what is missing.
 pub fn check() -> anyhow::Result<()> {
     Privileges::inspect().result()
+}
+
+/// Whether perf_event_open lets this process count its own user-space CPU
+/// time, which every kernel allows every process unless a distribution
+/// patch restricts perf events further.
+fn can_open_perf_events() -> bool {
+    const PERF_TYPE_SOFTWARE: u64 = 1;
+    const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+    const ATTR_SIZE: u64 = 64; // PERF_ATTR_SIZE_VER0
+    const DISABLED: u64 = 1;
+    const EXCLUDE_KERNEL: u64 = 1 << 5;
+    const EXCLUDE_HV: u64 = 1 << 6;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+    // struct perf_event_attr, first version: type, size, config, sample
+    // period, sample type, read format, the flag bits, then zeroes.
+    let attr: [u64; 8] = [
+        PERF_TYPE_SOFTWARE | (ATTR_SIZE << 32),
+        PERF_COUNT_SW_CPU_CLOCK,
+        0,
+        0,
+        0,
+        DISABLED | EXCLUDE_KERNEL | EXCLUDE_HV,
+        0,
+        0,
+    ];
+    // SAFETY: attr is a valid, live perf_event_attr of the size it states;
+    // the fd returned is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, PERF_FLAG_FD_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fd was just opened here and is not used elsewhere.
+    unsafe { libc::close(fd as i32) };
+    true
 }
 
 /// Mount points of type tracefs in `/proc/self/mountinfo` text.
@@ -136,6 +197,8 @@ mod tests {
             uid: 65534,
             capabilities: CAPABILITIES.iter().map(|(_, n)| (*n, on.contains(n))).collect(),
             unreadable_tracefs: unreadable.iter().map(PathBuf::from).collect(),
+            perf_event_paranoid: Some(2),
+            perf_events_refused: false,
         }
     }
 
@@ -157,6 +220,40 @@ mod tests {
         let e = privileges(&[], &["/sys/kernel/tracing"]).result().unwrap_err().to_string();
         assert!(e.contains("CAP_BPF") && e.contains("CAP_PERFMON") && e.contains("CAP_DAC_READ_SEARCH"), "{e}");
         assert!(e.contains("as root"), "{e}");
+    }
+
+    #[test]
+    fn debian_perf_event_paranoid_needs_cap_sys_admin() {
+        let mut p = privileges(&["CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"], &[]);
+        p.perf_event_paranoid = Some(3);
+        // A mainline kernel at 3 behaves as at 2: nothing is missing.
+        assert!(p.result().is_ok());
+        p.perf_events_refused = true;
+        let e = p.result().unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "missing privilege CAP_SYS_ADMIN to attach tracepoints while kernel.perf_event_paranoid is 3"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("set it to 2"), "{e}");
+        p.perf_events_refused = false;
+        assert!(p.result().is_ok());
+        let mut admin = privileges(&["CAP_SYS_ADMIN"], &[]);
+        admin.perf_event_paranoid = Some(4);
+        admin.perf_events_refused = true;
+        assert!(admin.result().is_ok());
+    }
+
+    #[test]
+    fn this_kernel_lets_a_process_count_itself() {
+        // Mainline at any paranoid level, and distributions at 2 and below.
+        let level = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+            .ok()
+            .and_then(|l| l.trim().parse::<i32>().ok());
+        if level.is_some_and(|l| l <= 2) {
+            assert!(can_open_perf_events());
+        }
     }
 
     #[test]
