@@ -9,6 +9,7 @@ mod reset;
 mod timewait;
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -49,9 +50,17 @@ fn count(slot: u32) {
     }
 }
 
+/// Pending bytes past which a record wakes the reader at once.
+const WAKEUP_BYTES: u64 = RING_BUFFER_BYTES as u64 / 8;
+
 /// Sends `record` to userspace, counting it as lost when the ring is full.
+/// The reader is not woken for each record (a wake-up costs more than the
+/// record): it drains the ring on a short timer, and is woken early only
+/// when the ring is filling up.
 fn emit<T: 'static>(record: &T) {
-    if EVENTS.output::<T>(record, 0).is_err() {
+    let wakeup =
+        if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    if EVENTS.output::<T>(record, wakeup as u64).is_err() {
         count(counter::LOST);
     }
 }

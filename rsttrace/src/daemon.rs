@@ -25,8 +25,9 @@ use crate::{
     service,
 };
 
-/// How often held-back findings (collisions awaiting their follow-up,
-/// aggregated harmless reuse) are checked.
+/// How often the ring is drained (the programs only wake the reader when
+/// it fills up) and held-back findings are checked: the longest a record
+/// waits before it is written.
 const TICK: Duration = Duration::from_millis(250);
 
 pub struct Options {
@@ -69,6 +70,10 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                // The programs wake this reader only when the ring fills up:
+                // the tick collects what arrived in between.
+                decoder.clock.refresh();
+                drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
                 let reports = correlator.tick(monotonic_ns());
                 out.reports(reports, &mut summary)?;
                 out.flush()?;
@@ -156,7 +161,9 @@ impl Writer {
     fn new(format: Format, filter: Filter) -> Self {
         let sink: Box<dyn Write> = match format {
             Format::TextOnStderr => Box::new(std::io::stderr()),
-            _ => Box::new(std::io::stdout().lock()),
+            // Block-buffered: stdout's own line buffering would make every
+            // record a write(2); each drained batch is flushed instead.
+            _ => Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
         };
         Writer { format, filter, sink, unwritten: 0 }
     }
