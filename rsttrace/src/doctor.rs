@@ -407,7 +407,11 @@ struct Counter {
 const COUNTERS: [(&str, &str, &str); 18] = [
     ("Tcp", "OutRsts", "RSTs this namespace sent, for any reason"),
     ("Tcp", "EstabResets", "connections reset (either way) while ESTABLISHED or CLOSE_WAIT"),
-    ("TcpExt", "TW", "timewait sockets created with their normal lifetime (TIME_WAIT: 60 s)"),
+    (
+        "TcpExt",
+        "TW",
+        "timewait sockets with their normal lifetime (TIME_WAIT: 60 s), counted as they start on recent kernels, as they end on older ones (5.10)",
+    ),
     (
         "TcpExt",
         "TWKilled",
