@@ -47,5 +47,6 @@ pub mod counter {
 }
 
 /// Ring buffer size in bytes: a power of two multiple of the page size.
-/// 1 MiB holds ~10k reset records, about 100 ms of a 100k/s reset storm.
-pub const RING_BUFFER_BYTES: u32 = 1 << 20;
+/// 4 MiB holds ~37k records: 370 ms of a 100k/s reset storm, several of the
+/// reader's 100 ms drains.
+pub const RING_BUFFER_BYTES: u32 = 4 << 20;

@@ -26,9 +26,9 @@ use crate::{
 };
 
 /// How often the ring is drained (the programs only wake the reader when
-/// it fills up) and held-back findings are checked: the longest a record
-/// waits before it is written.
-const TICK: Duration = Duration::from_millis(250);
+/// it is half full) and held-back findings are checked: the longest a
+/// record waits before it is written.
+const TICK: Duration = Duration::from_millis(100);
 
 pub struct Options {
     pub format: Format,
@@ -38,6 +38,8 @@ pub struct Options {
 }
 
 pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> anyhow::Result<()> {
+    // Before mapping the ring buffer, whose pages count in our RSS at once.
+    release_startup_memory();
     let ring = RingBuf::try_from(hooks.ebpf.take_map("EVENTS").context("eBPF object has no EVENTS map")?)?;
     let counters: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(hooks.ebpf.take_map("COUNTERS").context("eBPF object has no COUNTERS map")?)?;
@@ -135,6 +137,16 @@ fn counted_kind(event: &Event) -> Option<EventKind> {
             TimeWaitKind::Killed => Some(EventKind::TwKilled),
             TimeWaitKind::Followup => None,
         },
+    }
+}
+
+/// Loading parsed kernel BTF (aya does, ~20 MiB) and freed it; glibc keeps
+/// freed heap mapped unless asked. A daemon should not sit on it for weeks.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
