@@ -73,7 +73,20 @@ pub struct Contents<'a> {
     pub modules: &'a [(String, Vec<Module>)],
 }
 
+/// Writes the archive to `path` through a temporary file and a rename, so a
+/// QEMU that another vm-test run is starting never reads half an archive.
 pub fn write(path: &Path, contents: &Contents) -> anyhow::Result<()> {
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let written = write_archive(&partial, contents);
+    if written.is_ok() {
+        fs::rename(&partial, path).with_context(|| format!("rename to {}", path.display()))?;
+    } else {
+        let _ = fs::remove_file(&partial);
+    }
+    written
+}
+
+fn write_archive(path: &Path, contents: &Contents) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("create {}", path.display()))?;
     let mut archive = Archive { out: BufWriter::new(file), next_ino: 1, seen: HashSet::new() };
     for dir in ["dev", "proc", "sys", "run", "tmp", "root", "var", "busybox"] {
