@@ -2,7 +2,8 @@
 //! installs whatever building and testing need and is missing.
 //!
 //!   cargo xtask run -- [ARGS]   build rsttrace (release) and run it as root
-//!   cargo xtask test            unit and integration tests (as root)
+//!   cargo xtask test [--host]   unit and integration tests (as root), then
+//!                               the same in Debian kernels under QEMU
 //!   cargo xtask clippy          both clippy passes, warnings are errors
 //!   cargo xtask deb             the Debian package, checked (target/debian/)
 //!   cargo xtask setup           only the set-up
@@ -37,9 +38,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Run the unit tests and the integration tests against this kernel.
+    /// The whole test suite: unit and integration tests on this kernel, then
+    /// the integration tests in Debian's 5.10, 6.1 and 6.12 under QEMU.
     Test {
-        /// Extra arguments for `cargo test` (a test name filter, --nocapture …).
+        /// Only this machine's kernel (no QEMU).
+        #[arg(long)]
+        host: bool,
+        /// Extra arguments for the test binaries (a test name filter,
+        /// --nocapture …); with a filter the strategy pass is left out.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
@@ -72,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             let status = cmd.status().with_context(|| format!("cannot start {}", binary.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Task::Test { args } => {
+        Task::Test { host, args } => {
             let mut cmd = Command::new("cargo");
             // The eBPF crate only builds for the bpf target (rsttrace/build.rs).
             cmd.args(["test", "--workspace", "--exclude", "rsttrace-ebpf"]);
@@ -80,8 +86,19 @@ fn main() -> anyhow::Result<()> {
                 // Integration tests load eBPF programs and create namespaces.
                 cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
             }
-            cmd.arg("--").args(args);
-            run(cmd)
+            cmd.arg("--").args(&args);
+            run(cmd)?;
+            if host {
+                return Ok(());
+            }
+            let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let filtered = !args.is_empty();
+            vm::run(&root, vm::Options::whole_suite(args))?;
+            if !filtered {
+                // Strategies differ only in how TIME_WAIT is observed.
+                vm::run(&root, vm::Options::every_strategy(TIMEWAIT_SCENARIOS))?;
+            }
+            Ok(())
         }
         Task::VmTest(options) => vm::run(&root, options),
         Task::Deb => deb::run_task(&root),
@@ -104,6 +121,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+/// The TIME_WAIT scenario tests (rsttrace/tests/timewait.rs), run with
+/// every hook strategy each kernel supports.
+const TIMEWAIT_SCENARIOS: &[&str] = &["seed_case", "rst_kills", "harmless_reuse", "loopback_churn"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()

@@ -40,6 +40,20 @@ pub struct Options {
     args: Vec<String>,
 }
 
+impl Options {
+    /// Every kernel, the whole suite, with the strategy rsttrace picks there.
+    pub fn whole_suite(args: Vec<String>) -> Self {
+        Self { kernel: vec!["all".into()], strategy: StrategyChoice::Auto, timeout: 900, refresh: false, args }
+    }
+
+    /// Every kernel with each strategy it supports, one boot each, running
+    /// the tests whose names contain one of `filters`.
+    pub fn every_strategy(filters: &[&str]) -> Self {
+        let args = filters.iter().map(|f| f.to_string()).collect();
+        Self { kernel: vec!["all".into()], strategy: StrategyChoice::All, timeout: 900, refresh: false, args }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum StrategyChoice {
     Auto,
