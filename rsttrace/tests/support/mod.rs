@@ -305,8 +305,11 @@ pub fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local
     let started = Instant::now();
     let chunk = vec![b'x'; 1 << 20];
     let mut sent = 0usize;
-    // 48 MB/s of elapsed time stays ahead of the ISN clock's 15.6 M/s.
-    while bulk && (sent < 8 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+    // The next ISN must stay below this connection's last sequence number:
+    // 48 MB per second of transfer outruns the ISN clock (15.6 M/s), and
+    // 32 MiB more covers ~2 s between this connect and the next (a loaded
+    // machine, or QEMU).
+    while bulk && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
         stream.write_all(&chunk).unwrap();
         sent += chunk.len();
     }
