@@ -28,7 +28,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # ip netns bind-mounts namespaces under /run/netns (/var/run links here).
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the initramfs's own directory: the test binaries may live
+# under it (a checkout in /tmp), at the paths they were built with.
+mkdir -p /tmp && chmod 1777 /tmp
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
