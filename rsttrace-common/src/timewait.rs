@@ -80,8 +80,6 @@ pub mod tw_flags {
     pub const WAS_KILLED: u16 = 1 << 5;
     /// The old connection used TCP timestamps.
     pub const TW_TIMESTAMPS: u16 = 1 << 6;
-    /// `segment_seq` is exact (read from the segment, not derived).
-    pub const SEQ_EXACT: u16 = 1 << 7;
 }
 
 /// A segment that met a TIME_WAIT socket (`RecordKind::TwCollision`: a SYN;
@@ -132,22 +130,20 @@ pub struct TimeWaitConfig {
     /// Non-zero: `inet_sock_set_state` reports accepted reuse itself (the
     /// tracepoint strategy, which has no hook on the kernel's verdict).
     pub accepted_from_set_state: u32,
-    /// fexit: arguments of `tcp_timewait_state_process` (its return value
-    /// follows them in the context).
-    pub process_nargs: u32,
     /// Argument index of its `enum skb_drop_reason *` (6.16+), or ABSENT.
     pub drop_reason_arg: u32,
     /// `TCP_TW_SYN`: the kernel accepted the SYN (number from BTF).
     pub tw_status_syn: u32,
+    pub _pad: u32,
 }
 
 impl TimeWaitConfig {
     pub const fn absent() -> Self {
         Self {
             accepted_from_set_state: 0,
-            process_nargs: 3,
             drop_reason_arg: crate::kernel::ABSENT,
             tw_status_syn: crate::kernel::ABSENT,
+            _pad: 0,
         }
     }
 }

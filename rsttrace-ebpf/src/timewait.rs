@@ -83,6 +83,11 @@ fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let sk: u64 = field(ctx, layout.skaddr)?.ok_or(ReadError)?;
+    // FIN_WAIT2/CLOSING -> CLOSE is tcp_time_wait() handing the connection
+    // to a timewait socket, unless a reset or error closed it.
+    if entering && read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
+        return Ok(());
+    }
     let key = TimeWaitKey {
         netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
         endpoints: read::endpoints(ctx, layout, sk, offsets)?,
@@ -90,11 +95,6 @@ fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
     let now = unsafe { bpf_ktime_get_ns() };
 
     if entering {
-        // FIN_WAIT2/CLOSING -> CLOSE is tcp_time_wait() handing the
-        // connection to a timewait socket, unless a reset or error closed it.
-        if read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
-            return Ok(());
-        }
         let mut entry = TimeWaitEntry {
             entered_ns: now,
             rcv_nxt: read::kernel(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
@@ -278,7 +278,7 @@ pub fn on_segment(
     };
     record.segment_seq = segment.seq;
     record.tw_status = tw_status;
-    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEQ_EXACT;
+    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN;
     if let Some(tsval) = segment.tsval {
         record.segment_tsval = tsval;
         record.flags |= tw_flags::SEGMENT_TIMESTAMPS;

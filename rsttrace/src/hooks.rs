@@ -155,9 +155,9 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     let config = TimeWaitConfig {
         // Without a hook on the verdict, the new connection is the evidence.
         accepted_from_set_state: (strategy == Strategy::Tracepoint) as u32,
-        process_nargs: params.len() as u32,
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
         tw_status_syn: kernel.names.tw_statuses.iter().find(|(_, n)| *n == "SYN").map_or(ABSENT, |(v, _)| *v),
+        _pad: 0,
     };
     if strategy == Strategy::Tracepoint {
         // Linux 6.11+ tells which socket a freed segment was for: the
