@@ -13,6 +13,19 @@ pub struct KernelOffsets {
     pub skc_family: u32,
     /// `sock_common.skc_state` (u8), also valid for timewait and request socks.
     pub skc_state: u32,
+    /// `sock_common.skc_daddr`, `skc_rcv_saddr` (IPv4, network order),
+    /// `skc_dport` (network order), `skc_v6_daddr`, `skc_v6_rcv_saddr` (16
+    /// bytes), `inet_sock.inet_sport` (network order; `skc_num` is zeroed
+    /// when the port is released, before the socket's last state change):
+    /// a full socket's endpoints.
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub inet_sport: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// `sock.sk_protocol` (u16 since Linux 5.6).
+    pub sk_protocol: u32,
     /// `sock_common.skc_net`: `struct net *`.
     pub skc_net: u32,
     /// `net.ns.inum`: network namespace inode number (u32).
@@ -69,6 +82,13 @@ impl KernelOffsets {
         Self {
             skc_family: ABSENT,
             skc_state: ABSENT,
+            skc_daddr: ABSENT,
+            skc_rcv_saddr: ABSENT,
+            skc_dport: ABSENT,
+            inet_sport: ABSENT,
+            skc_v6_daddr: ABSENT,
+            skc_v6_rcv_saddr: ABSENT,
+            sk_protocol: ABSENT,
             skc_net: ABSENT,
             net_ns_inum: ABSENT,
             net_tcp_rfc1337: ABSENT,

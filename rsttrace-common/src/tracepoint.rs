@@ -11,8 +11,7 @@ pub mod address_layout {
     /// since 6.10).
     pub const SOCKADDR: u32 = 1;
     /// `sport`, `dport`, [`family`], `saddr[4]`, `daddr[4]`, `saddr_v6[16]`,
-    /// `daddr_v6[16]` (tcp_receive_reset, inet_sock_set_state, tcp_send_reset
-    /// before 6.10).
+    /// `daddr_v6[16]` (tcp_receive_reset, tcp_send_reset before 6.10).
     pub const SPLIT: u32 = 2;
 }
 
@@ -28,9 +27,6 @@ pub struct TracepointLayout {
     /// `skb:kfree_skb`: the socket that received the freed segment (6.11+).
     pub rx_sk: u32,
     pub state: u32,
-    pub oldstate: u32,
-    pub newstate: u32,
-    pub protocol: u32,
     pub reason: u32,
     pub family: u32,
     pub sport: u32,
@@ -49,9 +45,6 @@ impl TracepointLayout {
             skbaddr: ABSENT,
             rx_sk: ABSENT,
             state: ABSENT,
-            oldstate: ABSENT,
-            newstate: ABSENT,
-            protocol: ABSENT,
             reason: ABSENT,
             family: ABSENT,
             sport: ABSENT,

@@ -94,6 +94,28 @@ pub fn endpoints(
     Ok(e)
 }
 
+/// A full socket's endpoints: local = the bound address and port.
+#[inline(always)]
+pub fn endpoints_of_sock(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {
+    let mut e = Endpoints {
+        family: kernel::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
+        local_port: u16::from_be(kernel::<u16>(sk, offsets.inet_sport).ok_or(ReadError)?),
+        remote_port: u16::from_be(kernel::<u16>(sk, offsets.skc_dport).ok_or(ReadError)?),
+        ..Default::default()
+    };
+    if e.family == AF_INET6 {
+        e.local_addr = kernel(sk, offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
+        e.remote_addr = kernel(sk, offsets.skc_v6_daddr).ok_or(ReadError)?;
+    } else {
+        let local: [u8; 4] = kernel(sk, offsets.skc_rcv_saddr).ok_or(ReadError)?;
+        let remote: [u8; 4] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
+        e.local_addr[..4].copy_from_slice(&local);
+        e.remote_addr[..4].copy_from_slice(&remote);
+    }
+    e.unmap_v4();
+    Ok(e)
+}
+
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;

@@ -6,9 +6,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
-    macros::{fexit, kprobe, kretprobe, map, tracepoint},
+    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray},
-    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -25,8 +25,6 @@ use crate::{
     read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN, field},
 };
 
-#[unsafe(no_mangle)]
-static SET_STATE_LAYOUT: TracepointLayout = TracepointLayout::absent();
 #[unsafe(no_mangle)]
 static KFREE_SKB_LAYOUT: TracepointLayout = TracepointLayout::absent();
 #[unsafe(no_mangle)]
@@ -60,29 +58,30 @@ fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Opti
     Some(record)
 }
 
-#[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    if on_set_state(&ctx).is_err() {
+/// `inet_sock_set_state(sk, oldstate, newstate)`, a raw tracepoint: the
+/// arguments are read straight from the context, and the kernel builds no
+/// trace record. Eight of a connection's ten state changes leave at once.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
+    let (sk, old, new) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1) as u32, ctx.arg::<u64>(2) as u32);
+    if on_set_state(sk, old, new).is_err() {
         count(counter::READ_ERRORS);
     }
     0
 }
 
-fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
-    let layout = patched(&SET_STATE_LAYOUT);
+fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     let offsets = offsets();
-    if field::<u16>(ctx, layout.protocol)?.is_some_and(|p| p != IPPROTO_TCP) {
-        return Ok(());
-    }
-    let old = field::<i32>(ctx, layout.oldstate)?.ok_or(ReadError)? as u32;
-    let new = field::<i32>(ctx, layout.newstate)?.ok_or(ReadError)? as u32;
     let entering = new == offsets.state_close && (old == offsets.state_fin_wait2 || old == offsets.state_closing);
-    let established =
-        new == offsets.state_established && (old == offsets.state_syn_recv || old == offsets.state_syn_sent);
+    // Passive connections only: an active one on a TIME_WAIT 4-tuple of
+    // this host is its own reuse (tcp_tw_reuse), not a peer's SYN.
+    let established = new == offsets.state_established && old == offsets.state_syn_recv;
     if !entering && !established {
         return Ok(());
     }
-    let sk: u64 = field(ctx, layout.skaddr)?.ok_or(ReadError)?;
+    if read::kernel::<u16>(sk, offsets.sk_protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return Ok(());
+    }
     // FIN_WAIT2/CLOSING -> CLOSE is tcp_time_wait() handing the connection
     // to a timewait socket, unless a reset or error closed it.
     if entering && read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
@@ -90,7 +89,7 @@ fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
     }
     let key = TimeWaitKey {
         netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
-        endpoints: read::endpoints(ctx, layout, sk, offsets)?,
+        endpoints: read::endpoints_of_sock(sk, offsets)?,
     };
     let now = unsafe { bpf_ktime_get_ns() };
 
@@ -114,11 +113,6 @@ fn on_set_state(ctx: &TracePointContext) -> Result<(), ReadError> {
         return Ok(());
     };
     let _ = TIME_WAIT.remove(key);
-    if old == offsets.state_syn_sent {
-        // This host reused its own TIME_WAIT 4-tuple (tcp_tw_reuse): not a
-        // peer's SYN meeting a TIME_WAIT socket.
-        return Ok(());
-    }
     let record = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now).ok_or(ReadError)?;
     fill_from_entry(record, &entry);
     if entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0 {

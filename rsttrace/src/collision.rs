@@ -446,7 +446,7 @@ pub(crate) mod tests {
         let mut c = Correlator::new(Windows { followup_ns: 5000 * MS, aggregate_ns: 10_000 * MS });
         for i in 0..1000u64 {
             let mut e = tw(TimeWaitKind::Collision, 20000 + (i % 500) as u16, 100 + i);
-            e.hook = "tracepoint/sock/inet_sock_set_state";
+            e.hook = "raw_tracepoint/inet_sock_set_state";
             e.drop_reason = None;
             assert!(c.push(Event::TimeWait(e)).is_empty(), "not reported one by one");
         }

@@ -97,6 +97,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
 
     summary.lost = sum_counter(&counters, counter::LOST);
     summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
+    summary.missed_runs = hooks.missed_runs();
     summary.duration = started.elapsed();
     out.control(&output::summary_fields(&summary), output::summary_sentence(&summary))?;
     Ok(())

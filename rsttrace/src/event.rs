@@ -203,7 +203,7 @@ impl Decoder {
                 source::FEXIT => "fexit/tcp_timewait_state_process",
                 source::KPROBE => "kretprobe/tcp_timewait_state_process",
                 source::KFREE_SKB => "tracepoint/skb/kfree_skb",
-                _ => "tracepoint/sock/inet_sock_set_state",
+                _ => "raw_tracepoint/inet_sock_set_state",
             },
             segment_seq: (kind != RecordKind::TwFollowup).then_some(r.segment_seq),
             segment_timestamps: has(tw_flags::SEGMENT_OPTIONS_KNOWN).then(|| has(tw_flags::SEGMENT_TIMESTAMPS)),

@@ -146,6 +146,13 @@ impl KernelTypes {
         KernelOffsets {
             skc_family: self.offset_of("sock_common", &["skc_family"], &[2]),
             skc_state: self.offset_of("sock_common", &["skc_state"], &[1]),
+            skc_daddr: self.offset_of("sock_common", &["skc_daddr"], &[4]),
+            skc_rcv_saddr: self.offset_of("sock_common", &["skc_rcv_saddr"], &[4]),
+            skc_dport: self.offset_of("sock_common", &["skc_dport"], &[2]),
+            inet_sport: self.offset_of("inet_sock", &["inet_sport"], &[2]),
+            skc_v6_daddr: self.offset_of("sock_common", &["skc_v6_daddr"], &[16]),
+            skc_v6_rcv_saddr: self.offset_of("sock_common", &["skc_v6_rcv_saddr"], &[16]),
+            sk_protocol: self.offset_of("sock", &["sk_protocol"], &[2]),
             skc_net: self.offset_of("sock_common", &["skc_net", "net"], &[8]),
             net_ns_inum: self.offset_of("net", &["ns", "inum"], &[4]),
             net_tcp_rfc1337: self.offset_of("net", &["ipv4", "sysctl_tcp_rfc1337"], &[1, 4]),

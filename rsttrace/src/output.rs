@@ -310,6 +310,9 @@ pub struct Summary {
     pub lost: u64,
     /// Records dropped in the kernel because a read failed.
     pub read_errors: u64,
+    /// Program runs the kernel skipped: a BPF program was already running
+    /// on that CPU when the hook fired (their events are missing).
+    pub missed_runs: u64,
     /// Records userspace could not decode.
     pub undecodable: u64,
     /// Records written after filtering and aggregation.
@@ -331,6 +334,7 @@ pub fn summary_fields(s: &Summary) -> Map<String, Value> {
     m.insert("verdicts".into(), json!(s.verdicts));
     m.insert("lost".into(), json!(s.lost));
     m.insert("read_errors".into(), json!(s.read_errors));
+    m.insert("missed_runs".into(), json!(s.missed_runs));
     m.insert("undecodable".into(), json!(s.undecodable));
     m.insert("reported".into(), json!(s.reported));
     m.insert("unwritten".into(), json!(s.unwritten));
@@ -342,12 +346,13 @@ pub fn summary_sentence(s: &Summary) -> String {
     let counts: Vec<String> =
         EventKind::ALL.iter().map(|k| format!("{} {}", s.counts.get(k).copied().unwrap_or(0), k.as_str())).collect();
     format!(
-        "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} undecodable",
+        "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} hook runs the kernel skipped, {} undecodable",
         human_duration(s.duration.as_millis() as u64),
         counts.join(", "),
         s.reported,
         s.lost,
         s.read_errors,
+        s.missed_runs,
         s.undecodable
     )
 }

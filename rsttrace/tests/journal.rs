@@ -171,7 +171,7 @@ fn entries_readiness_and_watchdog_under_a_real_journald() {
     pair.client
         .run("client", || TcpStream::connect_timeout(&addr(Pair::SERVER_V4, 9), Duration::from_secs(5)).unwrap_err());
     let local = addr(Pair::CLIENT_V4, 40022);
-    connection_closed_by_server(&pair.client, &listener, local, true);
+    assert!(connection_closed_by_server(&pair, &listener, local, true), "no TIME_WAIT socket to reuse");
     std::thread::sleep(Duration::from_millis(50));
     let second = pair.client.run("lb", move || connect_from(local, server).unwrap());
     drop((second, listener.accept().unwrap()));

@@ -78,6 +78,29 @@ impl Netns {
             .expect("thread in netns panicked")
     }
 
+    /// TCP states (the kernel's numbers: 6 is TIME_WAIT) of this
+    /// namespace's sockets whose local (or, with `remote`, peer) port is
+    /// `port`, as /proc/net/tcp{,6} list them.
+    pub fn tcp_states(&self, port: u16, remote: bool) -> Vec<u8> {
+        self.run("proc-net-tcp", move || {
+            let column = if remote { 2 } else { 1 };
+            ["tcp", "tcp6"]
+                .iter()
+                .filter_map(|table| std::fs::read_to_string(format!("/proc/thread-self/net/{table}")).ok())
+                .flat_map(|text| {
+                    text.lines()
+                        .skip(1)
+                        .filter_map(|line| {
+                            let fields: Vec<&str> = line.split_whitespace().collect();
+                            let socket_port = u16::from_str_radix(fields.get(column)?.rsplit(':').next()?, 16).ok()?;
+                            (socket_port == port).then(|| u8::from_str_radix(fields.get(3)?, 16).ok()).flatten()
+                        })
+                        .collect::<Vec<u8>>()
+                })
+                .collect()
+        })
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let value = value.to_string();
@@ -283,9 +306,11 @@ pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<Tc
 /// One connection from `local` that the server closes first, leaving it in
 /// TIME_WAIT on the server. Enough data goes through that the client's next
 /// ISN (which advances ~15.6 M per second) stays below the old rcv_nxt.
-pub fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local: SocketAddr, bulk: bool) {
+/// Returns once the client's socket is gone, with whether the server holds
+/// the connection in TIME_WAIT (rarely it does not: then it says why).
+pub fn connection_closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: bool) -> bool {
     let server = listener.local_addr().unwrap();
-    let mut stream = client.run("lb", move || connect_from(local, server).expect("first connection"));
+    let mut stream = pair.client.run("lb", move || connect_from(local, server).expect("first connection"));
     let (mut accepted, _) = listener.accept().unwrap();
     let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
@@ -318,4 +343,29 @@ pub fn connection_closed_by_server(client: &Netns, listener: &TcpListener, local
     // The server's FIN: the client sees EOF, then closes its side.
     assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
     drop(stream);
+    // The last ACK may still be on its way (the kernel defers packet
+    // processing under load): until it arrives the client's socket holds
+    // the port, and the server's may not be in TIME_WAIT yet.
+    const TIME_WAIT: u8 = 6;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let client_sockets = pair.client.tcp_states(local.port(), false);
+        let server_sockets = pair.server.tcp_states(local.port(), true);
+        if client_sockets.is_empty() && server_sockets.contains(&TIME_WAIT) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            let nstat = Command::new("ip").args(["netns", "exec", &pair.server.name, "nstat", "-a"]).output();
+            let nstat = nstat.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; ")).unwrap_or_default();
+            assert!(
+                client_sockets.is_empty(),
+                "the client's connection from {local} did not close: {client_sockets:?}"
+            );
+            eprintln!(
+                "the server did not keep the connection from {local} in TIME_WAIT ({server_sockets:?}); its counters: {nstat}"
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
