@@ -8,4 +8,3 @@ pub mod kernel;
 pub mod record;
 pub mod reset;
 pub mod timewait;
-pub mod tracepoint;

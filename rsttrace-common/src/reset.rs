@@ -48,3 +48,15 @@ const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}
+
+/// What the loader tells the reset programs about this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetConfig {
+    /// Non-zero: `tcp_send_reset(sk, skb, reason)` (Linux 6.10+); zero:
+    /// `tcp_send_reset(sk, skb)`.
+    pub send_reset_has_reason: u32,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ResetConfig {}

@@ -1,22 +1,13 @@
-//! Reading tracepoint fields, kernel memory and packets at run-time offsets.
+//! Reading kernel memory (sockets, packets) at run-time offsets.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
-    tracepoint::{TracepointLayout, address_layout},
 };
 
 /// A failed read: the record is dropped and counted.
 pub struct ReadError;
-
-/// A tracepoint field; `Ok(None)` when this kernel's event lacks it.
-pub fn field<T>(ctx: &TracePointContext, offset: u32) -> Result<Option<T>, ReadError> {
-    if offset == ABSENT {
-        return Ok(None);
-    }
-    unsafe { ctx.read_at::<T>(offset as usize) }.map(Some).map_err(|_| ReadError)
-}
 
 /// `base + offset` in kernel memory; `None` for a NULL base, an offset BTF
 /// did not give, or a failed read.
@@ -40,58 +31,6 @@ pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
     let dev: u64 = kernel(skb, offsets.skb_dev)?;
     let net: u64 = kernel(dev, offsets.netdev_nd_net)?;
     kernel(net, offsets.net_ns_inum)
-}
-
-/// The connection's endpoints from a tracepoint whose `s*` fields are this
-/// host's side. `sk` supplies the family where the event has no field.
-#[inline(always)]
-pub fn endpoints(
-    ctx: &TracePointContext,
-    layout: &TracepointLayout,
-    sk: u64,
-    offsets: &KernelOffsets,
-) -> Result<Endpoints, ReadError> {
-    let mut e = Endpoints::default();
-    match layout.address_layout {
-        address_layout::SOCKADDR => {
-            // sockaddr_in: family, port (network order), v4 address at 4;
-            // sockaddr_in6: family, port, flowinfo, v6 address at 8.
-            let local: [u8; 28] = field(ctx, layout.saddr)?.ok_or(ReadError)?;
-            let remote: [u8; 28] = field(ctx, layout.daddr)?.ok_or(ReadError)?;
-            e.family = u16::from_ne_bytes([local[0], local[1]]);
-            e.local_port = u16::from_be_bytes([local[2], local[3]]);
-            e.remote_port = u16::from_be_bytes([remote[2], remote[3]]);
-            if e.family == AF_INET6 {
-                e.local_addr.copy_from_slice(&local[8..24]);
-                e.remote_addr.copy_from_slice(&remote[8..24]);
-            } else {
-                e.local_addr[..4].copy_from_slice(&local[4..8]);
-                e.remote_addr[..4].copy_from_slice(&remote[4..8]);
-            }
-        }
-        address_layout::SPLIT => {
-            // Ports are stored in host order by these events. Some kernels'
-            // events have no family field: the socket has it.
-            e.family = match field::<u16>(ctx, layout.family)? {
-                Some(family) => family,
-                None => kernel::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
-            };
-            e.local_port = field::<u16>(ctx, layout.sport)?.ok_or(ReadError)?;
-            e.remote_port = field::<u16>(ctx, layout.dport)?.ok_or(ReadError)?;
-            if e.family == AF_INET6 {
-                e.local_addr = field(ctx, layout.saddr_v6)?.ok_or(ReadError)?;
-                e.remote_addr = field(ctx, layout.daddr_v6)?.ok_or(ReadError)?;
-            } else {
-                let local: [u8; 4] = field(ctx, layout.saddr)?.ok_or(ReadError)?;
-                let remote: [u8; 4] = field(ctx, layout.daddr)?.ok_or(ReadError)?;
-                e.local_addr[..4].copy_from_slice(&local);
-                e.remote_addr[..4].copy_from_slice(&remote);
-            }
-        }
-        _ => return Err(ReadError),
-    }
-    e.unmap_v4();
-    Ok(e)
 }
 
 /// A full socket's endpoints: local = the bound address and port.
@@ -136,6 +75,24 @@ pub struct Segment {
 /// The incoming segment `skb` holds, from its IP and TCP headers.
 #[inline(always)]
 pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
+    let (addresses, th) = addresses_of_skb(skb, offsets)?;
+    segment_at(th, addresses)
+}
+
+/// The 4-tuple of the incoming segment `skb` holds (local = destination).
+#[inline(always)]
+pub fn endpoints_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Endpoints> {
+    let (mut e, th) = addresses_of_skb(skb, offsets)?;
+    let ports: [u8; 4] = kernel(th, 0)?;
+    e.remote_port = u16::from_be_bytes([ports[0], ports[1]]);
+    e.local_port = u16::from_be_bytes([ports[2], ports[3]]);
+    Some(e)
+}
+
+/// The addresses of the segment `skb` holds (ports not filled in) and where
+/// its TCP header is.
+#[inline(always)]
+fn addresses_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64)> {
     let head: u64 = kernel(skb, offsets.skb_head)?;
     let network: u16 = kernel(skb, offsets.skb_network_header)?;
     let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
@@ -155,7 +112,7 @@ pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
     } else {
         return None;
     }
-    segment_at(head + transport as u64, e)
+    Some((e, head + transport as u64))
 }
 
 /// Parses the TCP header at `th`; `e` has the addresses, ports are added.

@@ -1,43 +1,58 @@
-//! `tcp:tcp_send_reset` and `tcp:tcp_receive_reset`.
+//! Resets sent and received: the `tcp_send_reset` and `tcp_receive_reset`
+//! tracepoints.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
-    reset::{ResetRecord, reset_flags},
-    tracepoint::TracepointLayout,
+    reset::{ResetConfig, ResetRecord, reset_flags},
 };
 
 use crate::{
     count, emit, offsets, patched,
-    read::{self, ReadError, field},
+    read::{self, ReadError},
 };
 
-// Filled by the loader before the programs are verified.
+/// Filled by the loader before the programs are verified.
 #[unsafe(no_mangle)]
-static SEND_RESET_LAYOUT: TracepointLayout = TracepointLayout::absent();
-#[unsafe(no_mangle)]
-static RECEIVE_RESET_LAYOUT: TracepointLayout = TracepointLayout::absent();
+static RESET_CONFIG: ResetConfig = ResetConfig { send_reset_has_reason: 0 };
 
-#[tracepoint]
-pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    on_reset(&ctx, patched(&SEND_RESET_LAYOUT), RecordKind::RstSent)
+// Raw tracepoints: the arguments are read in place and the kernel builds no
+// trace record; attaching them needs no perf event (which Debian's
+// perf_event_paranoid=3 reserves to CAP_SYS_ADMIN).
+
+/// `tcp_send_reset(sk, skb[, reason])`: `sk` is NULL when no socket owns the
+/// segment, a timewait or request socket, or a full one; `skb` is the
+/// segment being answered, NULL for an abort.
+#[raw_tracepoint(tracepoint = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: RawTracePointContext) -> u32 {
+    let reason = (patched(&RESET_CONFIG).send_reset_has_reason != 0).then(|| ctx.arg::<u64>(2) as u32);
+    on_reset(ctx.arg(0), ctx.arg(1), reason, RecordKind::RstSent)
 }
 
-#[tracepoint]
-pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    on_reset(&ctx, patched(&RECEIVE_RESET_LAYOUT), RecordKind::RstReceived)
+/// `tcp_receive_reset(sk)`: a full socket.
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
+    on_reset(ctx.arg(0), 0, None, RecordKind::RstReceived)
 }
 
-fn on_reset(ctx: &TracePointContext, layout: &TracepointLayout, kind: RecordKind) -> u32 {
+// Inlined, as `fill` takes no `Option`: an `Option` is passed in two
+// registers, and for `None` the value's is left unset, which the verifier
+// refuses to see read ("R4 !read_ok").
+#[inline(always)]
+fn on_reset(sk: u64, skb: u64, reason: Option<u32>, kind: RecordKind) -> u32 {
     let mut record = ResetRecord::default();
-    match fill(ctx, layout, offsets(), kind, &mut record) {
+    if let Some(reason) = reason {
+        record.reason = reason;
+        record.flags |= reset_flags::HAS_REASON;
+    }
+    match fill(sk, skb, offsets(), kind, &mut record) {
         Ok(()) => emit(&record),
         Err(ReadError) => count(counter::READ_ERRORS),
     }
@@ -45,8 +60,8 @@ fn on_reset(ctx: &TracePointContext, layout: &TracepointLayout, kind: RecordKind
 }
 
 fn fill(
-    ctx: &TracePointContext,
-    layout: &TracepointLayout,
+    sk: u64,
+    skb: u64,
     offsets: &KernelOffsets,
     kind: RecordKind,
     record: &mut ResetRecord,
@@ -56,13 +71,19 @@ fn fill(
         cpu: unsafe { bpf_get_smp_processor_id() },
         ktime_ns: unsafe { bpf_ktime_get_ns() },
     };
-    let sk: u64 = field(ctx, layout.skaddr)?.unwrap_or(0);
-    let skb: u64 = field(ctx, layout.skbaddr)?.unwrap_or(0);
-    record.endpoints = read::endpoints(ctx, layout, sk, offsets)?;
-    if let Some(reason) = field::<u32>(ctx, layout.reason)? {
-        record.reason = reason;
-        record.flags |= reset_flags::HAS_REASON;
-    }
+    // Timewait and request socks have no inet_sock fields, lock, owner or
+    // TCP timers: only their sock_common is read.
+    let sk_state = read::kernel::<u8>(sk, offsets.skc_state);
+    let full_socket = sk_state.is_some_and(|s| s < 32 && offsets.minisock_state_mask & (1 << s) == 0);
+    // The segment being answered names the 4-tuple as the peer sent it
+    // (its destination is this host); without one, the socket does.
+    record.endpoints = if skb != 0 {
+        read::endpoints_of_skb(skb, offsets).ok_or(ReadError)?
+    } else if full_socket {
+        read::endpoints_of_sock(sk, offsets)?
+    } else {
+        return Err(ReadError);
+    };
 
     if sk == 0 {
         // No socket (6.10+ resets to segments nobody owns): the namespace is
@@ -74,12 +95,7 @@ fn fill(
         return Ok(());
     }
     record.flags |= reset_flags::HAS_SOCKET;
-
-    let state = match field::<i32>(ctx, layout.state)? {
-        Some(state) => Some(state as u8),
-        None => read::kernel::<u8>(sk, offsets.skc_state),
-    };
-    if let Some(state) = state {
+    if let Some(state) = sk_state {
         record.state = state;
         record.flags |= reset_flags::HAS_STATE;
     }
@@ -88,9 +104,7 @@ fn fill(
         record.flags |= reset_flags::HAS_NETNS;
     }
 
-    // Timewait and request socks have no lock, owner or TCP timers.
-    let sk_state = read::kernel::<u8>(sk, offsets.skc_state).unwrap_or(0);
-    if sk_state >= 32 || offsets.minisock_state_mask & (1 << sk_state) != 0 {
+    if !full_socket {
         return Ok(());
     }
     match kind {

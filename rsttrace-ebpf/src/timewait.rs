@@ -6,9 +6,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
-    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray},
-    programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
+    programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -17,16 +17,13 @@ use rsttrace_common::{
         TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig, TimeWaitEntry, TimeWaitKey,
         TimeWaitRecord, entry_flags, source, tw_flags,
     },
-    tracepoint::TracepointLayout,
 };
 
 use crate::{
     count, emit, offsets, patched,
-    read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN, field},
+    read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN},
 };
 
-#[unsafe(no_mangle)]
-static KFREE_SKB_LAYOUT: TracepointLayout = TracepointLayout::absent();
 #[unsafe(no_mangle)]
 static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
 
@@ -148,31 +145,25 @@ fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> bool {
         .is_some_and(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
 }
 
-#[tracepoint]
-pub fn kfree_skb(ctx: TracePointContext) -> u32 {
-    if on_kfree_skb(&ctx).is_err() {
-        count(counter::READ_ERRORS);
-    }
-    0
-}
-
-/// A segment freed after a TIME_WAIT socket handled it: a rejected SYN, or
-/// an RST that may have killed the socket (Linux 6.11+ passes `rx_sk`).
-fn on_kfree_skb(ctx: &TracePointContext) -> Result<(), ReadError> {
-    let layout = patched(&KFREE_SKB_LAYOUT);
-    let tw: u64 = field(ctx, layout.rx_sk)?.unwrap_or(0);
+/// `kfree_skb(skb, location, reason, rx_sk)` (Linux 6.11+): a segment freed
+/// after a TIME_WAIT socket handled it, a rejected SYN, or an RST that may
+/// have killed the socket.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> u32 {
+    let tw: u64 = ctx.arg(3);
     if tw == 0 {
-        return Ok(());
+        return 0;
     }
     let offsets = offsets();
     if read::kernel::<u8>(tw, offsets.skc_state).map(u32::from) != Some(offsets.state_time_wait) {
-        return Ok(());
+        return 0;
     }
-    let skb: u64 = field(ctx, layout.skbaddr)?.ok_or(ReadError)?;
-    let segment = read::segment_of_skb(skb, offsets).ok_or(ReadError)?;
-    let reason = field::<u32>(ctx, layout.reason)?;
-    on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, reason, offsets);
-    Ok(())
+    let Some(segment) = read::segment_of_skb(ctx.arg(0), offsets) else {
+        count(counter::READ_ERRORS);
+        return 0;
+    };
+    on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, Some(ctx.arg::<u64>(2) as u32), offsets);
+    0
 }
 
 // fexit and kprobe strategies: the kernel's own verdict, the return value

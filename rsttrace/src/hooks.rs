@@ -9,12 +9,12 @@ use std::{
 use anyhow::{anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{FExit, KProbe, RawTracePoint, TracePoint},
+    programs::{FExit, KProbe, RawTracePoint},
 };
 use rsttrace_common::{
     kernel::{ABSENT, KernelOffsets},
+    reset::ResetConfig,
     timewait::TimeWaitConfig,
-    tracepoint::{TracepointLayout, address_layout},
 };
 
 use crate::{
@@ -64,25 +64,15 @@ const SET_STATE: &str = "inet_sock_set_state";
 /// The function whose return value is the kernel's TIME_WAIT verdict.
 const TW_PROCESS: &str = "tcp_timewait_state_process";
 
-/// A tracepoint program and where it attaches.
-struct TracepointHook {
-    program: &'static str,
-    system: &'static str,
-    event: &'static str,
-}
-
-const fn hook(program: &'static str, system: &'static str, event: &'static str) -> TracepointHook {
-    TracepointHook { program, system, event }
-}
-
 /// Everything read from the kernel before loading: the same for every
 /// strategy.
 struct Kernel {
     names: KernelNames,
     offsets: KernelOffsets,
-    send: TracepointLayout,
-    receive: TracepointLayout,
-    kfree: TracepointLayout,
+    /// What the reset programs need to know.
+    reset_config: ResetConfig,
+    /// `kfree_skb` names the socket that received the freed segment (6.11+).
+    kfree_skb_has_rx_sk: bool,
     /// Parameter names of tcp_timewait_state_process.
     tw_process_params: Option<Vec<String>>,
     limitations: Vec<String>,
@@ -119,11 +109,13 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let mut names = types.names()?;
     let offsets = types.offsets(&names);
 
+    // The programs are raw tracepoints, which take the events' arguments;
+    // the format files say which arguments this kernel's events have.
     let send_format = EventFormat::read(tracefs, "tcp", "tcp_send_reset")?;
-    let send = reset_layout(&send_format)?;
-    let receive = reset_layout(&EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?)?;
+    let send_reset_has_reason = send_reset_has_reason(&send_format);
+    EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?;
     let kfree_format = EventFormat::read(tracefs, "skb", "kfree_skb")?;
-    let kfree = tracepoint_layout(&kfree_format);
+    let kfree_skb_has_rx_sk = kfree_skb_has_rx_sk(&kfree_format);
     if names.reset_reasons.is_empty() {
         names.reset_reasons = numeric_symbols(&send_format, "reason");
     }
@@ -132,7 +124,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     }
 
     let mut limitations = Vec::new();
-    if send.reason == ABSENT {
+    if !send_reset_has_reason {
         // Linux 6.10 added the reason and made tcp_send_reset fire for every
         // reset; before, it fired only for full sockets.
         limitations.push("this kernel's tcp_send_reset has no reset reason (reason is null)".to_string());
@@ -145,13 +137,13 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
         limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
     }
     let tw_process_params = types.function_params(TW_PROCESS);
-    Ok(Kernel { names, offsets, send, receive, kfree, tw_process_params, limitations })
+    let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
+    Ok(Kernel { names, offsets, reset_config, kfree_skb_has_rx_sk, tw_process_params, limitations })
 }
 
 fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
     let mut limitations = kernel.limitations.clone();
-    let mut tracepoints =
-        vec![hook("tcp_send_reset", "tcp", "tcp_send_reset"), hook("tcp_receive_reset", "tcp", "tcp_receive_reset")];
+    let mut raw_tracepoints = vec![SET_STATE, "tcp_send_reset", "tcp_receive_reset"];
     let params = kernel.tw_process_params.as_deref().unwrap_or_default();
     let config = TimeWaitConfig {
         // Without a hook on the verdict, the new connection is the evidence.
@@ -163,8 +155,8 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     if strategy == Strategy::Tracepoint {
         // Linux 6.11+ tells which socket a freed segment was for: the
         // TIME_WAIT socket's rejections and kills become visible.
-        if kernel.kfree.rx_sk != ABSENT {
-            tracepoints.push(hook("kfree_skb", "skb", "kfree_skb"));
+        if kernel.kfree_skb_has_rx_sk {
+            raw_tracepoints.push("kfree_skb");
         } else {
             limitations.push(
                 "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
@@ -179,9 +171,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         // The programs take offsets from globals, not CO-RE relocations: aya
         // need not parse the kernel's BTF a second time.
         .btf(None)
-        .override_global("SEND_RESET_LAYOUT", &kernel.send, true)
-        .override_global("RECEIVE_RESET_LAYOUT", &kernel.receive, true)
-        .override_global("KFREE_SKB_LAYOUT", &kernel.kfree, true)
+        .override_global("RESET_CONFIG", &kernel.reset_config, true)
         .override_global("TIME_WAIT_CONFIG", &config, true)
         .override_global("KERNEL_OFFSETS", &kernel.offsets, true)
         .load(PROGRAMS)
@@ -211,29 +201,28 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
             for (program, kind) in [("tw_process_entry", "kprobe"), ("tw_process_return", "kretprobe")] {
                 let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
                 probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", error_chain(&e)))?;
-                probe
-                    .attach(TW_PROCESS, 0)
-                    .map_err(|e| anyhow!("cannot attach {kind}/{TW_PROCESS}: {}", error_chain(&e)))?;
+                probe.attach(TW_PROCESS, 0).map_err(|e| {
+                    let hint = crate::privileges::Privileges::inspect().kprobe_hint();
+                    anyhow!(
+                        "cannot attach {kind}/{TW_PROCESS}: {}{}",
+                        error_chain(&e),
+                        hint.map(|h| format!(" ({h})")).unwrap_or_default()
+                    )
+                })?;
                 attached.push(format!("{kind}/{TW_PROCESS}"));
             }
         }
         Strategy::Tracepoint => {}
     }
-    // A raw tracepoint: it fires on every state change of every TCP socket,
-    // and costs a fraction of a classic one (no trace record is built).
-    let set_state: &mut RawTracePoint = program_mut(&mut ebpf, SET_STATE)?.try_into()?;
-    set_state.load().map_err(|e| anyhow!("the kernel refused the {SET_STATE} program: {}", error_chain(&e)))?;
-    set_state
-        .attach(SET_STATE)
-        .map_err(|e| anyhow!("cannot attach to raw tracepoint {SET_STATE}: {}", error_chain(&e)))?;
-    attached.push(format!("raw_tracepoint/{SET_STATE}"));
-    for TracepointHook { program, system, event } in tracepoints {
-        let tracepoint: &mut TracePoint = program_mut(&mut ebpf, program)?.try_into()?;
-        tracepoint.load().map_err(|e| anyhow!("the kernel refused the {program} program: {}", error_chain(&e)))?;
-        tracepoint
-            .attach(system, event)
-            .map_err(|e| anyhow!("cannot attach to tracepoint {system}:{event}: {}", error_chain(&e)))?;
-        attached.push(format!("tracepoint/{system}/{event}"));
+    // Raw tracepoints, not classic ones: the kernel builds no trace record
+    // (inet_sock_set_state fires on every state change of every TCP socket),
+    // and attaching needs no perf event, which kernel.perf_event_paranoid=3
+    // (Debian, Ubuntu) reserves to CAP_SYS_ADMIN.
+    for name in raw_tracepoints {
+        let program: &mut RawTracePoint = program_mut(&mut ebpf, name)?.try_into()?;
+        program.load().map_err(|e| anyhow!("the kernel refused the {name} program: {}", error_chain(&e)))?;
+        program.attach(name).map_err(|e| anyhow!("cannot attach to tracepoint {name}: {}", error_chain(&e)))?;
+        attached.push(format!("raw_tracepoint/{name}"));
     }
     Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
 }
@@ -262,50 +251,17 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
-/// The offsets of every field rsttrace knows that this event has.
-pub fn tracepoint_layout(format: &EventFormat) -> TracepointLayout {
-    let offset = |name: &str| format.field(name).map_or(ABSENT, |f| f.offset);
-    let size = |name: &str| format.field(name).map(|f| f.size);
-    TracepointLayout {
-        address_layout: match (size("saddr"), size("daddr"), size("saddr_v6")) {
-            (Some(28), Some(28), _) => address_layout::SOCKADDR,
-            (Some(4), Some(4), Some(16)) if size("sport").is_some() && size("dport").is_some() => address_layout::SPLIT,
-            _ => address_layout::NONE,
-        },
-        skaddr: offset("skaddr"),
-        skbaddr: offset("skbaddr"),
-        rx_sk: offset("rx_sk"),
-        state: offset("state"),
-        reason: offset("reason"),
-        family: offset("family"),
-        sport: offset("sport"),
-        dport: offset("dport"),
-        saddr: offset("saddr"),
-        daddr: offset("daddr"),
-        saddr_v6: offset("saddr_v6"),
-        daddr_v6: offset("daddr_v6"),
-    }
-}
-
-fn unknown_layout(format: &EventFormat) -> anyhow::Error {
-    anyhow!(
-        "tracepoint {}:{} has a layout rsttrace does not know (fields: {}); please report it with this kernel's version",
-        format.system,
-        format.name,
-        format.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-    )
-}
-
-/// tcp_send_reset / tcp_receive_reset: a socket and the two endpoints.
-pub fn reset_layout(format: &EventFormat) -> anyhow::Result<TracepointLayout> {
-    let layout = tracepoint_layout(format);
-    if layout.address_layout == address_layout::NONE || layout.skaddr == ABSENT {
-        return Err(unknown_layout(format));
-    }
-    Ok(layout)
-}
-
 /// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
+/// `tcp_send_reset(sk, skb, reason)` since Linux 6.10, `(sk, skb)` before.
+fn send_reset_has_reason(format: &EventFormat) -> bool {
+    format.field("reason").is_some()
+}
+
+/// `kfree_skb(skb, location, reason, rx_sk)` since Linux 6.11.
+fn kfree_skb_has_rx_sk(format: &EventFormat) -> bool {
+    format.field("rx_sk").is_some()
+}
+
 fn numeric_symbols(format: &EventFormat, field: &str) -> std::collections::HashMap<u32, String> {
     format.symbolic_names(field).into_iter().filter_map(|(v, n)| Some((v.parse().ok()?, n))).collect()
 }
@@ -324,6 +280,7 @@ fn raise_memlock_limit() {
 /// `a: b: c` from an error and its sources, on one line. A verifier log is
 /// cut to its verdict (the last line that is not a statistic).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
+    log::debug!("in full: {e}");
     let mut s = one_line(&e.to_string());
     let mut source = e.source();
     while let Some(inner) = source {
@@ -353,7 +310,7 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracefs::{EventFormat, tests::fixture};
+    use crate::tracefs::tests::fixture;
 
     #[test]
     fn recursion_misses_from_a_program_fdinfo() {
@@ -368,52 +325,12 @@ mod tests {
     }
 
     #[test]
-    fn send_reset_since_6_10_uses_sockaddrs_and_has_a_reason() {
-        for kernel in ["6.12", "6.18"] {
-            let l = reset_layout(&fixture(kernel, "tcp", "tcp_send_reset")).unwrap();
-            assert_eq!(l.address_layout, address_layout::SOCKADDR, "{kernel}");
-            assert_eq!((l.skbaddr, l.skaddr, l.state, l.reason), (8, 16, 24, 28), "{kernel}");
-            assert_eq!((l.saddr, l.daddr), (32, 60), "{kernel}");
-            assert_eq!(l.sport, ABSENT);
-        }
-    }
-
-    #[test]
-    fn send_reset_before_6_10_uses_split_fields() {
-        let l = reset_layout(&fixture("6.1", "tcp", "tcp_send_reset")).unwrap();
-        assert_eq!(l.address_layout, address_layout::SPLIT);
-        assert_eq!(l.reason, ABSENT);
-        assert_eq!(l.family, 32);
-        assert_eq!((l.sport, l.dport, l.saddr, l.daddr), (28, 30, 34, 38));
-        assert_eq!((l.saddr_v6, l.daddr_v6), (42, 58));
-    }
-
-    #[test]
-    fn send_reset_on_5_10_has_no_family_field() {
-        let l = reset_layout(&fixture("5.10", "tcp", "tcp_send_reset")).unwrap();
-        assert_eq!(l.address_layout, address_layout::SPLIT);
-        assert_eq!(l.family, ABSENT);
-        assert_eq!((l.sport, l.dport, l.saddr, l.daddr, l.saddr_v6, l.daddr_v6), (28, 30, 32, 36, 40, 56));
-    }
-
-    #[test]
-    fn receive_reset_is_split_on_every_kernel() {
-        for kernel in ["5.10", "6.1", "6.12", "6.18"] {
-            let l = reset_layout(&fixture(kernel, "tcp", "tcp_receive_reset")).unwrap();
-            assert_eq!(l.address_layout, address_layout::SPLIT, "{kernel}");
-            assert_eq!(l.state, ABSENT, "{kernel}: tcp_receive_reset has no state field");
-            // 5.10 has no family field: the program reads the socket's.
-            assert_eq!(l.family == ABSENT, kernel == "5.10", "{kernel}");
-        }
-    }
-
-    #[test]
-    fn kfree_skb_has_rx_sk_since_6_12_here() {
-        for (kernel, rx_sk, reason) in
-            [("5.10", ABSENT, ABSENT), ("6.1", ABSENT, 28), ("6.12", 24, 36), ("6.18", 24, 36)]
+    fn event_arguments_from_the_format_files() {
+        for (kernel, reason, rx_sk) in
+            [("5.10", false, false), ("6.1", false, false), ("6.12", true, true), ("6.18", true, true)]
         {
-            let l = tracepoint_layout(&fixture(kernel, "skb", "kfree_skb"));
-            assert_eq!((l.rx_sk, l.reason, l.skbaddr), (rx_sk, reason, 8), "{kernel}");
+            assert_eq!(send_reset_has_reason(&fixture(kernel, "tcp", "tcp_send_reset")), reason, "{kernel}");
+            assert_eq!(kfree_skb_has_rx_sk(&fixture(kernel, "skb", "kfree_skb")), rx_sk, "{kernel}");
         }
     }
 
@@ -426,13 +343,6 @@ mod tests {
         );
         assert_eq!(one_line("Operation not permitted. Verifier output: "), "Operation not permitted");
         assert_eq!(one_line("first\nsecond"), "first");
-    }
-
-    #[test]
-    fn an_unknown_layout_is_refused_with_the_fields() {
-        let text = "name: tcp_send_reset\nformat:\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__u8 saddr[8];\toffset:16;\tsize:8;\tsigned:0;\n";
-        let err = reset_layout(&EventFormat::parse("tcp", text).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("fields: skaddr, saddr"), "{err}");
     }
 
     #[test]

@@ -53,8 +53,6 @@ pub struct Field {
 /// A parsed `events/<system>/<event>/format` file.
 #[derive(Clone, Debug)]
 pub struct EventFormat {
-    pub system: String,
-    pub name: String,
     pub fields: Vec<Field>,
     pub print_fmt: String,
 }
@@ -71,29 +69,27 @@ impl EventFormat {
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        Self::parse(system, &text).with_context(|| format!("cannot parse {}", path.display()))
+        Self::parse(&text).with_context(|| format!("cannot parse {}", path.display()))
     }
 
-    pub fn parse(system: &str, text: &str) -> anyhow::Result<Self> {
-        let mut name = None;
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut named = false;
         let mut fields = Vec::new();
         let mut print_fmt = String::new();
         for line in text.lines() {
             let line = line.trim();
-            if let Some(rest) = line.strip_prefix("name:") {
-                name = Some(rest.trim().to_string());
+            if line.starts_with("name:") {
+                named = true;
             } else if let Some(rest) = line.strip_prefix("field:") {
                 fields.push(parse_field(rest).with_context(|| format!("bad field line `{line}`"))?);
             } else if let Some(rest) = line.strip_prefix("print fmt:") {
                 print_fmt = rest.trim().to_string();
             }
         }
-        Ok(Self {
-            system: system.to_string(),
-            name: name.ok_or_else(|| anyhow!("no `name:` line"))?,
-            fields,
-            print_fmt,
-        })
+        if !named {
+            bail!("no `name:` line");
+        }
+        Ok(Self { fields, print_fmt })
     }
 
     pub fn field(&self, name: &str) -> Option<&Field> {
@@ -170,13 +166,12 @@ pub(crate) mod tests {
             .join(event)
             .join("format");
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        EventFormat::parse(system, &text).unwrap()
+        EventFormat::parse(&text).unwrap()
     }
 
     #[test]
     fn parses_fields_of_the_6_18_send_reset() {
         let f = fixture("6.18", "tcp", "tcp_send_reset");
-        assert_eq!(f.name, "tcp_send_reset");
         let skaddr = f.field("skaddr").unwrap();
         assert_eq!((skaddr.offset, skaddr.size), (16, 8));
         assert_eq!(skaddr.declaration, "const void * skaddr");
@@ -200,12 +195,12 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_a_file_without_a_name() {
-        assert!(EventFormat::parse("tcp", "format:\n").is_err());
+        assert!(EventFormat::parse("format:\n").is_err());
     }
 
     #[test]
     fn field_without_offset_is_an_error() {
         let text = "name: x\nformat:\n\tfield:int a;\tsize:4;\tsigned:1;\n";
-        assert!(EventFormat::parse("tcp", text).is_err());
+        assert!(EventFormat::parse(text).is_err());
     }
 }
