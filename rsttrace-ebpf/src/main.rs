@@ -11,7 +11,7 @@ mod timewait;
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -54,15 +54,60 @@ fn count(slot: u32) {
 /// ring, which a 100k/s storm takes ~180 ms to fill between 100 ms drains.
 const WAKEUP_BYTES: u64 = RING_BUFFER_BYTES as u64 / 2;
 
-/// Sends `record` to userspace, counting it as lost when the ring is full.
-/// The reader is not woken for each record (a wake-up costs more than the
-/// record): it drains the ring on a short timer, and is woken early only
-/// when the ring is filling up.
-fn emit<T: 'static>(record: &T) {
-    let wakeup =
-        if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    if EVENTS.output::<T>(record, wakeup as u64).is_err() {
-        count(counter::LOST);
+/// A record built in place in the ring buffer: no copy, no stack, and no
+/// per-CPU scratch space that a program interrupted by a softirq on its CPU
+/// would share with the one interrupting it (raw tracepoints and fexit only
+/// keep a program from nesting in itself). Dropped without `emit`, it is
+/// discarded.
+pub struct Draft<T: 'static>(Option<RingBufEntry<T>>);
+
+impl<T: 'static> Draft<T> {
+    /// A zeroed record, or `None` (counted as lost) when the ring is full.
+    #[inline(always)]
+    pub fn new() -> Option<Self> {
+        let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+            count(counter::LOST);
+            return None;
+        };
+        // SAFETY: the reservation holds a T; the records are plain data, for
+        // which all zeroes is a valid value.
+        unsafe { core::ptr::write_bytes(entry.as_mut_ptr(), 0, 1) };
+        Some(Draft(Some(entry)))
+    }
+
+    /// Hands the record to userspace. The reader is not woken for each
+    /// record (a wake-up costs more than the record): it drains the ring on
+    /// a short timer, and is woken early only when the ring is filling up.
+    #[inline(always)]
+    pub fn emit(mut self) {
+        let wakeup =
+            if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+        if let Some(entry) = self.0.take() {
+            entry.submit(wakeup as u64);
+        }
+    }
+}
+
+impl<T: 'static> core::ops::Deref for Draft<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: zeroed in `new` and only taken out by `emit`/`drop`.
+        unsafe { self.0.as_ref().unwrap_unchecked().assume_init_ref() }
+    }
+}
+
+impl<T: 'static> core::ops::DerefMut for Draft<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`.
+        unsafe { self.0.as_mut().unwrap_unchecked().assume_init_mut() }
+    }
+}
+
+impl<T: 'static> Drop for Draft<T> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            entry.discard(0);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use rsttrace_common::{
 };
 
 use crate::{
-    count, emit, offsets, patched,
+    Draft, count, offsets, patched,
     read::{self, ReadError},
 };
 
@@ -42,23 +42,23 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     on_reset(ctx.arg(0), 0, None, RecordKind::RstReceived)
 }
 
-// Inlined, as `fill` takes no `Option`: an `Option` is passed in two
-// registers, and for `None` the value's is left unset, which the verifier
-// refuses to see read ("R4 !read_ok").
 #[inline(always)]
 fn on_reset(sk: u64, skb: u64, reason: Option<u32>, kind: RecordKind) -> u32 {
-    let mut record = ResetRecord::default();
+    let Some(mut record) = Draft::<ResetRecord>::new() else { return 0 };
     if let Some(reason) = reason {
         record.reason = reason;
         record.flags |= reset_flags::HAS_REASON;
     }
     match fill(sk, skb, offsets(), kind, &mut record) {
-        Ok(()) => emit(&record),
+        Ok(()) => record.emit(),
         Err(ReadError) => count(counter::READ_ERRORS),
     }
     0
 }
 
+// `fill` takes no `Option`: one is passed in two registers, and for `None`
+// the value's is left unset, which the verifier refuses to see copied
+// ("R4 !read_ok").
 fn fill(
     sk: u64,
     skb: u64,

@@ -20,7 +20,7 @@ use rsttrace_common::{
 };
 
 use crate::{
-    count, emit, offsets, patched,
+    Draft, count, offsets, patched,
     read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN},
 };
 
@@ -32,19 +32,12 @@ static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
 #[map]
 static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
 
-/// Where records are built: too large for the 512-byte BPF stack next to
-/// everything else the programs hold.
-#[map]
-static SCRATCH: PerCpuArray<TimeWaitRecord> = PerCpuArray::with_max_entries(1, 0);
-
 const IPPROTO_TCP: u16 = 6;
 
-/// A zeroed record for `key`, in this CPU's scratch slot.
-fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Option<&'static mut TimeWaitRecord> {
-    // SAFETY: per-CPU slot; programs do not nest on a CPU for these hooks.
-    let record = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    // Field by field: a struct literal would be built on the stack first.
-    *record = TimeWaitRecord::default();
+/// A zeroed record for `key`, in place in the ring buffer.
+#[inline(always)]
+fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Option<Draft<TimeWaitRecord>> {
+    let mut record = Draft::<TimeWaitRecord>::new()?;
     record.header.kind = kind as u32;
     record.header.cpu = unsafe { bpf_get_smp_processor_id() };
     record.header.ktime_ns = now;
@@ -110,15 +103,16 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         return Ok(());
     };
     let _ = TIME_WAIT.remove(key);
-    let record = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now).ok_or(ReadError)?;
-    fill_from_entry(record, &entry);
+    // A full ring was counted as lost.
+    let Some(mut record) = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now) else { return Ok(()) };
+    fill_from_entry(&mut record, &entry);
     if entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0 {
         // The retry after a collision: the daemon ties it to the collision.
         record.marked_ns = entry.marked_ns;
         if entry.flags & entry_flags::KILLED != 0 {
             record.flags |= tw_flags::WAS_KILLED;
         }
-        emit(record);
+        record.emit();
         return Ok(());
     }
     let config = patched(&TIME_WAIT_CONFIG);
@@ -135,7 +129,7 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
         record.segment_tsval = read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0);
     }
-    emit(record);
+    record.emit();
     Ok(())
 }
 
@@ -258,7 +252,7 @@ pub fn on_segment(
     let now = unsafe { bpf_ktime_get_ns() };
     let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
     let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
-    let Some(record) = new_record(kind, source, &key, now) else {
+    let Some(mut record) = new_record(kind, source, &key, now) else {
         return;
     };
     record.segment_seq = segment.seq;
@@ -301,7 +295,7 @@ pub fn on_segment(
             record.flags |= tw_flags::ENTERED_KNOWN;
         }
         let _ = TIME_WAIT.remove(key);
-        emit(record);
+        record.emit();
         return;
     }
     if let Some(entry) = entry {
@@ -320,7 +314,7 @@ pub fn on_segment(
         }
     }
     mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
-    emit(record);
+    record.emit();
 }
 
 /// Marks the 4-tuple as collided or killed, so the next connection on it is
