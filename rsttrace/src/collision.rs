@@ -322,7 +322,7 @@ pub(crate) mod tests {
             remote: SocketAddr::new("10.77.0.1".parse().unwrap(), remote_port),
             netns: Some(1),
             source: "tracepoint",
-            hook: "tracepoint/skb/kfree_skb",
+            hook: "raw_tracepoint/kfree_skb",
             segment_seq: Some(2417517023),
             segment_timestamps: Some(false),
             segment_tsval: None,

@@ -202,7 +202,7 @@ impl Decoder {
             hook: match r.source {
                 source::FEXIT => "fexit/tcp_timewait_state_process",
                 source::KPROBE => "kretprobe/tcp_timewait_state_process",
-                source::KFREE_SKB => "tracepoint/skb/kfree_skb",
+                source::KFREE_SKB => "raw_tracepoint/kfree_skb",
                 _ => "raw_tracepoint/inet_sock_set_state",
             },
             segment_seq: (kind != RecordKind::TwFollowup).then_some(r.segment_seq),

@@ -27,7 +27,7 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 
 pub struct Hooks {
     pub ebpf: Ebpf,
-    /// `tracepoint/tcp/tcp_send_reset`, … in attach order.
+    /// `raw_tracepoint/tcp_send_reset`, … in attach order.
     pub attached: Vec<String>,
     pub names: KernelNames,
     /// What this kernel cannot show, one sentence each.
