@@ -91,12 +91,17 @@ fn harmless_reuse_is_aggregated() {
     let local = addr(Pair::CLIENT_V4, CLIENT_PORT);
     let daemon = Daemon::start(&["--port", "8091"]);
     // Each connection reuses the previous one's 4-tuple, when the server
-    // held that in TIME_WAIT.
+    // held that in TIME_WAIT. Under load one rarely is not: a late ACK makes
+    // the client resend its FIN, the TIME_WAIT socket acks it again, and the
+    // client, whose socket is gone by then, answers with an RST that kills
+    // it; rsttrace must report that kill.
     let mut reuses = 0;
+    let mut killed = 0;
     let mut previous_in_time_wait = false;
     for _ in 0..CONNECTIONS {
         reuses += previous_in_time_wait as u64;
         previous_in_time_wait = connection_closed_by_server(&pair, &listener, local, false);
+        killed += !previous_in_time_wait as usize;
     }
     assert!(reuses >= CONNECTIONS as u64 - 3, "only {reuses} connections met a TIME_WAIT socket");
     let records = daemon.stop();
@@ -107,7 +112,8 @@ fn harmless_reuse_is_aggregated() {
     assert!(reuse.iter().all(|r| r["verdict"] == "accepted"), "{reuse:?}");
     let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     assert_eq!(total, reuses, "{reuse:?} {summary}");
-    assert!(records.of("tw_killed", &pair.server).is_empty());
+    let kills = records.of("tw_killed", &pair.server);
+    assert_eq!(kills.len(), killed, "every TIME_WAIT socket that vanished was killed: {kills:?}");
     assert!(summary["verdicts"]["accepted"].as_u64().unwrap() >= reuses, "{summary}");
 }
 
