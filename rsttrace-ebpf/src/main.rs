@@ -1,6 +1,6 @@
-//! rsttrace's eBPF programs. They read what the kernel exposes at offsets
-//! userspace found at start-up (tracefs `format` files, BTF), and send one
-//! fixed-layout record per event through one ring buffer.
+//! rsttrace's eBPF programs. They read kernel memory at offsets userspace
+//! found at start-up in the kernel's BTF, and send one fixed-layout record
+//! per event through one ring buffer.
 #![no_std]
 #![no_main]
 

@@ -103,20 +103,25 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         return Ok(());
     };
     let _ = TIME_WAIT.remove(key);
+    // Decided before a record is reserved in the ring: the retry after a
+    // collision, or (tracepoint strategy) accepted reuse of a live entry.
+    let followup = entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0;
+    let config = patched(&TIME_WAIT_CONFIG);
+    let accepted =
+        !followup && config.accepted_from_set_state != 0 && now.saturating_sub(entry.entered_ns) <= TIME_WAIT_NS;
+    if !followup && !accepted {
+        return Ok(());
+    }
     // A full ring was counted as lost.
     let Some(mut record) = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now) else { return Ok(()) };
     fill_from_entry(&mut record, &entry);
-    if entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0 {
-        // The retry after a collision: the daemon ties it to the collision.
+    if followup {
+        // The daemon ties the retry to the collision.
         record.marked_ns = entry.marked_ns;
         if entry.flags & entry_flags::KILLED != 0 {
             record.flags |= tw_flags::WAS_KILLED;
         }
         record.emit();
-        return Ok(());
-    }
-    let config = patched(&TIME_WAIT_CONFIG);
-    if config.accepted_from_set_state == 0 || now.saturating_sub(entry.entered_ns) > TIME_WAIT_NS {
         return Ok(());
     }
     // The kernel accepted a SYN on a TIME_WAIT 4-tuple (the only way a

@@ -251,7 +251,6 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
-/// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
 /// `tcp_send_reset(sk, skb, reason)` since Linux 6.10, `(sk, skb)` before.
 fn send_reset_has_reason(format: &EventFormat) -> bool {
     format.field("reason").is_some()
@@ -262,6 +261,7 @@ fn kfree_skb_has_rx_sk(format: &EventFormat) -> bool {
     format.field("rx_sk").is_some()
 }
 
+/// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
 fn numeric_symbols(format: &EventFormat, field: &str) -> std::collections::HashMap<u32, String> {
     format.symbolic_names(field).into_iter().filter_map(|(v, n)| Some((v.parse().ok()?, n))).collect()
 }
