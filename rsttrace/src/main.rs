@@ -9,6 +9,8 @@ mod doctor;
 mod event;
 mod filter;
 mod generate;
+#[cfg(test)]
+mod golden;
 mod hooks;
 mod journal;
 mod kernel_types;

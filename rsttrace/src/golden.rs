@@ -1,0 +1,321 @@
+//! The output contract, byte for byte: a recorded set of kernel records of
+//! every kind goes through decoding, correlation and rendering, and the JSON
+//! lines, text lines and journal entries must equal the files in
+//! `testdata/golden/`. A change that alters them breaks the contract other
+//! tools parse; `RSTTRACE_UPDATE_GOLDEN=1 cargo test golden` rewrites them
+//! for a deliberate addition, to be reviewed in the diff.
+
+use std::{fmt::Write as _, path::PathBuf, time::Duration};
+
+use rsttrace_common::{
+    endpoints::{AF_INET, AF_INET6, Endpoints},
+    record::RecordKind,
+    reset::{ResetRecord, reset_flags},
+    timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    clock::Clock,
+    collision::{Correlator, Report, Windows},
+    event::{Decoder, Event, EventKind, TimeWaitKind},
+    journal,
+    output::{self, Summary},
+};
+
+const MS: u64 = 1_000_000;
+/// Wall clock = kernel monotonic clock + this: 2023-11-14T22:13:20Z at 0.
+const EPOCH_OFFSET_NS: i128 = 1_700_000_000_000_000_000;
+const FIXED_TIME: &str = "2023-11-14T22:15:00.000000Z";
+
+fn endpoints(local: &str, remote: &str) -> Endpoints {
+    let (local, remote): (std::net::SocketAddr, std::net::SocketAddr) =
+        (local.parse().unwrap(), remote.parse().unwrap());
+    let mut e = Endpoints { local_port: local.port(), remote_port: remote.port(), ..Default::default() };
+    match (local.ip(), remote.ip()) {
+        (std::net::IpAddr::V4(l), std::net::IpAddr::V4(r)) => {
+            e.family = AF_INET;
+            e.local_addr[..4].copy_from_slice(&l.octets());
+            e.remote_addr[..4].copy_from_slice(&r.octets());
+        }
+        (std::net::IpAddr::V6(l), std::net::IpAddr::V6(r)) => {
+            e.family = AF_INET6;
+            e.local_addr = l.octets();
+            e.remote_addr = r.octets();
+        }
+        _ => panic!("mixed families"),
+    }
+    e
+}
+
+fn bytes<T>(r: &T) -> Vec<u8> {
+    // SAFETY: records are repr(C) plain data.
+    unsafe { std::slice::from_raw_parts((r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+fn reset(kind: RecordKind, at_ms: u64, local: &str, remote: &str) -> ResetRecord {
+    let mut r = ResetRecord::default();
+    r.header.kind = kind as u32;
+    r.header.ktime_ns = at_ms * MS;
+    r.endpoints = endpoints(local, remote);
+    r.netns = 4026532001;
+    r.flags = reset_flags::HAS_NETNS;
+    r
+}
+
+fn timewait(kind: RecordKind, at_ms: u64, src: u8, local: &str, remote: &str) -> TimeWaitRecord {
+    let mut r = TimeWaitRecord::default();
+    r.header.kind = kind as u32;
+    r.header.ktime_ns = at_ms * MS;
+    r.endpoints = endpoints(local, remote);
+    r.netns = 4026532002;
+    r.source = src;
+    r.tw_status = TW_STATUS_UNKNOWN;
+    r
+}
+
+/// The recorded kernel records, in ring order, with the ms at which the
+/// daemon's tick ran between them (None: no tick).
+fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut push = |tick: Option<u64>, b: Vec<u8>| out.push((tick, b));
+
+    // A closed port, both ends (6.10+: reason, no socket).
+    let mut r = reset(RecordKind::RstSent, 1000, "10.77.0.2:9", "10.77.0.1:41146");
+    r.reason = 1;
+    r.flags |= reset_flags::HAS_REASON;
+    push(None, bytes(&r));
+    let mut r = reset(RecordKind::RstReceived, 1000, "10.77.0.1:41146", "10.77.0.2:9");
+    r.state = 2;
+    r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_ACTIVITY;
+    r.now_jiffies = 500;
+    r.last_sent_jiffies = 499;
+    push(None, bytes(&r));
+    // SO_LINGER 0 over IPv6, by a process.
+    let mut r = reset(RecordKind::RstSent, 1100, "[fd77::2]:7777", "[fd77::1]:35850");
+    r.state = 7;
+    r.reason = 12;
+    r.pid = 14110;
+    r.comm[..7].copy_from_slice(b"python3");
+    r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON | reset_flags::FROM_PROCESS;
+    push(None, bytes(&r));
+    // Received after 1.5 s idle, namespace unknown.
+    let mut r = reset(RecordKind::RstReceived, 1200, "10.77.0.1:50530", "10.77.0.2:45865");
+    r.state = 1;
+    r.flags = reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_ACTIVITY;
+    r.now_jiffies = 10_000;
+    r.last_sent_jiffies = 9_625;
+    r.last_received_jiffies = 9_600;
+    r.last_ack_jiffies = 9_500;
+    push(None, bytes(&r));
+    // Before 6.10: no reason; and numbers this build does not know.
+    let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");
+    r.state = 1;
+    r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET;
+    push(None, bytes(&r));
+    let mut r = reset(RecordKind::RstSent, 1310, "10.77.0.2:8080", "10.77.0.1:40001");
+    r.state = 99;
+    r.reason = 77;
+    r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON;
+    push(None, bytes(&r));
+
+    // The seed case (tracepoint strategy): SYN answered with a stale ACK,
+    // the peer's RST kills the TIME_WAIT socket, its retry 11 ms later.
+    let (server, lb) = ("10.77.0.2:8090", "10.77.0.1:40021");
+    let mut r = timewait(RecordKind::TwCollision, 2000, source::KFREE_SKB, server, lb);
+    r.segment_seq = 1467819630;
+    r.tw_rcv_nxt = 1469966126;
+    r.drop_reason = 2;
+    r.entered_ns = 1950 * MS;
+    r.flags =
+        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN | tw_flags::HAS_DROP_REASON;
+    push(None, bytes(&r));
+    let mut r = timewait(RecordKind::TwKilled, 2001, source::KFREE_SKB, server, lb);
+    r.segment_seq = 1469966126;
+    r.tw_rcv_nxt = 1469966126;
+    r.drop_reason = 2;
+    r.entered_ns = 1950 * MS;
+    r.flags =
+        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN | tw_flags::HAS_DROP_REASON;
+    push(None, bytes(&r));
+    let mut r = timewait(RecordKind::TwFollowup, 2011, source::SET_STATE, server, lb);
+    r.marked_ns = 2000 * MS;
+    r.entered_ns = 1950 * MS;
+    r.flags = tw_flags::WAS_KILLED | tw_flags::ENTERED_KNOWN;
+    push(Some(2100), bytes(&r));
+
+    // fexit: the kernel's RST verdict (half-closed TIME_WAIT), no retry.
+    let mut r = timewait(RecordKind::TwCollision, 3000, source::FEXIT, server, "10.77.0.1:40022");
+    r.tw_status = 1;
+    r.segment_seq = 100;
+    r.tw_rcv_nxt = 200;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS;
+    push(None, bytes(&r));
+    // fexit: PAWS, timestamps on both sides, entered before rsttrace began.
+    let mut r = timewait(RecordKind::TwCollision, 3500, source::FEXIT, "[fd77::2]:8090", "[fd77::1]:40023");
+    r.tw_status = 2;
+    r.segment_seq = 300;
+    r.tw_rcv_nxt = 200;
+    r.segment_tsval = 1000;
+    r.tw_ts_recent = 5000;
+    r.tw_ts_recent_stamp = 77;
+    r.flags =
+        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEGMENT_TIMESTAMPS | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS;
+    push(None, bytes(&r));
+    // kprobe: a status this build does not know.
+    let mut r = timewait(RecordKind::TwCollision, 3600, source::KPROBE, server, "10.77.0.1:40024");
+    r.tw_status = 9;
+    r.segment_seq = 300;
+    r.tw_rcv_nxt = 200;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS;
+    push(None, bytes(&r));
+    // A stale ACK turned RST: this host's RST from the TIME_WAIT socket.
+    let mut r = timewait(RecordKind::TwCollision, 3700, source::KFREE_SKB, server, "10.77.0.1:40025");
+    r.segment_seq = 100;
+    r.tw_rcv_nxt = 200;
+    r.drop_reason = 2;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::HAS_DROP_REASON;
+    push(None, bytes(&r));
+    let mut r = reset(RecordKind::RstSent, 3700, server, "10.77.0.1:40025");
+    r.netns = 4026532002;
+    r.state = 6;
+    r.reason = 1;
+    r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON;
+    push(None, bytes(&r));
+    // Harmless reuse: three accepted SYNs by fexit, one by the tracepoint
+    // strategy from another peer; a repeated SYN on a pending collision.
+    for (i, port) in [40100u16, 40101, 40102].into_iter().enumerate() {
+        let mut r =
+            timewait(RecordKind::TwCollision, 4000 + i as u64, source::FEXIT, server, &format!("10.77.0.1:{port}"));
+        r.tw_status = 3;
+        r.segment_seq = 5000;
+        r.tw_rcv_nxt = 200;
+        r.entered_ns = 3900 * MS;
+        r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN;
+        push(None, bytes(&r));
+    }
+    let mut r = timewait(RecordKind::TwCollision, 4500, source::SET_STATE, server, "10.77.0.3:40200");
+    r.segment_seq = 5000;
+    r.tw_rcv_nxt = 200;
+    r.entered_ns = 4400 * MS;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN;
+    push(None, bytes(&r));
+    let mut r = timewait(RecordKind::TwCollision, 4600, source::FEXIT, server, "10.77.0.1:40022");
+    r.tw_status = 1;
+    r.segment_seq = 100;
+    r.tw_rcv_nxt = 200;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS;
+    push(Some(8100), bytes(&r));
+    // After the follow-up window: a collision still pending at the end.
+    let mut r = timewait(RecordKind::TwCollision, 9000, source::KFREE_SKB, server, "10.77.0.1:40026");
+    r.segment_seq = 100;
+    r.segment_tsval = 42;
+    r.tw_rcv_nxt = 200;
+    r.drop_reason = 2;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+        | tw_flags::SEGMENT_TIMESTAMPS
+        | tw_flags::TW_FIELDS
+        | tw_flags::HAS_DROP_REASON;
+    push(None, bytes(&r));
+    out
+}
+
+/// What the daemon writes for the recorded records, in each format.
+struct Rendered {
+    json: String,
+    text: String,
+    journal: String,
+}
+
+fn render() -> Rendered {
+    let decoder = Decoder { names: crate::event::tests::names(), clock: Clock::with(250, EPOCH_OFFSET_NS) };
+    let mut correlator = Correlator::new(Windows::default());
+    let mut summary = Summary::default();
+    let mut out = Rendered { json: String::new(), text: String::new(), journal: String::new() };
+
+    let hooks = ["fexit/tcp_timewait_state_process".to_string(), "raw_tracepoint/inet_sock_set_state".to_string()];
+    let limitations = ["an example limitation".to_string()];
+    let mut ready = output::ready_fields("fexit", &hooks, "6.18.44", &limitations);
+    ready["time"] = Value::from(FIXED_TIME);
+    control(&mut out, &ready, output::ready_sentence(&ready));
+
+    let mut reports = Vec::new();
+    for (tick, record) in recorded() {
+        let event = decoder.decode(&record).unwrap();
+        let counted = match &event {
+            Event::Reset(r) => Some(r.kind),
+            Event::TimeWait(t) => match t.kind {
+                TimeWaitKind::Collision => Some(EventKind::TwCollision),
+                TimeWaitKind::Killed => Some(EventKind::TwKilled),
+                TimeWaitKind::Followup => None,
+            },
+        };
+        if let Some(kind) = counted {
+            *summary.counts.entry(kind).or_default() += 1;
+        }
+        reports.extend(correlator.push(event));
+        if let Some(ms) = tick {
+            reports.extend(correlator.tick(ms * MS));
+        }
+    }
+    reports.extend(correlator.finish(20_000 * MS));
+    for report in &reports {
+        write(&mut out, report);
+        summary.reported += 1;
+    }
+
+    summary.verdicts = correlator.verdict_counts().clone();
+    summary.lost = 2;
+    summary.read_errors = 1;
+    summary.missed_runs = 3;
+    summary.undecodable = 0;
+    summary.unwritten = 0;
+    summary.duration = Duration::from_millis(20_000);
+    let mut fields = output::summary_fields(&summary);
+    fields["time"] = Value::from(FIXED_TIME);
+    control(&mut out, &fields, output::summary_sentence(&summary));
+    out
+}
+
+fn write(out: &mut Rendered, report: &Report) {
+    let fields = output::fields(report);
+    writeln!(out.json, "{}", output::json_line(&fields)).unwrap();
+    writeln!(out.text, "{} {}", fields["time"].as_str().unwrap(), output::sentence(report)).unwrap();
+    journal_entry(out, output::priority(report) as u8, &output::sentence(report), &fields);
+}
+
+fn control(out: &mut Rendered, fields: &Map<String, Value>, sentence: String) {
+    writeln!(out.json, "{}", output::json_line(fields)).unwrap();
+    writeln!(out.text, "{sentence}").unwrap();
+    journal_entry(out, libsystemd::logging::Priority::Info as u8, &sentence, fields);
+}
+
+fn journal_entry(out: &mut Rendered, priority: u8, message: &str, fields: &Map<String, Value>) {
+    writeln!(out.journal, "PRIORITY={priority}").unwrap();
+    writeln!(out.journal, "MESSAGE={message}").unwrap();
+    for (key, value) in journal::fields(fields) {
+        writeln!(out.journal, "{key}={value}").unwrap();
+    }
+    writeln!(out.journal).unwrap();
+}
+
+#[test]
+fn output_is_byte_for_byte_the_contract() {
+    let rendered = render();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
+    let files = [("output.jsonl", &rendered.json), ("output.txt", &rendered.text), ("journal.txt", &rendered.journal)];
+    if std::env::var_os("RSTTRACE_UPDATE_GOLDEN").is_some() {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        return;
+    }
+    for (name, text) in files {
+        let expected = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (i, (want, got)) in expected.lines().zip(text.lines()).enumerate() {
+            assert_eq!(got, want, "{name} line {}", i + 1);
+        }
+        assert_eq!(text.lines().count(), expected.lines().count(), "{name}: number of lines");
+        assert_eq!(*text, expected, "{name}");
+    }
+}
