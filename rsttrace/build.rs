@@ -1,5 +1,5 @@
 // Builds rsttrace-ebpf for the bpf target (nightly, bpf-linker) into OUT_DIR;
-// src/programs.rs embeds the object. `cargo xtask` installs what this needs.
+// src/kernel/hooks.rs embeds the object. `cargo xtask` installs what this needs.
 fn main() -> anyhow::Result<()> {
     aya_build::build_ebpf(
         [aya_build::Package {

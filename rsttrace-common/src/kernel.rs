@@ -42,8 +42,10 @@ pub struct KernelOffsets {
     pub tcp_rcv_tstamp: u32,
     /// `inet_connection_sock.icsk_ack.lrcvtime` (u32 jiffies): last data received.
     pub icsk_lrcvtime: u32,
-    /// `tcp_sock.rcv_nxt` (u32).
+    /// `tcp_sock.rcv_nxt`, `snd_nxt`, `snd_una` (u32).
     pub tcp_rcv_nxt: u32,
+    pub tcp_snd_nxt: u32,
+    pub tcp_snd_una: u32,
     /// `tcp_sock.rx_opt.ts_recent` / `ts_recent_stamp` (read as u32).
     pub tcp_ts_recent: u32,
     pub tcp_ts_recent_stamp: u32,
@@ -98,6 +100,8 @@ impl KernelOffsets {
             tcp_rcv_tstamp: ABSENT,
             icsk_lrcvtime: ABSENT,
             tcp_rcv_nxt: ABSENT,
+            tcp_snd_nxt: ABSENT,
+            tcp_snd_una: ABSENT,
             tcp_ts_recent: ABSENT,
             tcp_ts_recent_stamp: ABSENT,
             tcp_tstamp_ok_byte: ABSENT,

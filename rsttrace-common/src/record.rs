@@ -32,7 +32,7 @@ impl RecordKind {
 pub struct RecordHeader {
     /// A `RecordKind` value.
     pub kind: u32,
-    pub cpu: u32,
+    pub _pad: u32,
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
     pub ktime_ns: u64,
 }

@@ -10,7 +10,7 @@ pub mod reset_flags {
     pub const HAS_STATE: u8 = 1 << 1;
     /// The reset concerns a socket (skaddr was not NULL).
     pub const HAS_SOCKET: u8 = 1 << 2;
-    /// Sent while a task held the socket lock: `pid`/`tid`/`comm` say who.
+    /// Sent while a task held the socket lock: `pid`/`comm` say who.
     pub const FROM_PROCESS: u8 = 1 << 3;
     /// The `*_jiffies` fields were read from a full TCP socket.
     pub const HAS_ACTIVITY: u8 = 1 << 4;
@@ -30,7 +30,6 @@ pub struct ResetRecord {
     pub netns: u32,
     /// Thread group id (the process id users see) when `FROM_PROCESS`.
     pub pid: u32,
-    pub tid: u32,
     pub reason: u32,
     /// `jiffies` when the reset was seen, and the socket's last activity
     /// stamps (`HAS_ACTIVITY`), all truncated to 32 bits like the kernel's.
@@ -41,10 +40,10 @@ pub struct ResetRecord {
     pub state: u8,
     /// `reset_flags` bits.
     pub flags: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 104);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}

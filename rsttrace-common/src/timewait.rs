@@ -26,6 +26,8 @@ pub mod entry_flags {
     pub const COLLIDED: u32 = 1 << 1;
     /// An RST killed the TIME_WAIT socket.
     pub const KILLED: u32 = 1 << 2;
+    /// `TIMESTAMPS` was read (not a failed read taken for "no").
+    pub const TIMESTAMPS_KNOWN: u32 = 1 << 3;
 }
 
 /// What the table keeps per connection in TIME_WAIT.
@@ -43,6 +45,11 @@ pub struct TimeWaitEntry {
     pub ts_recent_stamp: u32,
     /// `entry_flags` bits.
     pub flags: u32,
+    /// `tcp_sock.snd_nxt` at entry: a SYN the TIME_WAIT socket accepts
+    /// gives the new connection the ISN `snd_nxt + 65537`, which proves
+    /// the socket existed (`tcp_max_tw_buckets` may have refused it).
+    pub snd_nxt: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -80,6 +87,16 @@ pub mod tw_flags {
     pub const WAS_KILLED: u16 = 1 << 5;
     /// The old connection used TCP timestamps.
     pub const TW_TIMESTAMPS: u16 = 1 << 6;
+    /// `TW_TIMESTAMPS` was read, not guessed.
+    pub const TW_TIMESTAMPS_KNOWN: u16 = 1 << 7;
+}
+
+/// The ISN the kernel gives a connection whose SYN a TIME_WAIT socket
+/// accepted (`tcp_timewait_state_process`, `TCP_TW_SYN`): past everything
+/// the old connection sent.
+pub const fn isn_after_time_wait(tw_snd_nxt: u32) -> u32 {
+    let isn = tw_snd_nxt.wrapping_add(65535 + 2);
+    if isn == 0 { 1 } else { isn }
 }
 
 /// A segment that met a TIME_WAIT socket (`RecordKind::TwCollision`: a SYN;

@@ -4,6 +4,7 @@ use aya_ebpf::helpers::bpf_probe_read_kernel;
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
+    tcp_options::{MAX_OPTIONS_LEN, timestamp_tsval},
 };
 
 /// A failed read: the record is dropped and counted.
@@ -69,6 +70,8 @@ pub struct Segment {
     pub endpoints: Endpoints,
     pub seq: u32,
     pub flags: u8,
+    /// The option list was read; `tsval` is only meaningful then.
+    pub options_known: bool,
     pub tsval: Option<u32>,
 }
 
@@ -123,41 +126,15 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
     e.local_port = u16::from_be_bytes([header[2], header[3]]);
     let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
     let options_len = ((header[12] >> 4) as usize * 4).saturating_sub(20);
-    let tsval = if options_len > 0 { timestamp_option(th, options_len) } else { None };
-    Some(Segment { endpoints: e, seq, flags: header[13], tsval })
-}
-
-/// TSval of the timestamp option (kind 8, length 10), if present.
-#[inline(always)]
-fn timestamp_option(th: u64, options_len: usize) -> Option<u32> {
-    // The 40-byte maximum is always readable: headers sit in the linear
-    // buffer, followed by at least the skb_shared_info.
-    let options: [u8; 40] = kernel(th, 20)?;
-    let mut i = 0usize;
-    // Bounded for the verifier; a SYN carries at most a handful of options.
-    for _ in 0..16 {
-        if i >= options_len {
-            return None;
-        }
-        match *options.get(i)? {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = *options.get(i + 1)? as usize;
-                if len < 2 {
-                    return None;
-                }
-                if kind == 8 && len == 10 && i + 10 <= options_len {
-                    return Some(u32::from_be_bytes([
-                        *options.get(i + 2)?,
-                        *options.get(i + 3)?,
-                        *options.get(i + 4)?,
-                        *options.get(i + 5)?,
-                    ]));
-                }
-                i += len;
-            }
+    let mut segment = Segment { endpoints: e, seq, flags: header[13], options_known: true, tsval: None };
+    if options_len > 0 {
+        // The 40-byte maximum is always readable: headers sit in the linear
+        // buffer, followed by at least the skb_shared_info. A failed read
+        // leaves the options unknown, never "no timestamps".
+        match kernel::<[u8; MAX_OPTIONS_LEN]>(th, 20) {
+            Some(options) => segment.tsval = timestamp_tsval(&options, options_len),
+            None => segment.options_known = false,
         }
     }
-    None
+    Some(segment)
 }

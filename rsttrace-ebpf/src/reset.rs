@@ -2,9 +2,7 @@
 //! tracepoints.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -66,11 +64,7 @@ fn fill(
     kind: RecordKind,
     record: &mut ResetRecord,
 ) -> Result<(), ReadError> {
-    record.header = RecordHeader {
-        kind: kind as u32,
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-    };
+    record.header = RecordHeader { kind: kind as u32, _pad: 0, ktime_ns: unsafe { bpf_ktime_get_ns() } };
     // Timewait and request socks have no inet_sock fields, lock, owner or
     // TCP timers: only their sock_common is read.
     let sk_state = read::kernel::<u8>(sk, offsets.skc_state);
@@ -113,9 +107,7 @@ fn fill(
             // (softirq and timers back off from an owned socket), so an owned
             // socket means `current` is the process that caused the reset.
             if read::kernel::<i32>(sk, offsets.sk_lock_owned).unwrap_or(0) != 0 {
-                let pid_tgid = bpf_get_current_pid_tgid();
-                record.pid = (pid_tgid >> 32) as u32;
-                record.tid = pid_tgid as u32;
+                record.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
                 record.comm = bpf_get_current_comm().unwrap_or_default();
                 record.flags |= reset_flags::FROM_PROCESS;
             }

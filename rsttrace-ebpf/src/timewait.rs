@@ -5,7 +5,7 @@
 //! segment by a TIME_WAIT socket is seen by `kfree_skb` (tracepoint strategy).
 
 use aya_ebpf::{
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::{fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
@@ -15,7 +15,7 @@ use rsttrace_common::{
     record::{RecordKind, counter},
     timewait::{
         TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig, TimeWaitEntry, TimeWaitKey,
-        TimeWaitRecord, entry_flags, source, tw_flags,
+        TimeWaitRecord, entry_flags, isn_after_time_wait, source, tw_flags,
     },
 };
 
@@ -39,7 +39,6 @@ const IPPROTO_TCP: u16 = 6;
 fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Option<Draft<TimeWaitRecord>> {
     let mut record = Draft::<TimeWaitRecord>::new()?;
     record.header.kind = kind as u32;
-    record.header.cpu = unsafe { bpf_get_smp_processor_id() };
     record.header.ktime_ns = now;
     record.endpoints = key.endpoints;
     record.netns = key.netns;
@@ -89,10 +88,13 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
             rcv_nxt: read::kernel(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
             ts_recent: read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0),
             ts_recent_stamp: read::kernel(sk, offsets.tcp_ts_recent_stamp).unwrap_or(0),
+            snd_nxt: read::kernel(sk, offsets.tcp_snd_nxt).unwrap_or(0),
             ..Default::default()
         };
-        if timestamps_ok(sk, offsets) {
-            entry.flags |= entry_flags::TIMESTAMPS;
+        match timestamps_ok(sk, offsets) {
+            Some(true) => entry.flags |= entry_flags::TIMESTAMPS | entry_flags::TIMESTAMPS_KNOWN,
+            Some(false) => entry.flags |= entry_flags::TIMESTAMPS_KNOWN,
+            None => {}
         }
         let _ = TIME_WAIT.insert(key, entry, 0);
         return Ok(());
@@ -107,8 +109,14 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     // collision, or (tracepoint strategy) accepted reuse of a live entry.
     let followup = entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0;
     let config = patched(&TIME_WAIT_CONFIG);
-    let accepted =
-        !followup && config.accepted_from_set_state != 0 && now.saturating_sub(entry.entered_ns) <= TIME_WAIT_NS;
+    // Only a SYN that a TIME_WAIT socket accepted gives the new connection
+    // the ISN derived from the old one: when tcp_max_tw_buckets refused the
+    // TIME_WAIT socket, the table entry stands for nothing.
+    let accepted = !followup
+        && config.accepted_from_set_state != 0
+        && now.saturating_sub(entry.entered_ns) <= TIME_WAIT_NS
+        && read::kernel::<u32>(sk, offsets.tcp_snd_una)
+            .is_some_and(|snd_una| snd_una.wrapping_sub(1) == isn_after_time_wait(entry.snd_nxt));
     if !followup && !accepted {
         return Ok(());
     }
@@ -129,19 +137,24 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     // ISN is rcv_nxt - 1 of the new socket; its timestamps, as negotiated.
     record.header.kind = RecordKind::TwCollision as u32;
     record.segment_seq = read::kernel::<u32>(sk, offsets.tcp_rcv_nxt).unwrap_or(1).wrapping_sub(1);
-    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN;
-    if timestamps_ok(sk, offsets) {
-        record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
-        record.segment_tsval = read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0);
+    match timestamps_ok(sk, offsets) {
+        Some(true) => {
+            if let Some(tsval) = read::kernel::<u32>(sk, offsets.tcp_ts_recent) {
+                record.segment_tsval = tsval;
+                record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEGMENT_TIMESTAMPS;
+            }
+        }
+        Some(false) => record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN,
+        None => {}
     }
     record.emit();
     Ok(())
 }
 
-/// `tcp_sock.rx_opt.tstamp_ok`: the connection negotiated timestamps.
-fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> bool {
-    read::kernel::<u8>(sk, offsets.tcp_tstamp_ok_byte)
-        .is_some_and(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
+/// `tcp_sock.rx_opt.tstamp_ok`: the connection negotiated timestamps; None
+/// when it cannot be read.
+fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> Option<bool> {
+    read::kernel::<u8>(sk, offsets.tcp_tstamp_ok_byte).map(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
 }
 
 /// `kfree_skb(skb, location, reason, rx_sk)` (Linux 6.11+): a segment freed
@@ -254,6 +267,27 @@ pub fn on_segment(
     if !is_syn && !is_rst {
         return;
     }
+    let (Some(tw_rcv_nxt), Some(tw_ts_recent), Some(tw_ts_recent_stamp)) = (
+        read::kernel::<u32>(tw, offsets.tw_rcv_nxt),
+        read::kernel::<u32>(tw, offsets.tw_ts_recent),
+        read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp),
+    ) else {
+        count(counter::READ_ERRORS);
+        return;
+    };
+    let config = patched(&TIME_WAIT_CONFIG);
+    let accepted = is_syn && tw_status as u32 == config.tw_status_syn;
+    if is_rst {
+        // tcp_timewait_state_process kills on an in-window RST (seq ==
+        // rcv_nxt) unless net.ipv4.tcp_rfc1337 protects TIME_WAIT (the
+        // loader refuses to start without the sysctl's offset).
+        let rfc1337 =
+            read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
+        if segment.seq != tw_rcv_nxt || rfc1337 != 0 {
+            return;
+        }
+    }
+    // Decided: the record is written from here on.
     let now = unsafe { bpf_ktime_get_ns() };
     let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
     let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
@@ -262,63 +296,43 @@ pub fn on_segment(
     };
     record.segment_seq = segment.seq;
     record.tw_status = tw_status;
-    record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN;
-    if let Some(tsval) = segment.tsval {
-        record.segment_tsval = tsval;
-        record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
+    if segment.options_known {
+        record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN;
+        if let Some(tsval) = segment.tsval {
+            record.segment_tsval = tsval;
+            record.flags |= tw_flags::SEGMENT_TIMESTAMPS;
+        }
     }
     if let Some(reason) = drop_reason {
         record.drop_reason = reason;
         record.flags |= tw_flags::HAS_DROP_REASON;
     }
-    if let (Some(rcv_nxt), Some(ts_recent), Some(stamp)) = (
-        read::kernel::<u32>(tw, offsets.tw_rcv_nxt),
-        read::kernel::<u32>(tw, offsets.tw_ts_recent),
-        read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp),
-    ) {
-        record.tw_rcv_nxt = rcv_nxt;
-        record.tw_ts_recent = ts_recent;
-        record.tw_ts_recent_stamp = stamp;
-        record.flags |= tw_flags::TW_FIELDS;
-        // The kernel keeps ts_recent_stamp zero unless timestamps were used.
-        if stamp != 0 {
-            record.flags |= tw_flags::TW_TIMESTAMPS;
-        }
-    } else {
-        count(counter::READ_ERRORS);
-        return;
+    record.tw_rcv_nxt = tw_rcv_nxt;
+    record.tw_ts_recent = tw_ts_recent;
+    record.tw_ts_recent_stamp = tw_ts_recent_stamp;
+    record.flags |= tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
+    // The kernel keeps ts_recent_stamp zero unless timestamps were used.
+    if tw_ts_recent_stamp != 0 {
+        record.flags |= tw_flags::TW_TIMESTAMPS;
     }
 
     let entry = TIME_WAIT.get_ptr_mut(key);
-    let config = patched(&TIME_WAIT_CONFIG);
-    if is_syn && tw_status as u32 == config.tw_status_syn {
-        // Accepted: the kernel descheduled the TIME_WAIT socket and a new
-        // connection takes the 4-tuple; nothing follows to correlate.
-        if let Some(entry) = entry {
-            let entry = unsafe { &*entry };
+    if let Some(entry) = entry {
+        // SAFETY: a valid map value pointer; racing updates only blur marks.
+        let entry = unsafe { &*entry };
+        // Zero: the entry was made by a mark, after rsttrace started late.
+        if entry.entered_ns != 0 {
             record.entered_ns = entry.entered_ns;
             record.flags |= tw_flags::ENTERED_KNOWN;
         }
+    }
+    if accepted {
+        // The kernel descheduled the TIME_WAIT socket and a new connection
+        // takes the 4-tuple; nothing follows to correlate.
         let _ = TIME_WAIT.remove(key);
-        record.emit();
-        return;
+    } else {
+        mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
     }
-    if let Some(entry) = entry {
-        // SAFETY: a valid map value pointer; racing updates only blur marks.
-        let entry = unsafe { &mut *entry };
-        record.entered_ns = entry.entered_ns;
-        record.flags |= tw_flags::ENTERED_KNOWN;
-    }
-    if is_rst {
-        // tcp_timewait_state_process kills on an in-window RST (seq ==
-        // rcv_nxt) unless net.ipv4.tcp_rfc1337 protects TIME_WAIT.
-        let rfc1337 =
-            read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
-        if segment.seq != record.tw_rcv_nxt || rfc1337 != 0 {
-            return;
-        }
-    }
-    mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
     record.emit();
 }
 
@@ -351,6 +365,9 @@ fn fill_from_entry(record: &mut TimeWaitRecord, entry: &TimeWaitEntry) {
         record.tw_ts_recent = entry.ts_recent;
         record.tw_ts_recent_stamp = entry.ts_recent_stamp;
         record.flags |= tw_flags::TW_FIELDS;
+    }
+    if entry.flags & entry_flags::TIMESTAMPS_KNOWN != 0 {
+        record.flags |= tw_flags::TW_TIMESTAMPS_KNOWN;
     }
     if entry.flags & entry_flags::TIMESTAMPS != 0 {
         record.flags |= tw_flags::TW_TIMESTAMPS;

@@ -1,11 +1,14 @@
-//! Command line (contract in ../shared/DESIGN.md).
+//! The command line (docs/output.md has the exit codes).
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::{kernel_types::DEFAULT_BTF, output::Format};
+use crate::{
+    kernel::{btf::DEFAULT_BTF, strategy::StrategyRequest},
+    output::Format,
+};
 
 /// Explains TCP resets on this host from inside the kernel: every RST sent or
 /// received, with the kernel's reason, the TCP state, the process, and how
@@ -101,7 +104,7 @@ pub struct RunOptions {
     /// `auto` takes the first of fexit, kprobe, tracepoint this kernel
     /// accepts [default: auto].
     #[arg(long, value_enum)]
-    pub strategy: Option<Strategy>,
+    pub strategy: Option<StrategyRequest>,
 
     /// Stop after this many seconds and print the summary.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -114,16 +117,6 @@ pub struct RunOptions {
     /// tracefs mount point [default: found or mounted].
     #[arg(long, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    #[default]
-    Auto,
-    Fexit,
-    Kprobe,
-    Tracepoint,
 }
 
 pub fn parse_network(s: &str) -> Result<IpNet, String> {
@@ -192,7 +185,7 @@ mod tests {
         assert_eq!(run.format, Some(Format::Json));
         assert_eq!(run.ports, [80, 443]);
         assert_eq!(run.networks[1].to_string(), "2001:db8::1/128");
-        assert_eq!(run.strategy, Some(Strategy::Tracepoint));
+        assert_eq!(run.strategy, Some(StrategyRequest::Only(crate::kernel::strategy::Strategy::Tracepoint)));
         assert_eq!(run.duration, Some(Duration::from_millis(2500)));
     }
 

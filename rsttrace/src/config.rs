@@ -11,8 +11,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    cli::{RunOptions, Strategy, parse_network, parse_seconds},
-    kernel_types::DEFAULT_BTF,
+    cli::{RunOptions, parse_network, parse_seconds},
+    kernel::btf::DEFAULT_BTF,
+    kernel::strategy::StrategyRequest,
     output::Format,
 };
 
@@ -26,7 +27,7 @@ pub struct ConfigFile {
     port: Option<Vec<u16>>,
     #[serde(default, deserialize_with = "networks")]
     addr: Option<Vec<IpNet>>,
-    strategy: Option<Strategy>,
+    strategy: Option<StrategyRequest>,
     #[serde(default, deserialize_with = "seconds")]
     duration: Option<Duration>,
     btf: Option<PathBuf>,
@@ -39,7 +40,7 @@ pub struct Settings {
     pub format: Option<Format>,
     pub ports: Vec<u16>,
     pub networks: Vec<IpNet>,
-    pub strategy: Strategy,
+    pub strategy: StrategyRequest,
     pub duration: Option<Duration>,
     pub btf: PathBuf,
     pub tracefs: Option<PathBuf>,
@@ -96,7 +97,7 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::cli::Cli;
+    use crate::{cli::Cli, kernel::strategy::Strategy};
 
     fn run_options(args: &[&str]) -> RunOptions {
         Cli::try_parse_from(std::iter::once("rsttrace").chain(args.iter().copied())).unwrap().run
@@ -121,7 +122,7 @@ tracefs = "/sys/kernel/tracing"
         assert_eq!(settings.format, Some(Format::Journal));
         assert_eq!(settings.ports, [80, 443]);
         assert_eq!(settings.networks[1].to_string(), "2001:db8::1/128");
-        assert_eq!(settings.strategy, Strategy::Kprobe);
+        assert_eq!(settings.strategy, StrategyRequest::Only(Strategy::Kprobe));
         assert_eq!(settings.duration, Some(Duration::from_secs(30)));
         assert_eq!(settings.btf, PathBuf::from("/boot/vmlinux.btf"));
     }
@@ -131,14 +132,14 @@ tracefs = "/sys/kernel/tracing"
         let file = parse(Path::new("f"), "port = [80]\nstrategy = \"kprobe\"\nformat = \"json\"\n").unwrap();
         let settings = merge(run_options(&["--port", "8080", "--strategy", "fexit"]), file);
         assert_eq!(settings.ports, [8080], "a list on the command line replaces the file's");
-        assert_eq!(settings.strategy, Strategy::Fexit);
+        assert_eq!(settings.strategy, StrategyRequest::Only(Strategy::Fexit));
         assert_eq!(settings.format, Some(Format::Json), "what the command line leaves out comes from the file");
     }
 
     #[test]
     fn defaults_without_a_file() {
         let settings = merge(run_options(&[]), ConfigFile::default());
-        assert_eq!(settings.strategy, Strategy::Auto);
+        assert_eq!(settings.strategy, StrategyRequest::Auto);
         assert_eq!(settings.btf, PathBuf::from(DEFAULT_BTF));
         assert!(settings.ports.is_empty() && settings.format.is_none());
     }

@@ -1,10 +1,7 @@
 //! The run loop: read the ring buffer as records arrive, decode, filter,
 //! write; stop on SIGINT/SIGTERM or --duration and write the summary.
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -15,13 +12,18 @@ use tokio::{
 };
 
 use crate::{
-    clock::monotonic_ns,
-    collision::{Correlator, Report, Windows},
-    event::{Decoder, Event, EventKind, TimeWaitKind},
-    filter::Filter,
-    hooks::Hooks,
-    journal,
-    output::{self, Format, Summary},
+    events::{
+        clock::monotonic_ns,
+        correlate::{Correlator, Report, Windows},
+        decode::Decoder,
+        filter::Filter,
+    },
+    kernel::hooks::Hooks,
+    output::{
+        Format,
+        record::{Ready, Summary, Timestamp},
+        sink::Sink,
+    },
     service,
 };
 
@@ -52,9 +54,15 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
-    let mut out = Writer::new(options.format, options.filter);
-    let ready = output::ready_fields(hooks.strategy.as_str(), &hooks.attached, &options.kernel, &hooks.limitations);
-    out.control(&ready, output::ready_sentence(&ready))?;
+    let mut out = Output { sink: Sink::new(options.format), filter: options.filter };
+    let ready = Ready {
+        version: env!("CARGO_PKG_VERSION"),
+        strategy: hooks.strategy,
+        hooks: hooks.attached.clone(),
+        kernel: options.kernel.clone(),
+        limitations: hooks.limitations.clone(),
+    };
+    out.sink.ready(Timestamp(std::time::SystemTime::now()), &ready)?;
     service::ready();
     let watchdog = service::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
@@ -78,7 +86,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
                 drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
                 let reports = correlator.tick(monotonic_ns());
                 out.reports(reports, &mut summary)?;
-                out.flush()?;
+                out.sink.flush()?;
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::watchdog_ping(),
             _ = sigterm.recv() => break,
@@ -92,14 +100,13 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
     let reports = correlator.finish(monotonic_ns());
     out.reports(reports, &mut summary)?;
-    summary.verdicts = correlator.verdict_counts().clone();
-    summary.unwritten = out.unwritten;
+    summary.unwritten = out.sink.unwritten;
 
     summary.lost = sum_counter(&counters, counter::LOST);
     summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
     summary.missed_runs = hooks.missed_runs();
-    summary.duration = started.elapsed();
-    out.control(&output::summary_fields(&summary), output::summary_sentence(&summary))?;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    out.sink.summary(Timestamp(std::time::SystemTime::now()), &summary)?;
     Ok(())
 }
 
@@ -108,7 +115,7 @@ fn drain(
     decoder: &Decoder,
     correlator: &mut Correlator,
     summary: &mut Summary,
-    out: &mut Writer,
+    out: &mut Output,
 ) -> anyhow::Result<()> {
     while let Some(item) = ring.next() {
         let event = match decoder.decode(&item) {
@@ -119,26 +126,10 @@ fn drain(
                 continue;
             }
         };
-        if let Some(kind) = counted_kind(&event) {
-            *summary.counts.entry(kind).or_default() += 1;
-        }
         let reports = correlator.push(event);
         out.reports(reports, summary)?;
     }
-    out.flush()
-}
-
-/// The output kind an event counts as in the summary (follow-ups are part
-/// of the collision they follow).
-fn counted_kind(event: &Event) -> Option<EventKind> {
-    match event {
-        Event::Reset(r) => Some(r.kind),
-        Event::TimeWait(t) => match t.kind {
-            TimeWaitKind::Collision => Some(EventKind::TwCollision),
-            TimeWaitKind::Killed => Some(EventKind::TwKilled),
-            TimeWaitKind::Followup => None,
-        },
-    }
+    out.sink.flush()
 }
 
 /// Loading parsed kernel BTF (aya does, ~20 MiB) and freed it; glibc keeps
@@ -161,84 +152,23 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
     }
 }
 
-/// Writes reports and control records in the chosen format.
-struct Writer {
-    format: Format,
+/// Reports through the filters to the sink; every report counted first.
+struct Output {
+    sink: Sink,
     filter: Filter,
-    sink: Box<dyn Write>,
-    /// Journal entries journald did not take.
-    unwritten: u64,
 }
 
-impl Writer {
-    fn new(format: Format, filter: Filter) -> Self {
-        let sink: Box<dyn Write> = match format {
-            Format::TextOnStderr => Box::new(std::io::stderr()),
-            // Block-buffered: stdout's own line buffering would make every
-            // record a write(2); each drained batch is flushed instead.
-            _ => Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
-        };
-        Writer { format, filter, sink, unwritten: 0 }
-    }
-
+impl Output {
     fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
         for report in reports {
-            let (local, remote) = output::endpoints(&report);
-            if !self.filter.matches(local, remote) {
+            summary.count(&report);
+            let tuple = report.tuple();
+            if !self.filter.matches(&tuple.local, &tuple.remote) {
                 continue;
             }
             summary.reported += 1;
-            let fields = output::fields(&report);
-            match self.format {
-                Format::Json => self.line(&output::json_line(&fields))?,
-                Format::Text | Format::TextOnStderr => {
-                    let time = fields["time"].as_str().unwrap_or_default();
-                    self.line(&format!("{time} {}", output::sentence(&report)))?
-                }
-                Format::Journal => self.journal(output::priority(&report), &output::sentence(&report), &fields),
-            }
+            self.sink.report(&report)?;
         }
         Ok(())
     }
-
-    fn control(&mut self, fields: &serde_json::Map<String, serde_json::Value>, sentence: String) -> anyhow::Result<()> {
-        match self.format {
-            Format::Json => self.line(&output::json_line(fields))?,
-            Format::Text | Format::TextOnStderr => self.line(&sentence)?,
-            Format::Journal => self.journal(libsystemd::logging::Priority::Info, &sentence, fields),
-        }
-        self.flush()
-    }
-
-    fn journal(
-        &mut self,
-        priority: libsystemd::logging::Priority,
-        message: &str,
-        fields: &serde_json::Map<String, serde_json::Value>,
-    ) {
-        if let Err(e) = journal::send(priority, message, fields) {
-            if self.unwritten == 0 {
-                log::warn!("journald did not take an entry ({e}); counting the ones it misses");
-            }
-            self.unwritten += 1;
-        }
-    }
-
-    fn line(&mut self, line: &str) -> anyhow::Result<()> {
-        writeln!(self.sink, "{line}").map_err(stdout_error)
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        self.sink.flush().map_err(stdout_error)
-    }
-}
-
-fn stdout_error(e: std::io::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context("cannot write to stdout")
-}
-
-/// The reader of stdout went away (`rsttrace | head`): a normal end of a
-/// run, not an error.
-pub fn is_reader_gone(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -14,10 +14,13 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     cli::{DoctorFormat, DoctorOptions},
-    hooks::{self, Strategy},
-    kernel_types::KernelTypes,
-    privileges::Privileges,
-    tracefs,
+    kernel::{
+        btf::KernelTypes,
+        hooks,
+        privileges::Privileges,
+        strategy::{Strategy, StrategyRequest},
+        tracefs,
+    },
 };
 
 pub fn main(options: &DoctorOptions) -> ExitCode {
@@ -28,9 +31,6 @@ pub fn main(options: &DoctorOptions) -> ExitCode {
     }
     if report.can_run() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
-
-/// The order `--strategy auto` tries them in (hooks::load).
-const STRATEGIES: [Strategy; 3] = [Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint];
 
 struct Report {
     kernel: String,
@@ -75,13 +75,13 @@ impl Report {
         } else {
             None
         };
-        let strategies = STRATEGIES
+        let strategies = Strategy::AUTO_ORDER
             .iter()
             .map(|&strategy| {
                 let outcome = match (prerequisite, &tracefs) {
-                    (None, Ok(dir)) => {
-                        hooks::load(dir, &btf, Some(strategy)).map(drop).map_err(|e| refusal(strategy, &e))
-                    }
+                    (None, Ok(dir)) => hooks::load(dir, &btf, StrategyRequest::Only(strategy))
+                        .map(drop)
+                        .map_err(|e| refusal(strategy, &e)),
                     _ => Err(format!("not tried: {} missing (see above)", prerequisite.unwrap_or("tracefs"))),
                 };
                 (strategy, outcome)

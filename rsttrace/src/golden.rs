@@ -5,7 +5,7 @@
 //! tools parse; `RSTTRACE_UPDATE_GOLDEN=1 cargo test golden` rewrites them
 //! for a deliberate addition, to be reviewed in the diff.
 
-use std::{fmt::Write as _, path::PathBuf, time::Duration};
+use std::{cell::RefCell, fmt::Write as _, io, path::PathBuf, rc::Rc, time::SystemTime};
 
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
@@ -13,20 +13,30 @@ use rsttrace_common::{
     reset::{ResetRecord, reset_flags},
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 use crate::{
-    clock::Clock,
-    collision::{Correlator, Report, Windows},
-    event::{Decoder, Event, EventKind, TimeWaitKind},
-    journal,
-    output::{self, Summary},
+    events::{
+        clock::Clock,
+        correlate::{Correlator, Windows},
+        decode::Decoder,
+    },
+    kernel::strategy::{Hook, Strategy},
+    output::{
+        Format, journal,
+        record::{self, Kind, Line, Ready, Summary, Timestamp},
+        sentence,
+        sink::Sink,
+    },
 };
 
 const MS: u64 = 1_000_000;
 /// Wall clock = kernel monotonic clock + this: 2023-11-14T22:13:20Z at 0.
 const EPOCH_OFFSET_NS: i128 = 1_700_000_000_000_000_000;
-const FIXED_TIME: &str = "2023-11-14T22:15:00.000000Z";
+/// When the ready and summary records were written.
+fn fixed_time() -> Timestamp {
+    Timestamp(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_100))
+}
 
 fn endpoints(local: &str, remote: &str) -> Endpoints {
     let (local, remote): (std::net::SocketAddr, std::net::SocketAddr) =
@@ -127,16 +137,22 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.tw_rcv_nxt = 1469966126;
     r.drop_reason = 2;
     r.entered_ns = 1950 * MS;
-    r.flags =
-        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN | tw_flags::HAS_DROP_REASON;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+        | tw_flags::TW_FIELDS
+        | tw_flags::TW_TIMESTAMPS_KNOWN
+        | tw_flags::ENTERED_KNOWN
+        | tw_flags::HAS_DROP_REASON;
     push(None, bytes(&r));
     let mut r = timewait(RecordKind::TwKilled, 2001, source::KFREE_SKB, server, lb);
     r.segment_seq = 1469966126;
     r.tw_rcv_nxt = 1469966126;
     r.drop_reason = 2;
     r.entered_ns = 1950 * MS;
-    r.flags =
-        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN | tw_flags::HAS_DROP_REASON;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+        | tw_flags::TW_FIELDS
+        | tw_flags::TW_TIMESTAMPS_KNOWN
+        | tw_flags::ENTERED_KNOWN
+        | tw_flags::HAS_DROP_REASON;
     push(None, bytes(&r));
     let mut r = timewait(RecordKind::TwFollowup, 2011, source::SET_STATE, server, lb);
     r.marked_ns = 2000 * MS;
@@ -149,7 +165,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.tw_status = 1;
     r.segment_seq = 100;
     r.tw_rcv_nxt = 200;
-    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
     push(None, bytes(&r));
     // fexit: PAWS, timestamps on both sides, entered before rsttrace began.
     let mut r = timewait(RecordKind::TwCollision, 3500, source::FEXIT, "[fd77::2]:8090", "[fd77::1]:40023");
@@ -159,22 +175,29 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.segment_tsval = 1000;
     r.tw_ts_recent = 5000;
     r.tw_ts_recent_stamp = 77;
-    r.flags =
-        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEGMENT_TIMESTAMPS | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+        | tw_flags::SEGMENT_TIMESTAMPS
+        | tw_flags::TW_FIELDS
+        | tw_flags::TW_TIMESTAMPS_KNOWN
+        | tw_flags::TW_TIMESTAMPS;
     push(None, bytes(&r));
     // kprobe: a status this build does not know.
     let mut r = timewait(RecordKind::TwCollision, 3600, source::KPROBE, server, "10.77.0.1:40024");
     r.tw_status = 9;
     r.segment_seq = 300;
     r.tw_rcv_nxt = 200;
-    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS;
+    r.flags =
+        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN | tw_flags::TW_TIMESTAMPS;
     push(None, bytes(&r));
     // A stale ACK turned RST: this host's RST from the TIME_WAIT socket.
     let mut r = timewait(RecordKind::TwCollision, 3700, source::KFREE_SKB, server, "10.77.0.1:40025");
     r.segment_seq = 100;
     r.tw_rcv_nxt = 200;
     r.drop_reason = 2;
-    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::HAS_DROP_REASON;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+        | tw_flags::TW_FIELDS
+        | tw_flags::TW_TIMESTAMPS_KNOWN
+        | tw_flags::HAS_DROP_REASON;
     push(None, bytes(&r));
     let mut r = reset(RecordKind::RstSent, 3700, server, "10.77.0.1:40025");
     r.netns = 4026532002;
@@ -191,20 +214,24 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         r.segment_seq = 5000;
         r.tw_rcv_nxt = 200;
         r.entered_ns = 3900 * MS;
-        r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN;
+        r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+            | tw_flags::TW_FIELDS
+            | tw_flags::TW_TIMESTAMPS_KNOWN
+            | tw_flags::ENTERED_KNOWN;
         push(None, bytes(&r));
     }
     let mut r = timewait(RecordKind::TwCollision, 4500, source::SET_STATE, server, "10.77.0.3:40200");
     r.segment_seq = 5000;
     r.tw_rcv_nxt = 200;
     r.entered_ns = 4400 * MS;
-    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::ENTERED_KNOWN;
+    r.flags =
+        tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN | tw_flags::ENTERED_KNOWN;
     push(None, bytes(&r));
     let mut r = timewait(RecordKind::TwCollision, 4600, source::FEXIT, server, "10.77.0.1:40022");
     r.tw_status = 1;
     r.segment_seq = 100;
     r.tw_rcv_nxt = 200;
-    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS;
+    r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
     push(Some(8100), bytes(&r));
     // After the follow-up window: a collision still pending at the end.
     let mut r = timewait(RecordKind::TwCollision, 9000, source::KFREE_SKB, server, "10.77.0.1:40026");
@@ -215,6 +242,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
         | tw_flags::SEGMENT_TIMESTAMPS
         | tw_flags::TW_FIELDS
+        | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::HAS_DROP_REASON;
     push(None, bytes(&r));
     out
@@ -227,76 +255,84 @@ struct Rendered {
     journal: String,
 }
 
+/// A writer the test keeps a handle on.
+#[derive(Clone, Default)]
+struct Shared(Rc<RefCell<Vec<u8>>>);
+
+impl io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.borrow().clone()).unwrap()
+    }
+}
+
 fn render() -> Rendered {
-    let decoder = Decoder { names: crate::event::tests::names(), clock: Clock::with(250, EPOCH_OFFSET_NS) };
+    let decoder = Decoder { names: crate::events::decode::tests::names(), clock: Clock::with(250, EPOCH_OFFSET_NS) };
     let mut correlator = Correlator::new(Windows::default());
     let mut summary = Summary::default();
-    let mut out = Rendered { json: String::new(), text: String::new(), journal: String::new() };
-
-    let hooks = ["fexit/tcp_timewait_state_process".to_string(), "raw_tracepoint/inet_sock_set_state".to_string()];
-    let limitations = ["an example limitation".to_string()];
-    let mut ready = output::ready_fields("fexit", &hooks, "6.18.44", &limitations);
-    ready["time"] = Value::from(FIXED_TIME);
-    control(&mut out, &ready, output::ready_sentence(&ready));
+    let ready = Ready {
+        version: env!("CARGO_PKG_VERSION"),
+        strategy: Strategy::Fexit,
+        hooks: vec![Hook::FexitTimewaitProcess, Hook::InetSockSetState],
+        kernel: "6.18.44".into(),
+        limitations: vec!["an example limitation".into()],
+    };
 
     let mut reports = Vec::new();
     for (tick, record) in recorded() {
-        let event = decoder.decode(&record).unwrap();
-        let counted = match &event {
-            Event::Reset(r) => Some(r.kind),
-            Event::TimeWait(t) => match t.kind {
-                TimeWaitKind::Collision => Some(EventKind::TwCollision),
-                TimeWaitKind::Killed => Some(EventKind::TwKilled),
-                TimeWaitKind::Followup => None,
-            },
-        };
-        if let Some(kind) = counted {
-            *summary.counts.entry(kind).or_default() += 1;
-        }
-        reports.extend(correlator.push(event));
+        reports.extend(correlator.push(decoder.decode(&record).unwrap()));
         if let Some(ms) = tick {
             reports.extend(correlator.tick(ms * MS));
         }
     }
     reports.extend(correlator.finish(20_000 * MS));
     for report in &reports {
-        write(&mut out, report);
+        summary.count(report);
         summary.reported += 1;
     }
-
-    summary.verdicts = correlator.verdict_counts().clone();
     summary.lost = 2;
     summary.read_errors = 1;
     summary.missed_runs = 3;
-    summary.undecodable = 0;
-    summary.unwritten = 0;
-    summary.duration = Duration::from_millis(20_000);
-    let mut fields = output::summary_fields(&summary);
-    fields["time"] = Value::from(FIXED_TIME);
-    control(&mut out, &fields, output::summary_sentence(&summary));
-    out
-}
+    summary.duration_ms = 20_000;
 
-fn write(out: &mut Rendered, report: &Report) {
-    let fields = output::fields(report);
-    writeln!(out.json, "{}", output::json_line(&fields)).unwrap();
-    writeln!(out.text, "{} {}", fields["time"].as_str().unwrap(), output::sentence(report)).unwrap();
-    journal_entry(out, output::priority(report) as u8, &output::sentence(report), &fields);
-}
-
-fn control(out: &mut Rendered, fields: &Map<String, Value>, sentence: String) {
-    writeln!(out.json, "{}", output::json_line(fields)).unwrap();
-    writeln!(out.text, "{sentence}").unwrap();
-    journal_entry(out, libsystemd::logging::Priority::Info as u8, &sentence, fields);
-}
-
-fn journal_entry(out: &mut Rendered, priority: u8, message: &str, fields: &Map<String, Value>) {
-    writeln!(out.journal, "PRIORITY={priority}").unwrap();
-    writeln!(out.journal, "MESSAGE={message}").unwrap();
-    for (key, value) in journal::fields(fields) {
-        writeln!(out.journal, "{key}={value}").unwrap();
+    let (json, text) = (Shared::default(), Shared::default());
+    for (format, buffer) in [(Format::Json, &json), (Format::Text, &text)] {
+        let mut sink = Sink::to(format, Box::new(buffer.clone()));
+        sink.ready(fixed_time(), &ready).unwrap();
+        for report in &reports {
+            sink.report(report).unwrap();
+        }
+        sink.summary(fixed_time(), &summary).unwrap();
     }
-    writeln!(out.journal).unwrap();
+    let mut journal = String::new();
+    let line = Line { time: fixed_time(), kind: Kind::Ready, body: &ready };
+    journal_entry(&mut journal, 6, &sentence::ready_sentence(&ready), &line);
+    for report in &reports {
+        let priority = journal::priority(report) as u8;
+        journal_entry(&mut journal, priority, &sentence::sentence(report), &record::event(report));
+    }
+    let line = Line { time: fixed_time(), kind: Kind::Summary, body: &summary };
+    journal_entry(&mut journal, 6, &sentence::summary_sentence(&summary), &line);
+    Rendered { json: json.text(), text: text.text(), journal }
+}
+
+fn journal_entry(out: &mut String, priority: u8, message: &str, record: &impl Serialize) {
+    writeln!(out, "PRIORITY={priority}").unwrap();
+    writeln!(out, "MESSAGE={message}").unwrap();
+    for (key, value) in journal::fields(record) {
+        writeln!(out, "{key}={value}").unwrap();
+    }
+    writeln!(out).unwrap();
 }
 
 #[test]

@@ -1,34 +1,27 @@
 //! rsttrace: explains TCP resets on this host from inside the kernel.
 
 mod cli;
-mod clock;
-mod collision;
 mod config;
 mod daemon;
 mod doctor;
-mod event;
-mod filter;
+mod error;
+mod events;
 mod generate;
 #[cfg(test)]
 mod golden;
-mod hooks;
-mod journal;
-mod kernel_types;
+mod kernel;
 mod output;
-mod privileges;
 mod service;
-mod tracefs;
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 
 use crate::{
-    cli::{Cli, Command, RunOptions, Strategy},
-    clock::Clock,
-    event::Decoder,
-    filter::Filter,
-    output::Format,
+    cli::{Cli, Command, RunOptions},
+    events::{clock::Clock, decode::Decoder, filter::Filter},
+    kernel::{hooks, privileges, tracefs},
+    output::{Format, journal, sink},
 };
 
 fn main() -> ExitCode {
@@ -42,11 +35,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if daemon::is_reader_gone(&e) => ExitCode::SUCCESS,
+        Err(e) if sink::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line a user can act on.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("rsttrace: {}", chain.join(": "));
+            eprintln!("rsttrace: {}", error::one_line(e.as_ref()));
             ExitCode::from(1)
         }
     }
@@ -57,13 +48,7 @@ fn run(cli: RunOptions) -> anyhow::Result<()> {
     let settings = config::merge(cli, file);
     privileges::check()?;
     let tracefs = tracefs::locate(settings.tracefs.as_deref())?;
-    let strategy = match settings.strategy {
-        Strategy::Auto => None,
-        Strategy::Fexit => Some(hooks::Strategy::Fexit),
-        Strategy::Kprobe => Some(hooks::Strategy::Kprobe),
-        Strategy::Tracepoint => Some(hooks::Strategy::Tracepoint),
-    };
-    let hooks = hooks::load(&tracefs, &settings.btf, strategy)?;
+    let hooks = hooks::load(&tracefs, &settings.btf, settings.strategy)?;
     let decoder = Decoder { names: hooks.names.clone(), clock: Clock::now() };
     let format = output_format(settings.format);
     let options = daemon::Options {

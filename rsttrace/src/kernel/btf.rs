@@ -10,31 +10,9 @@ use btf_rs::{Btf, BtfType, Type};
 use fallible_iterator::FallibleIterator as _;
 use rsttrace_common::kernel::{ABSENT, KernelOffsets};
 
+use super::names::{DropReason, KernelNames, ResetReason, TcpState, TwStatus};
+
 pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
-
-/// Number -> name tables of the kernel enums rsttrace prints.
-#[derive(Clone, Debug, Default)]
-pub struct KernelNames {
-    /// TCP states without the `TCP_` prefix: 1 -> "ESTABLISHED".
-    pub tcp_states: HashMap<u32, String>,
-    /// `enum sk_rst_reason` without `SK_RST_REASON_`: 1 -> "NO_SOCKET".
-    /// Empty before Linux 6.10, which had no reset reasons.
-    pub reset_reasons: HashMap<u32, String>,
-    /// `enum skb_drop_reason` without `SKB_DROP_REASON_`.
-    pub drop_reasons: HashMap<u32, String>,
-    /// `enum tcp_tw_status` without `TCP_TW_`: 2 -> "ACK".
-    pub tw_statuses: HashMap<u32, String>,
-}
-
-impl KernelNames {
-    pub fn tcp_state(&self, state: u32) -> Option<&str> {
-        self.tcp_states.get(&state).map(String::as_str)
-    }
-
-    pub fn tcp_state_number(&self, name: &str) -> Option<u32> {
-        self.tcp_states.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
-    }
-}
 
 /// Maps the BTF instead of parsing all of it: btf-rs then keeps one offset
 /// per type (~1 MB) where a full parse builds ~50 MB of indexes, which would
@@ -134,12 +112,12 @@ impl KernelTypes {
     /// lacks (the dependent output is then null, never guessed).
     pub fn offsets(&self, names: &KernelNames) -> KernelOffsets {
         let mut minisock_state_mask = 0;
-        for state in ["TIME_WAIT", "NEW_SYN_RECV"] {
-            if let Some(n) = names.tcp_state_number(state).filter(|n| *n < 32) {
+        for state in [TcpState::TimeWait, TcpState::NewSynRecv] {
+            if let Some(n) = names.tcp_state_number(&state).filter(|n| *n < 32) {
                 minisock_state_mask |= 1 << n;
             }
         }
-        let state = |name| names.tcp_state_number(name).unwrap_or(ABSENT);
+        let state = |state: TcpState| names.tcp_state_number(&state).unwrap_or(ABSENT);
         let (tstamp_ok_byte, tstamp_ok_bit) = self.bit_of("tcp_sock", &["rx_opt", "tstamp_ok"]).unwrap_or((ABSENT, 0));
         // Where kernels differ in width (int vs u8, u32 vs long), the
         // programs read the low bytes, which little-endian puts first.
@@ -162,6 +140,8 @@ impl KernelTypes {
             tcp_rcv_tstamp: self.offset_of("tcp_sock", &["rcv_tstamp"], &[4]),
             icsk_lrcvtime: self.offset_of("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"], &[4]),
             tcp_rcv_nxt: self.offset_of("tcp_sock", &["rcv_nxt"], &[4]),
+            tcp_snd_nxt: self.offset_of("tcp_sock", &["snd_nxt"], &[4]),
+            tcp_snd_una: self.offset_of("tcp_sock", &["snd_una"], &[4]),
             tcp_ts_recent: self.offset_of("tcp_sock", &["rx_opt", "ts_recent"], &[4]),
             tcp_ts_recent_stamp: self.offset_of("tcp_sock", &["rx_opt", "ts_recent_stamp"], &[4, 8]),
             tcp_tstamp_ok_byte: tstamp_ok_byte,
@@ -176,13 +156,13 @@ impl KernelTypes {
             skb_network_header: self.offset_of("sk_buff", &["network_header"], &[2]),
             netdev_nd_net: self.offset_of("net_device", &["nd_net", "net"], &[8]),
             minisock_state_mask,
-            state_established: state("ESTABLISHED"),
-            state_syn_sent: state("SYN_SENT"),
-            state_syn_recv: state("SYN_RECV"),
-            state_fin_wait2: state("FIN_WAIT2"),
-            state_time_wait: state("TIME_WAIT"),
-            state_close: state("CLOSE"),
-            state_closing: state("CLOSING"),
+            state_established: state(TcpState::Established),
+            state_syn_sent: state(TcpState::SynSent),
+            state_syn_recv: state(TcpState::SynRecv),
+            state_fin_wait2: state(TcpState::FinWait2),
+            state_time_wait: state(TcpState::TimeWait),
+            state_close: state(TcpState::Close),
+            state_closing: state(TcpState::Closing),
         }
     }
 
@@ -192,21 +172,18 @@ impl KernelTypes {
             .clone()
             .context("kernel BTF has no enum with TCP_ESTABLISHED")?
             .into_iter()
-            .filter_map(|(v, n)| Some((v, n.strip_prefix("TCP_")?.to_string())))
+            .filter_map(|(v, n)| Some((v, TcpState::from_name(n.strip_prefix("TCP_")?))))
             .collect();
-        let reset_reasons = self
-            .named_enum("sk_rst_reason")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(v, n)| (v, n.trim_start_matches("SK_RST_REASON_").to_string()))
-            .collect();
-        let stripped = |name: &str, prefix: &str| -> HashMap<u32, String> {
+        let members = |name: &str, prefix: &str| -> Vec<(u32, String)> {
             let members = self.named_enum(name).unwrap_or_default();
             members.into_iter().map(|(v, n)| (v, n.trim_start_matches(prefix).to_string())).collect()
         };
-        let drop_reasons = stripped("skb_drop_reason", "SKB_DROP_REASON_");
-        let tw_statuses = stripped("tcp_tw_status", "TCP_TW_");
-        Ok(KernelNames { tcp_states, reset_reasons, drop_reasons, tw_statuses })
+        Ok(KernelNames {
+            tcp_states,
+            reset_reasons: typed(members("sk_rst_reason", "SK_RST_REASON_"), ResetReason::from_name),
+            drop_reasons: typed(members("skb_drop_reason", "SKB_DROP_REASON_"), DropReason::from_name),
+            tw_statuses: typed(members("tcp_tw_status", "TCP_TW_"), TwStatus::from_name),
+        })
     }
 
     /// Parameter names of a kernel function, from its BTF prototype.
@@ -331,6 +308,51 @@ impl KernelTypes {
     }
 }
 
+/// A number -> type table from (number, name) pairs.
+pub fn typed<T>(pairs: impl IntoIterator<Item = (u32, String)>, from_name: fn(&str) -> T) -> HashMap<u32, T> {
+    pairs.into_iter().map(|(v, n)| (v, from_name(&n))).collect()
+}
+
+/// Members every program reads: without one, every record would be a read
+/// error. The rest only make some keys null (listed in `limitations`).
+pub fn missing_members(offsets: &KernelOffsets) -> Vec<&'static str> {
+    let required = [
+        ("sock_common.skc_family", offsets.skc_family),
+        ("sock_common.skc_state", offsets.skc_state),
+        ("sock_common.skc_daddr", offsets.skc_daddr),
+        ("sock_common.skc_rcv_saddr", offsets.skc_rcv_saddr),
+        ("sock_common.skc_dport", offsets.skc_dport),
+        ("inet_sock.inet_sport", offsets.inet_sport),
+        ("sock_common.skc_v6_daddr", offsets.skc_v6_daddr),
+        ("sock_common.skc_v6_rcv_saddr", offsets.skc_v6_rcv_saddr),
+        ("sock.sk_protocol", offsets.sk_protocol),
+        ("sock_common.skc_net", offsets.skc_net),
+        ("net.ns.inum", offsets.net_ns_inum),
+        ("net.ipv4.sysctl_tcp_rfc1337", offsets.net_tcp_rfc1337),
+        ("sock.sk_lock.owned", offsets.sk_lock_owned),
+        ("sock.sk_err", offsets.sk_err),
+        ("tcp_sock.rcv_nxt", offsets.tcp_rcv_nxt),
+        ("tcp_sock.snd_nxt", offsets.tcp_snd_nxt),
+        ("tcp_sock.snd_una", offsets.tcp_snd_una),
+        ("sock_common.skc_tw_rcv_nxt", offsets.tw_rcv_nxt),
+        ("tcp_timewait_sock.tw_ts_recent", offsets.tw_ts_recent),
+        ("tcp_timewait_sock.tw_ts_recent_stamp", offsets.tw_ts_recent_stamp),
+        ("sk_buff.dev", offsets.skb_dev),
+        ("sk_buff.head", offsets.skb_head),
+        ("sk_buff.transport_header", offsets.skb_transport_header),
+        ("sk_buff.network_header", offsets.skb_network_header),
+        ("net_device.nd_net", offsets.netdev_nd_net),
+        ("TCP_ESTABLISHED", offsets.state_established),
+        ("TCP_SYN_SENT", offsets.state_syn_sent),
+        ("TCP_SYN_RECV", offsets.state_syn_recv),
+        ("TCP_FIN_WAIT2", offsets.state_fin_wait2),
+        ("TCP_TIME_WAIT", offsets.state_time_wait),
+        ("TCP_CLOSE", offsets.state_close),
+        ("TCP_CLOSING", offsets.state_closing),
+    ];
+    required.into_iter().filter(|(_, offset)| *offset == ABSENT).map(|(name, _)| name).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,9 +370,9 @@ mod tests {
     fn tcp_states_come_from_btf_names() {
         let Some(types) = host() else { return };
         let names = types.names().unwrap();
-        assert_eq!(names.tcp_state(1), Some("ESTABLISHED"));
-        assert_eq!(names.tcp_state_number("TIME_WAIT"), Some(6));
-        assert_eq!(names.tcp_state_number("CLOSE"), Some(7));
+        assert_eq!(names.tcp_state(1), TcpState::Established);
+        assert_eq!(names.tcp_state_number(&TcpState::TimeWait), Some(6));
+        assert_eq!(names.tcp_state_number(&TcpState::Close), Some(7));
     }
 
     #[test]
@@ -394,9 +416,10 @@ mod tests {
     fn timewait_verdict_and_drop_reason_names() {
         let Some(types) = host() else { return };
         let names = types.names().unwrap();
-        assert_eq!(names.tw_statuses.get(&3).map(String::as_str), Some("SYN"));
-        assert_eq!(names.tw_statuses.get(&2).map(String::as_str), Some("ACK"));
-        assert!(names.drop_reasons.values().any(|n| n == "NOT_SPECIFIED"));
+        assert_eq!(names.tw_status(3), TwStatus::Syn);
+        assert_eq!(names.tw_status(2), TwStatus::Ack);
+        assert!(names.drop_reasons.values().any(|n| *n == DropReason::NotSpecified));
+        assert!(missing_members(&types.offsets(&names)).is_empty());
     }
 
     #[test]
@@ -415,6 +438,19 @@ mod tests {
         assert_eq!(types.offset_of("tcp_sock", &["lsndtime"], &[8]), ABSENT);
         // A bitfield has no byte offset of its own.
         assert_eq!(types.offset_of("tcp_sock", &["rx_opt", "tstamp_ok"], &[1]), ABSENT);
+    }
+
+    #[test]
+    fn a_member_missing_from_btf_is_named() {
+        let Some(types) = host() else { return };
+        let mut offsets = types.offsets(&types.names().unwrap());
+        offsets.skc_state = ABSENT;
+        offsets.tcp_snd_una = ABSENT;
+        assert_eq!(missing_members(&offsets), ["sock_common.skc_state", "tcp_sock.snd_una"]);
+        // Optional members only null some keys.
+        offsets = types.offsets(&types.names().unwrap());
+        offsets.tcp_lsndtime = ABSENT;
+        assert!(missing_members(&offsets).is_empty());
     }
 
     #[test]

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use libsystemd::logging::{Priority, journal_send};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::events::correlate::{Report, Verdict};
 
 /// Where journald listens for native entries.
 const SOCKET: &str = "/run/systemd/journal/socket";
@@ -22,9 +25,21 @@ pub fn connected() -> bool {
     libsystemd::logging::connected_to_journal()
 }
 
-/// Journal fields for a record: keys upper-cased, null values left out (the
-/// journal has no null), arrays and objects as JSON text.
-pub fn fields(record: &Map<String, Value>) -> Vec<(String, String)> {
+/// Journal priority: warnings for resets, kills and harmful collisions,
+/// information for harmless reuse.
+pub fn priority(report: &Report) -> Priority {
+    match report {
+        Report::Collision(c) if c.verdict == Verdict::Accepted => Priority::Info,
+        _ => Priority::Warning,
+    }
+}
+
+/// Journal fields for a record: its JSON keys upper-cased, null values left
+/// out (the journal has no null), arrays and objects as JSON text.
+pub fn fields(record: &impl Serialize) -> Vec<(String, String)> {
+    let Ok(Value::Object(record)) = serde_json::to_value(record) else {
+        unreachable!("records serialize as objects");
+    };
     let mut fields: Vec<(String, String)> = record
         .iter()
         .filter(|(_, v)| !v.is_null())
@@ -41,7 +56,7 @@ pub fn fields(record: &Map<String, Value>) -> Vec<(String, String)> {
 }
 
 /// Sends one entry: `message` as MESSAGE, `record`'s keys as fields.
-pub fn send(priority: Priority, message: &str, record: &Map<String, Value>) -> std::io::Result<()> {
+pub fn send(priority: Priority, message: &str, record: &impl Serialize) -> std::io::Result<()> {
     journal_send(priority, message, fields(record).into_iter()).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
@@ -85,7 +100,7 @@ mod tests {
             "kind": "tw_collision", "verdict": "stale_ack", "netns": 4026532001u32, "syn_timestamps": false,
             "retry_delay_ms": null, "hooks": ["a", "b"], "counts": {"rst_sent": 1}
         });
-        let fields = fields(record.as_object().unwrap());
+        let fields = fields(&record);
         let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("KIND"), Some("tw_collision"));
         assert_eq!(get("VERDICT"), Some("stale_ack"));

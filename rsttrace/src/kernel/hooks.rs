@@ -17,52 +17,26 @@ use rsttrace_common::{
     timewait::TimeWaitConfig,
 };
 
-use crate::{
-    kernel_types::{KernelNames, KernelTypes},
+use super::{
+    btf::{self, KernelTypes},
+    names::{DropReason, KernelNames, ResetReason, TwStatus},
+    strategy::{Hook, Strategy, StrategyRequest, TW_PROCESS},
     tracefs::EventFormat,
 };
+use crate::error::one_line;
 
 /// The compiled programs (built by build.rs from rsttrace-ebpf).
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rsttrace"));
 
 pub struct Hooks {
     pub ebpf: Ebpf,
-    /// `raw_tracepoint/tcp_send_reset`, … in attach order.
-    pub attached: Vec<String>,
+    /// In attach order.
+    pub attached: Vec<Hook>,
     pub names: KernelNames,
     /// What this kernel cannot show, one sentence each.
     pub limitations: Vec<String>,
     pub strategy: Strategy,
 }
-
-/// How the kernel's handling of segments by TIME_WAIT sockets is observed.
-/// Resets always use tracepoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    /// fexit on tcp_timewait_state_process: its exact verdict.
-    Fexit,
-    /// kprobe + kretprobe on the same function, for kernels without BPF
-    /// trampolines.
-    Kprobe,
-    /// Tracepoints only: skb:kfree_skb's rx_sk (6.11+) and the table.
-    Tracepoint,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Fexit => "fexit",
-            Strategy::Kprobe => "kprobe",
-            Strategy::Tracepoint => "tracepoint",
-        }
-    }
-}
-
-/// The state changes of every TCP socket (and the program's name).
-const SET_STATE: &str = "inet_sock_set_state";
-
-/// The function whose return value is the kernel's TIME_WAIT verdict.
-const TW_PROCESS: &str = "tcp_timewait_state_process";
 
 /// Everything read from the kernel before loading: the same for every
 /// strategy.
@@ -78,16 +52,13 @@ struct Kernel {
     limitations: Vec<String>,
 }
 
-/// Loads and attaches everything, with `requested` or, when `None`, the
-/// first strategy this kernel accepts (fexit, kprobe, tracepoint).
-pub fn load(tracefs: &Path, btf: &Path, requested: Option<Strategy>) -> anyhow::Result<Hooks> {
+/// Loads and attaches everything with the first strategy of `requested`
+/// this kernel accepts.
+pub fn load(tracefs: &Path, btf: &Path, requested: StrategyRequest) -> anyhow::Result<Hooks> {
     let kernel = inspect(tracefs, btf)?;
-    let candidates = match requested {
-        Some(strategy) => vec![strategy],
-        None => vec![Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
-    };
+    let forced = requested != StrategyRequest::Auto;
     let mut refusals = Vec::new();
-    for strategy in candidates {
+    for strategy in requested.candidates() {
         match load_strategy(strategy, &kernel, btf) {
             Ok(hooks) => {
                 for refusal in refusals {
@@ -95,7 +66,7 @@ pub fn load(tracefs: &Path, btf: &Path, requested: Option<Strategy>) -> anyhow::
                 }
                 return Ok(hooks);
             }
-            Err(e) if requested.is_some() => {
+            Err(e) if forced => {
                 bail!("--strategy {} is not available here: {e:#}; try --strategy auto", strategy.as_str())
             }
             Err(e) => refusals.push(format!("strategy {} not available: {e:#}", strategy.as_str())),
@@ -108,6 +79,15 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let types = KernelTypes::open(btf)?;
     let mut names = types.names()?;
     let offsets = types.offsets(&names);
+    let missing = btf::missing_members(&offsets);
+    if !missing.is_empty() {
+        bail!(
+            "kernel BTF ({}) lacks {}, which rsttrace reads on every event: this kernel ({}) is not supported",
+            btf.display(),
+            missing.join(", "),
+            kernel_release()
+        );
+    }
 
     // The programs are raw tracepoints, which take the events' arguments;
     // the format files say which arguments this kernel's events have.
@@ -117,10 +97,10 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let kfree_format = EventFormat::read(tracefs, "skb", "kfree_skb")?;
     let kfree_skb_has_rx_sk = kfree_skb_has_rx_sk(&kfree_format);
     if names.reset_reasons.is_empty() {
-        names.reset_reasons = numeric_symbols(&send_format, "reason");
+        names.reset_reasons = btf::typed(numeric_symbols(&send_format, "reason"), ResetReason::from_name);
     }
     if names.drop_reasons.is_empty() {
-        names.drop_reasons = numeric_symbols(&kfree_format, "reason");
+        names.drop_reasons = btf::typed(numeric_symbols(&kfree_format, "reason"), DropReason::from_name);
     }
 
     let mut limitations = Vec::new();
@@ -143,20 +123,20 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
 
 fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
     let mut limitations = kernel.limitations.clone();
-    let mut raw_tracepoints = vec![SET_STATE, "tcp_send_reset", "tcp_receive_reset"];
+    let mut raw_tracepoints = vec![Hook::InetSockSetState, Hook::TcpSendReset, Hook::TcpReceiveReset];
     let params = kernel.tw_process_params.as_deref().unwrap_or_default();
     let config = TimeWaitConfig {
         // Without a hook on the verdict, the new connection is the evidence.
         accepted_from_set_state: (strategy == Strategy::Tracepoint) as u32,
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
-        tw_status_syn: kernel.names.tw_statuses.iter().find(|(_, n)| *n == "SYN").map_or(ABSENT, |(v, _)| *v),
+        tw_status_syn: kernel.names.tw_status_number(&TwStatus::Syn).unwrap_or(ABSENT),
         _pad: 0,
     };
     if strategy == Strategy::Tracepoint {
         // Linux 6.11+ tells which socket a freed segment was for: the
         // TIME_WAIT socket's rejections and kills become visible.
         if kernel.kfree_skb_has_rx_sk {
-            raw_tracepoints.push("kfree_skb");
+            raw_tracepoints.push(Hook::KfreeSkb);
         } else {
             limitations.push(
                 "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
@@ -175,7 +155,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         .override_global("TIME_WAIT_CONFIG", &config, true)
         .override_global("KERNEL_OFFSETS", &kernel.offsets, true)
         .load(PROGRAMS)
-        .map_err(|e| anyhow!("cannot load the eBPF programs: {}", error_chain(&e)))?;
+        .map_err(|e| anyhow!("cannot load the eBPF programs: {}", one_line(&e)))?;
 
     // The strategy's own hook first: when it is refused, nothing else was
     // attached in vain.
@@ -189,27 +169,31 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
                 n => bail!("{TW_PROCESS} has {n} parameters here; rsttrace knows 3 to 5"),
             };
             let kernel_btf = aya::Btf::parse_file(btf, aya::Endianness::default())
-                .map_err(|e| anyhow!("cannot read kernel BTF for fexit: {}", error_chain(&e)))?;
+                .map_err(|e| anyhow!("cannot read kernel BTF for fexit: {}", one_line(&e)))?;
             let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
             fexit
                 .load(TW_PROCESS, &kernel_btf)
-                .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", error_chain(&e)))?;
-            fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", error_chain(&e)))?;
-            attached.push(format!("fexit/{TW_PROCESS}"));
+                .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", one_line(&e)))?;
+            fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", one_line(&e)))?;
+            attached.push(Hook::FexitTimewaitProcess);
         }
         Strategy::Kprobe => {
-            for (program, kind) in [("tw_process_entry", "kprobe"), ("tw_process_return", "kretprobe")] {
+            for (program, hook) in [
+                ("tw_process_entry", Hook::KprobeTimewaitProcess),
+                ("tw_process_return", Hook::KretprobeTimewaitProcess),
+            ] {
+                let kind = hook.name().split('/').next().unwrap_or_default();
                 let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
-                probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", error_chain(&e)))?;
+                probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", one_line(&e)))?;
                 probe.attach(TW_PROCESS, 0).map_err(|e| {
-                    let hint = crate::privileges::Privileges::inspect().kprobe_hint();
+                    let hint = super::privileges::Privileges::inspect().kprobe_hint();
                     anyhow!(
                         "cannot attach {kind}/{TW_PROCESS}: {}{}",
-                        error_chain(&e),
+                        one_line(&e),
                         hint.map(|h| format!(" ({h})")).unwrap_or_default()
                     )
                 })?;
-                attached.push(format!("{kind}/{TW_PROCESS}"));
+                attached.push(hook);
             }
         }
         Strategy::Tracepoint => {}
@@ -218,11 +202,12 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     // (inet_sock_set_state fires on every state change of every TCP socket),
     // and attaching needs no perf event, which kernel.perf_event_paranoid=3
     // (Debian, Ubuntu) reserves to CAP_SYS_ADMIN.
-    for name in raw_tracepoints {
+    for hook in raw_tracepoints {
+        let name = hook.tracepoint().expect("a raw tracepoint");
         let program: &mut RawTracePoint = program_mut(&mut ebpf, name)?.try_into()?;
-        program.load().map_err(|e| anyhow!("the kernel refused the {name} program: {}", error_chain(&e)))?;
-        program.attach(name).map_err(|e| anyhow!("cannot attach to tracepoint {name}: {}", error_chain(&e)))?;
-        attached.push(format!("raw_tracepoint/{name}"));
+        program.load().map_err(|e| anyhow!("the kernel refused the {name} program: {}", one_line(&e)))?;
+        program.attach(name).map_err(|e| anyhow!("cannot attach to tracepoint {name}: {}", one_line(&e)))?;
+        attached.push(hook);
     }
     Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
 }
@@ -277,40 +262,14 @@ fn raise_memlock_limit() {
     }
 }
 
-/// `a: b: c` from an error and its sources, on one line. A verifier log is
-/// cut to its verdict (the last line that is not a statistic).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    log::debug!("in full: {e}");
-    let mut s = one_line(&e.to_string());
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = one_line(&inner.to_string());
-        if !s.contains(&text) {
-            s += &format!(": {text}");
-        }
-        source = inner.source();
-    }
-    s
-}
-
-fn one_line(message: &str) -> String {
-    let Some((head, log)) = message.split_once("Verifier output:") else {
-        return message.lines().next().unwrap_or_default().to_string();
-    };
-    let statistics = ["verification time", "stack depth", "processed ", "max_states"];
-    let verdict =
-        log.lines().map(str::trim).rev().find(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)));
-    let head = head.trim().trim_end_matches('.');
-    match verdict {
-        Some(verdict) => format!("{head}; verifier: {verdict}"),
-        None => head.to_string(),
-    }
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracefs::tests::fixture;
+    use crate::kernel::tracefs::tests::fixture;
 
     #[test]
     fn recursion_misses_from_a_program_fdinfo() {
@@ -332,17 +291,6 @@ mod tests {
             assert_eq!(send_reset_has_reason(&fixture(kernel, "tcp", "tcp_send_reset")), reason, "{kernel}");
             assert_eq!(kfree_skb_has_rx_sk(&fixture(kernel, "skb", "kfree_skb")), rx_sk, "{kernel}");
         }
-    }
-
-    #[test]
-    fn verifier_logs_are_cut_to_their_verdict() {
-        let message = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). Verifier output: 0: R1=ctx() R10=fp0\n453: frame1: R1=fp[0]-88\ncannot return stack pointer to the caller\nverification time 3361 usec\nstack depth 88+376+0\nprocessed 610 insns (limit 1000000)\n";
-        assert_eq!(
-            one_line(message),
-            "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22); verifier: cannot return stack pointer to the caller"
-        );
-        assert_eq!(one_line("Operation not permitted. Verifier output: "), "Operation not permitted");
-        assert_eq!(one_line("first\nsecond"), "first");
     }
 
     #[test]

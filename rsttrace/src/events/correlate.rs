@@ -1,24 +1,30 @@
 //! Reused-port SYNs that meet TIME_WAIT sockets: the verdict, the advice,
 //! and the correlation of a collision with what follows it (the peer's RST,
-//! the retried SYN). Pure: fed decoded events, it returns what to report.
+//! the retried SYN); and received resets that were not. Pure: fed decoded
+//! events, it returns what to report.
 
 use std::{collections::HashMap, net::SocketAddr};
 
-use crate::event::{Event, EventKind, ResetEvent, TimeWaitEvent, TimeWaitKind};
+use super::{Direction, Event, FourTuple, Reset, TimeWaitSegment};
+use crate::kernel::{
+    names::{DropReason, TcpState, TwStatus},
+    strategy::Hook,
+};
 
-/// What the kernel did with a SYN that met a TIME_WAIT socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What the kernel did with a SYN that met a TIME_WAIT socket. Declared in
+/// the order of their names: the summary lists verdicts sorted by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verdict {
     /// Recognised as a new connection (higher sequence number or newer
     /// timestamp): harmless reuse.
     Accepted,
+    /// Dropped because its timestamp is older than the old connection's.
+    PawsDrop,
+    /// Answered with an RST (TIME_WAIT socket still half-closed).
+    Rst,
     /// Taken for an old duplicate and answered with an ACK for the old
     /// connection; the peer typically resets and retries.
     StaleAck,
-    /// Answered with an RST (TIME_WAIT socket still half-closed).
-    Rst,
-    /// Dropped because its timestamp is older than the old connection's.
-    PawsDrop,
     /// The hook could not see what the kernel did.
     Unknown,
 }
@@ -35,30 +41,36 @@ impl Verdict {
     }
 }
 
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// The verdict from what the hook saw: the kernel's own return value where
 /// the hook has it (fexit, kprobe), else the freed segment's drop reason and
 /// the evidence (kfree_skb), else the new connection (inet_sock_set_state).
-pub fn verdict(e: &TimeWaitEvent) -> Verdict {
-    match e.tw_status.as_deref() {
-        Some("SYN") => Verdict::Accepted,
-        Some("RST") => Verdict::Rst,
-        Some("ACK" | "ACK_OOW") if paws_rejects(e) || e.drop_reason.as_deref() == Some(PAWS) => Verdict::PawsDrop,
-        Some("ACK" | "ACK_OOW") => Verdict::StaleAck,
+pub fn verdict(e: &TimeWaitSegment) -> Verdict {
+    let paws = e.drop_reason == Some(DropReason::TcpRfc7323TwPaws) || paws_rejects(e);
+    match &e.tw_status {
+        Some(TwStatus::Syn) => Verdict::Accepted,
+        Some(TwStatus::Rst) => Verdict::Rst,
+        // ACK_OOW: the ACK was held back by the out-of-window rate limit;
+        // it is still the old connection's ACK.
+        Some(TwStatus::Ack | TwStatus::AckOow) if paws => Verdict::PawsDrop,
+        Some(TwStatus::Ack | TwStatus::AckOow) => Verdict::StaleAck,
         Some(_) => Verdict::Unknown,
-        None if e.hook.ends_with("inet_sock_set_state") => Verdict::Accepted,
-        None if e.drop_reason.as_deref() == Some(PAWS) || paws_rejects(e) => Verdict::PawsDrop,
+        None if e.hook == Hook::InetSockSetState => Verdict::Accepted,
+        None if paws => Verdict::PawsDrop,
         None if e.drop_reason.is_some() => Verdict::StaleAck,
         None => Verdict::Unknown,
     }
 }
 
-/// The drop reason of a SYN rejected by PAWS in TIME_WAIT (6.16+).
-const PAWS: &str = "TCP_RFC7323_TW_PAWS";
-
 /// tcp_paws_reject() for a SYN: the TIME_WAIT socket saw timestamps and the
 /// SYN's is older than the last one by more than the PAWS window (1).
-fn paws_rejects(e: &TimeWaitEvent) -> bool {
-    match (e.segment_tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) {
+fn paws_rejects(e: &TimeWaitSegment) -> bool {
+    match (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) {
         (Some(tsval), Some(recent), Some(stamp)) => {
             stamp != 0 && recent != 0 && (recent.wrapping_sub(tsval) as i32) > 1
         }
@@ -69,8 +81,8 @@ fn paws_rejects(e: &TimeWaitEvent) -> bool {
 /// One reported collision, with what followed it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Collision {
-    /// The first SYN's event.
-    pub event: TimeWaitEvent,
+    /// The first SYN.
+    pub event: TimeWaitSegment,
     pub verdict: Verdict,
     /// Whether the peer's RST killed the TIME_WAIT socket afterwards.
     pub peer_rst: Option<bool>,
@@ -88,7 +100,7 @@ impl Collision {
     /// One sentence a user can act on.
     pub fn advice(&self) -> String {
         let e = &self.event;
-        let peer = e.remote.ip();
+        let peer = e.tuple.remote.ip();
         let no_reuse =
             "net.ipv4.tcp_tw_reuse on this server does not help: it only affects connections this host opens";
         match self.verdict {
@@ -99,7 +111,7 @@ impl Collision {
             Verdict::Rst => format!(
                 "This host's socket was still waiting for {peer}'s FIN (half-closed TIME_WAIT) and answered the reused SYN with an RST: the peer opened a new connection from the same port before closing the old one; make the peer close connections fully before reusing ports, or widen its port range"
             ),
-            Verdict::StaleAck | Verdict::Unknown if e.segment_timestamps == Some(false) => format!(
+            Verdict::StaleAck | Verdict::Unknown if e.timestamps == Some(false) => format!(
                 "The peer {peer} sends SYNs without TCP timestamps, so this host cannot tell its new connection from the old one in TIME_WAIT: enable net.ipv4.tcp_timestamps=1 on the peer (the load balancer); a wider source-port range on the peer (net.ipv4.ip_local_port_range) makes reuse rarer; {no_reuse}"
             ),
             Verdict::StaleAck | Verdict::Unknown if e.tw_timestamps == Some(false) => format!(
@@ -112,18 +124,25 @@ impl Collision {
     }
 }
 
-/// (network namespace, local, remote): one TIME_WAIT 4-tuple.
-type TupleKey = (Option<u32>, SocketAddr, SocketAddr);
 /// Harmless reuse is counted per (namespace, local endpoint, peer address).
 type PeerKey = (Option<u32>, SocketAddr, std::net::IpAddr);
 
 /// What to write out.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
-    /// An event reported as it is (resets).
-    Event(Event),
+    Reset(Reset),
     Collision(Collision),
-    Killed(TimeWaitEvent),
+    Killed(TimeWaitSegment),
+}
+
+impl Report {
+    pub fn tuple(&self) -> &FourTuple {
+        match self {
+            Report::Reset(r) => &r.tuple,
+            Report::Collision(c) => &c.event.tuple,
+            Report::Killed(t) => &t.tuple,
+        }
+    }
 }
 
 /// Settings of the correlation.
@@ -142,18 +161,21 @@ impl Default for Windows {
     }
 }
 
-/// How close (ns) an RST from a TIME_WAIT socket and the SYN it answers are:
-/// both happen while the kernel handles the one segment.
+/// How close (ns) two records of the kernel's handling of one segment are
+/// (an RST from a TIME_WAIT socket and the SYN it answers; an abort and the
+/// RST it sends): both happen while the kernel handles the segment.
 const SAME_SEGMENT_NS: u64 = 10_000_000;
 
 #[derive(Default)]
 pub struct Correlator {
     windows: Windows,
-    /// Collisions seen per verdict, before aggregation.
-    verdicts: std::collections::BTreeMap<&'static str, u64>,
-    pending: HashMap<TupleKey, Collision>,
+    pending: HashMap<FourTuple, Collision>,
     /// RSTs this host sent from TIME_WAIT sockets, by 4-tuple: ktime.
-    timewait_resets: HashMap<TupleKey, u64>,
+    timewait_resets: HashMap<FourTuple, u64>,
+    /// Received resets that may be the kernel's own abort (see `on_reset`).
+    held_resets: Vec<Reset>,
+    /// RSTs this host sent from sockets it had just closed, by 4-tuple: ktime.
+    aborts: HashMap<FourTuple, u64>,
     accepted: HashMap<PeerKey, Collision>,
     interval_start: Option<u64>,
 }
@@ -165,66 +187,80 @@ impl Correlator {
 
     pub fn push(&mut self, event: Event) -> Vec<Report> {
         match event {
-            Event::Reset(r) => {
-                self.on_reset(&r);
-                vec![Report::Event(Event::Reset(r))]
-            }
-            Event::TimeWait(t) => match t.kind {
-                TimeWaitKind::Collision => self.on_collision(t),
-                TimeWaitKind::Killed => {
-                    if let Some(pending) = self.pending.get_mut(&key(&t)) {
-                        pending.peer_rst = Some(true);
-                    }
-                    vec![Report::Killed(t)]
+            Event::Reset(r) => self.on_reset(r),
+            Event::Collision(t) => self.on_collision(t),
+            Event::Killed(t) => {
+                if let Some(pending) = self.pending.get_mut(&t.tuple) {
+                    pending.peer_rst = Some(true);
                 }
-                TimeWaitKind::Followup => match self.pending.remove(&key(&t)) {
-                    Some(mut collision) => {
-                        collision.retry_delay_ms =
-                            Some(t.ktime_ns.saturating_sub(collision.event.ktime_ns) / 1_000_000);
-                        collision.peer_rst = Some(collision.peer_rst.unwrap_or(false) || t.was_killed);
-                        vec![Report::Collision(collision)]
-                    }
-                    None => Vec::new(),
-                },
+                vec![Report::Killed(t)]
+            }
+            Event::Followup(f) => match self.pending.remove(&f.tuple) {
+                Some(mut collision) => {
+                    collision.retry_delay_ms = Some(f.ktime_ns.saturating_sub(collision.event.ktime_ns) / 1_000_000);
+                    collision.peer_rst = Some(collision.peer_rst.unwrap_or(false) || f.was_killed);
+                    vec![Report::Collision(collision)]
+                }
+                None => Vec::new(),
             },
         }
     }
 
-    fn on_reset(&mut self, r: &ResetEvent) {
-        if r.kind != EventKind::RstSent || r.state.as_deref() != Some("TIME_WAIT") {
-            return;
+    fn on_reset(&mut self, r: Reset) -> Vec<Report> {
+        match r.direction {
+            // The kernel's tcp_receive_reset tracepoint sits in tcp_reset(),
+            // which also runs when the kernel aborts a connection itself
+            // because data arrived after the application shut it down
+            // (TCPAbortOnData), right before it sends its own RST on the
+            // 4-tuple from the now closed socket. No RST came in then: the
+            // received one is held until that RST could have been seen.
+            Direction::Received if r.state.as_ref().is_some_and(may_abort_on_data) => {
+                if self.aborts.get(&r.tuple).is_some_and(|at| at.abs_diff(r.ktime_ns) < SAME_SEGMENT_NS) {
+                    return Vec::new();
+                }
+                self.held_resets.push(r);
+                Vec::new()
+            }
+            Direction::Received => vec![Report::Reset(r)],
+            Direction::Sent => {
+                if r.state == Some(TcpState::Close) {
+                    let before = self.held_resets.len();
+                    self.held_resets
+                        .retain(|held| held.tuple != r.tuple || held.ktime_ns.abs_diff(r.ktime_ns) >= SAME_SEGMENT_NS);
+                    if self.held_resets.len() == before {
+                        self.aborts.insert(r.tuple, r.ktime_ns);
+                    }
+                }
+                if r.state == Some(TcpState::TimeWait) {
+                    // The RST may be seen after the SYN's record (it is sent
+                    // first, but records from two hooks can arrive in either
+                    // order).
+                    if let Some(pending) = self.pending.get_mut(&r.tuple)
+                        && pending.verdict == Verdict::StaleAck
+                        && pending.event.ktime_ns.abs_diff(r.ktime_ns) < SAME_SEGMENT_NS
+                    {
+                        pending.verdict = Verdict::Rst;
+                    }
+                    self.timewait_resets.insert(r.tuple, r.ktime_ns);
+                }
+                vec![Report::Reset(r)]
+            }
         }
-        let key = (r.netns, r.local, r.remote);
-        // The RST may be seen after the SYN's record (it is sent first, but
-        // records from two hooks can arrive in either order).
-        if let Some(pending) = self.pending.get_mut(&key)
-            && pending.verdict == Verdict::StaleAck
-            && pending.event.ktime_ns.abs_diff(r.ktime_ns) < SAME_SEGMENT_NS
-        {
-            pending.verdict = Verdict::Rst;
-        }
-        self.timewait_resets.insert(key, r.ktime_ns);
     }
 
-    /// Collisions seen per verdict so far.
-    pub fn verdict_counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
-        &self.verdicts
-    }
-
-    fn on_collision(&mut self, t: TimeWaitEvent) -> Vec<Report> {
+    fn on_collision(&mut self, t: TimeWaitSegment) -> Vec<Report> {
         let mut verdict = verdict(&t);
-        let key = key(&t);
         if verdict == Verdict::StaleAck
-            && self.timewait_resets.get(&key).is_some_and(|at| at.abs_diff(t.ktime_ns) < SAME_SEGMENT_NS)
+            && self.timewait_resets.get(&t.tuple).is_some_and(|at| at.abs_diff(t.ktime_ns) < SAME_SEGMENT_NS)
         {
             verdict = Verdict::Rst;
         }
-        *self.verdicts.entry(verdict.as_str()).or_default() += 1;
         if verdict == Verdict::Accepted {
             let interval_start = *self.interval_start.get_or_insert(t.ktime_ns);
-            let peer = (t.netns, t.local, t.remote.ip());
+            let peer = (t.tuple.netns, t.tuple.local, t.tuple.remote.ip());
+            let ktime_ns = t.ktime_ns;
             let entry = self.accepted.entry(peer).or_insert_with(|| Collision {
-                event: t.clone(),
+                event: t,
                 verdict,
                 peer_rst: None,
                 retry_delay_ms: None,
@@ -232,42 +268,45 @@ impl Correlator {
                 interval_ms: None,
             });
             entry.count += 1;
-            entry.interval_ms = Some(t.ktime_ns.saturating_sub(interval_start) / 1_000_000);
+            entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
             return Vec::new();
         }
-        if let Some(pending) = self.pending.get_mut(&key) {
+        if let Some(pending) = self.pending.get_mut(&t.tuple) {
             // Another SYN on the same TIME_WAIT socket: the peer retried
             // into it again.
             pending.count += 1;
             return Vec::new();
         }
         self.pending.insert(
-            key,
+            t.tuple,
             Collision { event: t, verdict, peer_rst: None, retry_delay_ms: None, count: 1, interval_ms: None },
         );
         Vec::new()
     }
 
-    /// Reports what has waited long enough: collisions whose follow-up did
-    /// not come within the window, and harmless reuse once per interval.
+    /// Reports what has waited long enough: received resets no abort
+    /// followed, collisions whose follow-up did not come within the window,
+    /// and harmless reuse once per interval.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Report> {
+        let (released, held): (Vec<Reset>, Vec<Reset>) = std::mem::take(&mut self.held_resets)
+            .into_iter()
+            .partition(|r| now_ns.saturating_sub(r.ktime_ns) >= SAME_SEGMENT_NS);
+        self.held_resets = held;
+        let mut reports: Vec<Report> = released.into_iter().map(Report::Reset).collect();
         let followup = self.windows.followup_ns;
-        let expired: Vec<TupleKey> = self
+        let expired: Vec<FourTuple> = self
             .pending
             .iter()
             .filter(|(_, c)| now_ns.saturating_sub(c.event.ktime_ns) >= followup)
             .map(|(k, _)| *k)
             .collect();
-        let mut reports: Vec<Report> = expired
-            .into_iter()
-            .filter_map(|k| self.pending.remove(&k))
-            .map(|mut c| {
-                // Every strategy sees kills: none came within the window.
-                c.peer_rst.get_or_insert(false);
-                Report::Collision(c)
-            })
-            .collect();
+        reports.extend(expired.into_iter().filter_map(|k| self.pending.remove(&k)).map(|mut c| {
+            // Every strategy sees kills: none came within the window.
+            c.peer_rst.get_or_insert(false);
+            Report::Collision(c)
+        }));
         self.timewait_resets.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
+        self.aborts.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
         if self.interval_start.is_some_and(|start| now_ns.saturating_sub(start) >= self.windows.aggregate_ns) {
             reports.extend(self.flush_accepted(now_ns));
         }
@@ -276,12 +315,14 @@ impl Correlator {
 
     /// Everything still held, at the end of a run.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
-        let mut reports: Vec<Report> = self.pending.drain().map(|(_, c)| Report::Collision(c)).collect();
-        reports.extend(self.flush_accepted(now_ns));
-        reports.sort_by_key(|r| match r {
+        let mut reports: Vec<Report> = self.held_resets.drain(..).map(Report::Reset).collect();
+        let mut collisions: Vec<Report> = self.pending.drain().map(|(_, c)| Report::Collision(c)).collect();
+        collisions.extend(self.flush_accepted(now_ns));
+        collisions.sort_by_key(|r| match r {
             Report::Collision(c) => c.event.ktime_ns,
             _ => 0,
         });
+        reports.extend(collisions);
         reports
     }
 
@@ -300,8 +341,13 @@ impl Correlator {
     }
 }
 
-fn key(t: &TimeWaitEvent) -> TupleKey {
-    (t.netns, t.local, t.remote)
+/// States in which tcp_rcv_state_process() aborts a connection on data
+/// that arrives after the application shut down reading.
+fn may_abort_on_data(state: &TcpState) -> bool {
+    matches!(
+        state,
+        TcpState::FinWait1 | TcpState::FinWait2 | TcpState::CloseWait | TcpState::Closing | TcpState::LastAck
+    )
 }
 
 #[cfg(test)]
@@ -309,33 +355,48 @@ pub(crate) mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::{events::Followup, kernel::names::ResetReason};
 
     const MS: u64 = 1_000_000;
 
     /// The seed case's SYN (10.77.0.1 -> 10.77.0.2:8090), seen by kfree_skb.
-    pub(crate) fn tw(kind: TimeWaitKind, remote_port: u16, at_ms: u64) -> TimeWaitEvent {
-        TimeWaitEvent {
-            kind,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: at_ms * MS,
+    fn tuple(remote_port: u16) -> FourTuple {
+        FourTuple {
             local: "10.77.0.2:8090".parse().unwrap(),
             remote: SocketAddr::new("10.77.0.1".parse().unwrap(), remote_port),
             netns: Some(1),
-            source: "tracepoint",
-            hook: "raw_tracepoint/kfree_skb",
-            segment_seq: Some(2417517023),
-            segment_timestamps: Some(false),
-            segment_tsval: None,
+        }
+    }
+
+    pub(crate) fn tw(remote_port: u16, at_ms: u64) -> TimeWaitSegment {
+        TimeWaitSegment {
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: at_ms * MS,
+            tuple: tuple(remote_port),
+            hook: Hook::KfreeSkb,
+            seq: 2417517023,
+            timestamps: Some(false),
+            tsval: None,
             tw_rcv_nxt: Some(2418336172),
             tw_ts_recent: None,
             tw_ts_recent_stamp: None,
             tw_timestamps: Some(false),
             tw_age_ms: Some(50),
             tw_status: None,
-            drop_reason: Some("NOT_SPECIFIED".into()),
-            since_collision_ms: None,
-            was_killed: false,
+            drop_reason: Some(DropReason::NotSpecified),
         }
+    }
+
+    fn collision(remote_port: u16, at_ms: u64) -> Event {
+        Event::Collision(tw(remote_port, at_ms))
+    }
+
+    fn killed(remote_port: u16, at_ms: u64) -> Event {
+        Event::Killed(tw(remote_port, at_ms))
+    }
+
+    fn followup(remote_port: u16, at_ms: u64, was_killed: bool) -> Event {
+        Event::Followup(Followup { ktime_ns: at_ms * MS, tuple: tuple(remote_port), was_killed })
     }
 
     fn collisions(reports: &[Report]) -> Vec<&Collision> {
@@ -344,7 +405,7 @@ pub(crate) mod tests {
 
     #[test]
     fn verdicts_from_the_kernel_status() {
-        let mut e = tw(TimeWaitKind::Collision, 1, 0);
+        let mut e = tw(1, 0);
         e.drop_reason = None;
         for (status, verdict) in [
             ("SYN", Verdict::Accepted),
@@ -352,29 +413,30 @@ pub(crate) mod tests {
             ("ACK", Verdict::StaleAck),
             ("ACK_OOW", Verdict::StaleAck),
             ("SUCCESS", Verdict::Unknown),
+            ("TCP_TW_SOMETHING_NEW", Verdict::Unknown),
         ] {
-            e.tw_status = Some(status.into());
+            e.tw_status = Some(TwStatus::from_name(status));
             assert_eq!(super::verdict(&e), verdict, "{status}");
         }
     }
 
     #[test]
     fn paws_from_evidence_or_drop_reason() {
-        let mut e = tw(TimeWaitKind::Collision, 1, 0);
-        e.segment_tsval = Some(1000);
+        let mut e = tw(1, 0);
+        e.tsval = Some(1000);
         e.tw_ts_recent = Some(5000);
         e.tw_ts_recent_stamp = Some(77);
         assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval");
-        e.tw_status = Some("ACK".into());
+        e.tw_status = Some(TwStatus::Ack);
         assert_eq!(super::verdict(&e), Verdict::PawsDrop);
-        e.segment_tsval = Some(5001);
+        e.tsval = Some(5001);
         assert_eq!(super::verdict(&e), Verdict::StaleAck, "newer TSval is no PAWS reject");
         e.tw_status = None;
-        e.drop_reason = Some("TCP_RFC7323_TW_PAWS".into());
+        e.drop_reason = Some(DropReason::TcpRfc7323TwPaws);
         assert_eq!(super::verdict(&e), Verdict::PawsDrop);
         // TSval wrap-around: 10 is "after" u32::MAX - 5.
-        e.drop_reason = Some("NOT_SPECIFIED".into());
-        e.segment_tsval = Some(10);
+        e.drop_reason = Some(DropReason::NotSpecified);
+        e.tsval = Some(10);
         e.tw_ts_recent = Some(u32::MAX - 5);
         assert_eq!(super::verdict(&e), Verdict::StaleAck);
     }
@@ -382,12 +444,10 @@ pub(crate) mod tests {
     #[test]
     fn seed_case_is_one_finding_with_rst_and_retry() {
         let mut c = Correlator::new(Windows::default());
-        assert!(c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 40021, 1000))).is_empty(), "held for the follow-up");
-        let killed = c.push(Event::TimeWait(tw(TimeWaitKind::Killed, 40021, 1001)));
+        assert!(c.push(collision(40021, 1000)).is_empty(), "held for the follow-up");
+        let killed = c.push(killed(40021, 1001));
         assert!(matches!(killed.as_slice(), [Report::Killed(_)]));
-        let mut retry = tw(TimeWaitKind::Followup, 40021, 1011);
-        retry.was_killed = true;
-        let reports = c.push(Event::TimeWait(retry));
+        let reports = c.push(followup(40021, 1011, true));
         let found = collisions(&reports);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].verdict, Verdict::StaleAck);
@@ -401,7 +461,7 @@ pub(crate) mod tests {
     #[test]
     fn a_retry_that_never_comes_is_reported_after_the_window() {
         let mut c = Correlator::new(Windows { followup_ns: 3000 * MS, aggregate_ns: 10_000 * MS });
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 5, 1000)));
+        c.push(collision(5, 1000));
         assert!(c.tick(3999 * MS).is_empty(), "still inside the window");
         let reports = c.tick(4000 * MS);
         let found = collisions(&reports);
@@ -410,27 +470,27 @@ pub(crate) mod tests {
         assert_eq!(found[0].peer_rst, Some(false));
         assert!(c.tick(9000 * MS).is_empty(), "reported once");
         // A follow-up after the report is not reported again.
-        assert!(c.push(Event::TimeWait(tw(TimeWaitKind::Followup, 5, 9000))).is_empty());
+        assert!(c.push(followup(5, 9000, false)).is_empty());
     }
 
     #[test]
     fn interleaved_collisions_on_many_tuples_stay_apart() {
         let mut c = Correlator::new(Windows::default());
         for port in 0..100u16 {
-            c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 30000 + port, 1000 + port as u64)));
+            c.push(collision(30000 + port, 1000 + port as u64));
         }
         // Kills for the even ports, retries for every third.
         for port in (0..100u16).filter(|p| p % 2 == 0) {
-            c.push(Event::TimeWait(tw(TimeWaitKind::Killed, 30000 + port, 1200)));
+            c.push(killed(30000 + port, 1200));
         }
         let mut found = Vec::new();
         for port in (0..100u16).filter(|p| p % 3 == 0) {
-            found.extend(c.push(Event::TimeWait(tw(TimeWaitKind::Followup, 30000 + port, 1300 + port as u64))));
+            found.extend(c.push(followup(30000 + port, 1300 + port as u64, false)));
         }
         let retried = collisions(&found);
         assert_eq!(retried.len(), 34);
         for r in &retried {
-            let port = r.event.remote.port() - 30000;
+            let port = r.event.tuple.remote.port() - 30000;
             assert_eq!(r.retry_delay_ms, Some(300), "port {port}");
             assert_eq!(r.peer_rst, Some(port % 2 == 0), "port {port}");
         }
@@ -445,10 +505,10 @@ pub(crate) mod tests {
     fn harmless_reuse_is_aggregated_per_peer_and_interval() {
         let mut c = Correlator::new(Windows { followup_ns: 5000 * MS, aggregate_ns: 10_000 * MS });
         for i in 0..1000u64 {
-            let mut e = tw(TimeWaitKind::Collision, 20000 + (i % 500) as u16, 100 + i);
-            e.hook = "raw_tracepoint/inet_sock_set_state";
+            let mut e = tw(20000 + (i % 500) as u16, 100 + i);
+            e.hook = Hook::InetSockSetState;
             e.drop_reason = None;
-            assert!(c.push(Event::TimeWait(e)).is_empty(), "not reported one by one");
+            assert!(c.push(Event::Collision(e)).is_empty(), "not reported one by one");
         }
         assert!(c.tick(5_000 * MS).is_empty());
         let reports = c.tick(10_100 * MS);
@@ -461,26 +521,17 @@ pub(crate) mod tests {
 
     #[test]
     fn an_rst_from_the_timewait_socket_makes_the_verdict_rst() {
-        let reset = ResetEvent {
-            kind: EventKind::RstSent,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: 1000 * MS,
-            local: "10.77.0.2:8090".parse().unwrap(),
-            remote: "10.77.0.1:7".parse().unwrap(),
-            netns: Some(1),
-            state: Some("TIME_WAIT".into()),
-            reason: Some("TCP_TIMEWAIT_SOCKET".into()),
-            idle_ms: None,
-            process: None,
-        };
+        let mut reset = reset(Direction::Sent, 7, 1000);
+        reset.state = Some(TcpState::TimeWait);
+        reset.reason = Some(ResetReason::TcpTimewaitSocket);
         // Reset first, then the freed SYN.
         let mut c = Correlator::new(Windows::default());
         assert_eq!(c.push(Event::Reset(reset.clone())).len(), 1, "the reset itself is reported");
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 7, 1000)));
+        c.push(collision(7, 1000));
         assert_eq!(collisions(&c.finish(2000 * MS))[0].verdict, Verdict::Rst);
         // The other order.
         let mut c = Correlator::new(Windows::default());
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 7, 1000)));
+        c.push(collision(7, 1000));
         c.push(Event::Reset(reset));
         let reports = c.finish(2000 * MS);
         let found = collisions(&reports);
@@ -491,12 +542,68 @@ pub(crate) mod tests {
     #[test]
     fn repeated_syns_on_one_timewait_socket_are_one_finding() {
         let mut c = Correlator::new(Windows::default());
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 9, 1000)));
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 9, 2000)));
-        c.push(Event::TimeWait(tw(TimeWaitKind::Collision, 9, 4000)));
+        c.push(collision(9, 1000));
+        c.push(collision(9, 2000));
+        c.push(collision(9, 4000));
         let reports = c.finish(5000 * MS);
         let found = collisions(&reports);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].count, 3);
+    }
+
+    fn reset(direction: Direction, remote_port: u16, at_ms: u64) -> Reset {
+        Reset {
+            direction,
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: at_ms * MS,
+            tuple: tuple(remote_port),
+            state: None,
+            reason: None,
+            idle_ms: None,
+            process: None,
+        }
+    }
+
+    fn resets(reports: &[Report]) -> Vec<&Reset> {
+        reports.iter().filter_map(|r| if let Report::Reset(r) = r { Some(r) } else { None }).collect()
+    }
+
+    #[test]
+    fn an_abort_on_data_is_no_received_reset() {
+        // tcp_reset() in FIN_WAIT2, then this host's RST from the closed
+        // socket: the kernel aborted, nothing came in.
+        let mut c = Correlator::new(Windows::default());
+        let mut received = reset(Direction::Received, 3, 1000);
+        received.state = Some(TcpState::FinWait2);
+        assert!(c.push(Event::Reset(received.clone())).is_empty(), "held");
+        let mut sent = reset(Direction::Sent, 3, 1000);
+        sent.state = Some(TcpState::Close);
+        sent.reason = Some(ResetReason::TcpAbortOnData);
+        let reports = c.push(Event::Reset(sent.clone()));
+        assert_eq!(resets(&reports), [&sent]);
+        assert!(c.tick(2000 * MS).is_empty());
+        assert!(c.finish(3000 * MS).is_empty());
+
+        // A real RST in FIN_WAIT2 is reported once nothing followed it.
+        let mut c = Correlator::new(Windows::default());
+        assert!(c.push(Event::Reset(received.clone())).is_empty());
+        assert!(c.tick(1005 * MS).is_empty(), "may still be an abort");
+        assert_eq!(resets(&c.tick(1010 * MS)), [&received]);
+        // And one in ESTABLISHED at once.
+        received.state = Some(TcpState::Established);
+        assert_eq!(resets(&c.push(Event::Reset(received.clone()))), [&received]);
+    }
+
+    #[test]
+    fn a_reset_sent_later_on_the_tuple_is_no_abort() {
+        let mut c = Correlator::new(Windows::default());
+        let mut received = reset(Direction::Received, 3, 1000);
+        received.state = Some(TcpState::FinWait1);
+        c.push(Event::Reset(received.clone()));
+        // The peer's next segment meets no socket: NO_SOCKET, no state.
+        let mut sent = reset(Direction::Sent, 3, 1002);
+        sent.reason = Some(ResetReason::NoSocket);
+        c.push(Event::Reset(sent));
+        assert_eq!(resets(&c.finish(2000 * MS)), [&received]);
     }
 }

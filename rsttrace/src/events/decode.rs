@@ -1,0 +1,381 @@
+//! Ring-buffer records into typed events, with the running kernel's names.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use rsttrace_common::{
+    endpoints::{AF_INET, AF_INET6, Endpoints},
+    record::{RecordHeader, RecordKind},
+    reset::{ResetRecord, reset_flags},
+    timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
+};
+
+use super::{Direction, Event, Followup, FourTuple, Process, Reset, TimeWaitSegment, clock::Clock};
+use crate::kernel::{names::KernelNames, strategy::Hook};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { kind: u32, len: usize },
+    UnknownKind(u32),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Short { kind, len } => {
+                write!(f, "record of kind {kind} too short ({len} bytes)")
+            }
+            DecodeError::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+        }
+    }
+}
+
+/// Turns ring-buffer bytes into events, with the running kernel's names.
+pub struct Decoder {
+    pub names: KernelNames,
+    pub clock: Clock,
+}
+
+impl Decoder {
+    pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
+        let header: RecordHeader = read(bytes).ok_or(DecodeError::Short { kind: 0, len: bytes.len() })?;
+        let short = DecodeError::Short { kind: header.kind, len: bytes.len() };
+        match RecordKind::from_u32(header.kind) {
+            Some(kind @ (RecordKind::RstSent | RecordKind::RstReceived)) => {
+                let record: ResetRecord = read(bytes).ok_or(short)?;
+                let direction = if kind == RecordKind::RstSent { Direction::Sent } else { Direction::Received };
+                Ok(Event::Reset(self.reset(direction, &record)))
+            }
+            Some(RecordKind::TwCollision) => {
+                let record: TimeWaitRecord = read(bytes).ok_or(short)?;
+                Ok(Event::Collision(self.timewait(&record)))
+            }
+            Some(RecordKind::TwKilled) => {
+                let record: TimeWaitRecord = read(bytes).ok_or(short)?;
+                Ok(Event::Killed(self.timewait(&record)))
+            }
+            Some(RecordKind::TwFollowup) => {
+                let r: TimeWaitRecord = read(bytes).ok_or(short)?;
+                Ok(Event::Followup(Followup {
+                    ktime_ns: r.header.ktime_ns,
+                    tuple: tuple(&r.endpoints, netns(r.netns)),
+                    was_killed: r.flags & tw_flags::WAS_KILLED != 0,
+                }))
+            }
+            None => Err(DecodeError::UnknownKind(header.kind)),
+        }
+    }
+
+    fn timewait(&self, r: &TimeWaitRecord) -> TimeWaitSegment {
+        let has = |flag| r.flags & flag != 0;
+        let tw_fields = has(tw_flags::TW_FIELDS);
+        let tw_timestamps = has(tw_flags::TW_TIMESTAMPS);
+        TimeWaitSegment {
+            time: self.clock.wall_time(r.header.ktime_ns),
+            ktime_ns: r.header.ktime_ns,
+            tuple: tuple(&r.endpoints, netns(r.netns)),
+            hook: match r.source {
+                source::FEXIT => Hook::FexitTimewaitProcess,
+                source::KPROBE => Hook::KretprobeTimewaitProcess,
+                source::KFREE_SKB => Hook::KfreeSkb,
+                _ => Hook::InetSockSetState,
+            },
+            seq: r.segment_seq,
+            timestamps: has(tw_flags::SEGMENT_OPTIONS_KNOWN).then(|| has(tw_flags::SEGMENT_TIMESTAMPS)),
+            tsval: has(tw_flags::SEGMENT_TIMESTAMPS).then_some(r.segment_tsval),
+            tw_rcv_nxt: tw_fields.then_some(r.tw_rcv_nxt),
+            tw_ts_recent: (tw_fields && tw_timestamps).then_some(r.tw_ts_recent),
+            tw_ts_recent_stamp: (tw_fields && tw_timestamps).then_some(r.tw_ts_recent_stamp),
+            tw_timestamps: has(tw_flags::TW_TIMESTAMPS_KNOWN).then_some(tw_timestamps),
+            tw_age_ms: has(tw_flags::ENTERED_KNOWN).then(|| r.header.ktime_ns.saturating_sub(r.entered_ns) / 1_000_000),
+            tw_status: (r.tw_status != TW_STATUS_UNKNOWN).then(|| self.names.tw_status(r.tw_status as u32)),
+            drop_reason: has(tw_flags::HAS_DROP_REASON).then(|| self.names.drop_reason(r.drop_reason)),
+        }
+    }
+
+    fn reset(&self, direction: Direction, r: &ResetRecord) -> Reset {
+        let has = |flag| r.flags & flag != 0;
+        let state = has(reset_flags::HAS_STATE).then(|| self.names.tcp_state(r.state as u32));
+        let reason =
+            (direction == Direction::Sent && has(reset_flags::HAS_REASON)).then(|| self.names.reset_reason(r.reason));
+        let synchronized = state.as_ref().is_some_and(|s| s.is_synchronized());
+        let idle_ms = (direction == Direction::Received && has(reset_flags::HAS_ACTIVITY) && synchronized)
+            .then(|| idle_jiffies(r))
+            .flatten()
+            .map(|j| self.clock.jiffies_to_ms(j));
+        let process = has(reset_flags::FROM_PROCESS).then(|| Process { pid: r.pid, comm: c_string(&r.comm) });
+        Reset {
+            direction,
+            time: self.clock.wall_time(r.header.ktime_ns),
+            ktime_ns: r.header.ktime_ns,
+            tuple: tuple(&r.endpoints, has(reset_flags::HAS_NETNS).then_some(r.netns)),
+            state,
+            reason,
+            idle_ms,
+            process,
+        }
+    }
+}
+
+/// TIME_WAIT records carry 0 for a namespace that could not be read.
+fn netns(value: u32) -> Option<u32> {
+    (value != 0).then_some(value)
+}
+
+/// Jiffies since the most recent of the socket's activity stamps. Zero
+/// stamps were never set. Arithmetic wraps like the kernel's 32-bit jiffies.
+fn idle_jiffies(r: &ResetRecord) -> Option<u32> {
+    [r.last_sent_jiffies, r.last_received_jiffies, r.last_ack_jiffies]
+        .into_iter()
+        .filter(|&stamp| stamp != 0)
+        .map(|stamp| r.now_jiffies.wrapping_sub(stamp))
+        // A stamp "after" now (negative age) wraps to a huge value: ignore it.
+        .filter(|&age| age < u32::MAX / 2)
+        .min()
+}
+
+fn tuple(e: &Endpoints, netns: Option<u32>) -> FourTuple {
+    FourTuple {
+        local: socket_addr(e.family, &e.local_addr, e.local_port),
+        remote: socket_addr(e.family, &e.remote_addr, e.remote_port),
+        netns,
+    }
+}
+
+fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
+    let ip = match family {
+        AF_INET6 => {
+            let v6 = Ipv6Addr::from(*addr);
+            // A dual-stack socket talking IPv4 stores v4-mapped addresses;
+            // the wire carried IPv4, so show IPv4.
+            v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
+        }
+        AF_INET => IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() >= size_of::<T>())
+        // SAFETY: length checked; T is a plain-old-data record.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::kernel::{
+        btf::typed,
+        names::{DropReason, ResetReason, TcpState, TwStatus},
+    };
+
+    pub(crate) fn names() -> KernelNames {
+        let states =
+            [(1, "ESTABLISHED"), (2, "SYN_SENT"), (5, "FIN_WAIT2"), (6, "TIME_WAIT"), (7, "CLOSE"), (10, "LISTEN")];
+        let reasons = [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA")];
+        let statuses = [(0, "SUCCESS"), (1, "RST"), (2, "ACK"), (3, "SYN")];
+        let drops = [(2, "NOT_SPECIFIED"), (90, "TCP_RFC7323_TW_PAWS")];
+        let pairs = |pairs: &[(u32, &str)]| pairs.iter().map(|(v, n)| (*v, n.to_string())).collect::<Vec<_>>();
+        KernelNames {
+            tcp_states: typed(pairs(&states), TcpState::from_name),
+            reset_reasons: typed(pairs(&reasons), ResetReason::from_name),
+            drop_reasons: typed(pairs(&drops), DropReason::from_name),
+            tw_statuses: typed(pairs(&statuses), TwStatus::from_name),
+        }
+    }
+
+    pub(crate) fn decoder() -> Decoder {
+        Decoder { names: names(), clock: Clock::with(250, 0) }
+    }
+
+    fn bytes(r: &ResetRecord) -> Vec<u8> {
+        record_bytes(r)
+    }
+
+    pub(crate) fn v4_endpoints() -> Endpoints {
+        let mut e = Endpoints { family: AF_INET, local_port: 8090, remote_port: 40021, ..Default::default() };
+        e.local_addr[..4].copy_from_slice(&[10, 77, 0, 2]);
+        e.remote_addr[..4].copy_from_slice(&[10, 77, 0, 1]);
+        e
+    }
+
+    fn v4_record(kind: RecordKind) -> ResetRecord {
+        let mut r = ResetRecord::default();
+        r.header.kind = kind as u32;
+        r.header.ktime_ns = 1_500_000_000;
+        r.endpoints = v4_endpoints();
+        r
+    }
+
+    fn record_bytes<T>(r: &T) -> Vec<u8> {
+        // SAFETY: records are repr(C) plain data.
+        unsafe { std::slice::from_raw_parts((r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_a_stale_ack_collision_seen_by_kfree_skb() {
+        let mut r = TimeWaitRecord::default();
+        r.header.kind = RecordKind::TwCollision as u32;
+        r.header.ktime_ns = 5_000_000_000;
+        r.endpoints = v4_endpoints();
+        r.netns = 77;
+        r.source = source::KFREE_SKB;
+        r.tw_status = TW_STATUS_UNKNOWN;
+        r.segment_seq = 2417517023;
+        r.tw_rcv_nxt = 2418336172;
+        r.drop_reason = 2;
+        r.entered_ns = 4_950_000_000;
+        r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN
+            | tw_flags::TW_FIELDS
+            | tw_flags::TW_TIMESTAMPS_KNOWN
+            | tw_flags::ENTERED_KNOWN
+            | tw_flags::HAS_DROP_REASON;
+        let Event::Collision(e) = decoder().decode(&record_bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.hook, Hook::KfreeSkb);
+        assert_eq!((e.seq, e.tw_rcv_nxt), (2417517023, Some(2418336172)));
+        assert_eq!(e.timestamps, Some(false));
+        assert_eq!(e.tw_timestamps, Some(false));
+        assert_eq!(e.tw_ts_recent, None);
+        assert_eq!(e.tw_age_ms, Some(50));
+        assert_eq!(e.drop_reason, Some(DropReason::NotSpecified));
+        assert_eq!(e.tw_status, None);
+        assert_eq!(e.tuple.netns, Some(77));
+    }
+
+    #[test]
+    fn unread_options_are_unknown_not_absent() {
+        let mut r = TimeWaitRecord::default();
+        r.header.kind = RecordKind::TwCollision as u32;
+        r.endpoints = v4_endpoints();
+        r.source = source::FEXIT;
+        r.tw_status = 2;
+        r.flags = tw_flags::TW_FIELDS;
+        let Event::Collision(e) = decoder().decode(&record_bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.timestamps, None, "the SYN's options were not read");
+        assert_eq!(e.tw_timestamps, None, "the old connection's timestamps were not read");
+        assert_eq!(e.tw_status, Some(TwStatus::Ack));
+    }
+
+    #[test]
+    fn decodes_a_followup_with_its_delay() {
+        let mut r = TimeWaitRecord::default();
+        r.header.kind = RecordKind::TwFollowup as u32;
+        r.header.ktime_ns = 7_011_000_000;
+        r.marked_ns = 7_000_000_000;
+        r.endpoints = v4_endpoints();
+        r.source = source::SET_STATE;
+        r.flags = tw_flags::WAS_KILLED;
+        let Event::Followup(e) = decoder().decode(&record_bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.ktime_ns, 7_011_000_000);
+        assert!(e.was_killed);
+        assert_eq!(e.tuple.netns, None);
+    }
+
+    #[test]
+    fn decodes_a_no_socket_reset() {
+        let mut r = v4_record(RecordKind::RstSent);
+        r.reason = 1;
+        r.netns = 4026532001;
+        r.flags = reset_flags::HAS_REASON | reset_flags::HAS_NETNS;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.direction, Direction::Sent);
+        assert_eq!(e.tuple.local, "10.77.0.2:8090".parse().unwrap());
+        assert_eq!(e.tuple.remote, "10.77.0.1:40021".parse().unwrap());
+        assert_eq!(e.reason, Some(ResetReason::NoSocket));
+        assert_eq!(e.state, None);
+        assert_eq!(e.tuple.netns, Some(4026532001));
+        assert_eq!(e.process, None);
+        assert_eq!(e.time.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis(), 1500);
+    }
+
+    #[test]
+    fn decodes_the_process_of_an_abort() {
+        let mut r = v4_record(RecordKind::RstSent);
+        r.flags = reset_flags::FROM_PROCESS | reset_flags::HAS_STATE | reset_flags::HAS_REASON;
+        r.state = 7;
+        r.reason = 12;
+        r.pid = 4242;
+        r.comm[..5].copy_from_slice(b"nginx");
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.state, Some(TcpState::Close));
+        assert_eq!(e.reason, Some(ResetReason::TcpAbortOnLinger));
+        assert_eq!(e.process, Some(Process { pid: 4242, comm: "nginx".into() }));
+    }
+
+    #[test]
+    fn unknown_numbers_still_decode_with_their_value() {
+        let mut r = v4_record(RecordKind::RstSent);
+        r.flags = reset_flags::HAS_STATE | reset_flags::HAS_REASON;
+        r.state = 99;
+        r.reason = 77;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.state, Some(TcpState::Unnamed(99)));
+        assert_eq!(e.reason, Some(ResetReason::Unnamed(77)));
+    }
+
+    #[test]
+    fn idle_time_is_since_the_latest_activity() {
+        let mut r = v4_record(RecordKind::RstReceived);
+        r.flags = reset_flags::HAS_STATE | reset_flags::HAS_ACTIVITY;
+        r.state = 1;
+        r.now_jiffies = 10_000;
+        r.last_sent_jiffies = 9_000;
+        r.last_received_jiffies = 9_500; // latest: 500 jiffies = 2000 ms at HZ=250
+        r.last_ack_jiffies = 8_000;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.idle_ms, Some(2000));
+        assert_eq!(e.reason, None, "received resets carry no reason");
+    }
+
+    #[test]
+    fn idle_time_survives_jiffies_wrapping() {
+        let mut r = v4_record(RecordKind::RstReceived);
+        r.flags = reset_flags::HAS_STATE | reset_flags::HAS_ACTIVITY;
+        r.state = 1;
+        r.now_jiffies = 100;
+        r.last_sent_jiffies = u32::MAX - 149; // 250 jiffies ago, across the wrap
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.idle_ms, Some(1000));
+    }
+
+    #[test]
+    fn no_idle_time_before_the_handshake_completed() {
+        let mut r = v4_record(RecordKind::RstReceived);
+        r.flags = reset_flags::HAS_STATE | reset_flags::HAS_ACTIVITY;
+        r.state = 2; // SYN_SENT
+        r.now_jiffies = 100;
+        r.last_sent_jiffies = 50;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.state, Some(TcpState::SynSent));
+        assert_eq!(e.idle_ms, None);
+    }
+
+    #[test]
+    fn ipv6_and_v4_mapped_addresses() {
+        let mut r = v4_record(RecordKind::RstSent);
+        r.endpoints.family = AF_INET6;
+        r.endpoints.local_addr = "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets();
+        r.endpoints.remote_addr = "::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets();
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.tuple.local, "[2001:db8::2]:8090".parse().unwrap());
+        assert_eq!(e.tuple.remote, "10.0.0.1:40021".parse().unwrap());
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let r = v4_record(RecordKind::RstSent);
+        let b = bytes(&r);
+        assert_eq!(decoder().decode(&b[..50]), Err(DecodeError::Short { kind: 1, len: 50 }));
+        assert!(matches!(decoder().decode(&b[..4]), Err(DecodeError::Short { .. })));
+        let mut unknown = b.clone();
+        unknown[0] = 200;
+        assert_eq!(decoder().decode(&unknown), Err(DecodeError::UnknownKind(200)));
+    }
+}

@@ -1,0 +1,306 @@
+//! The output contract as code: one struct per record kind, serialized in
+//! the contract's key order (docs/output.md). Other tools parse this: keys
+//! are only ever added.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::SystemTime};
+
+use serde::Serialize;
+
+use crate::{
+    events::{
+        Direction, FourTuple, Reset,
+        correlate::{Report, Verdict},
+    },
+    kernel::{
+        names::{ResetReason, TcpState},
+        strategy::{Hook, Strategy},
+    },
+};
+
+/// The `kind` of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Ready,
+    Summary,
+    RstSent,
+    RstReceived,
+    TwCollision,
+    TwKilled,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ready => "ready",
+            Kind::Summary => "summary",
+            Kind::RstSent => "rst_sent",
+            Kind::RstReceived => "rst_received",
+            Kind::TwCollision => "tw_collision",
+            Kind::TwKilled => "tw_killed",
+        }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Report {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Report::Reset(r) if r.direction == Direction::Sent => Kind::RstSent,
+            Report::Reset(_) => Kind::RstReceived,
+            Report::Collision(_) => Kind::TwCollision,
+            Report::Killed(_) => Kind::TwKilled,
+        }
+    }
+
+    pub fn time(&self) -> SystemTime {
+        match self {
+            Report::Reset(r) => r.time,
+            Report::Collision(c) => c.event.time,
+            Report::Killed(t) => t.time,
+        }
+    }
+}
+
+/// RFC 3339, UTC, microseconds: `2026-11-21T10:32:00.123456Z`.
+#[derive(Clone, Copy, Debug)]
+pub struct Timestamp(pub SystemTime);
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        humantime::format_rfc3339_micros(self.0).fmt(f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Every record starts with these.
+#[derive(Serialize)]
+pub struct Line<T: Serialize> {
+    pub time: Timestamp,
+    pub kind: Kind,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// The endpoints every event record has after `time` and `kind`.
+#[derive(Serialize)]
+pub struct Endpoints {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+    /// `10.0.0.2:80`, `[2001:db8::2]:80`.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub netns: Option<u32>,
+}
+
+impl From<&FourTuple> for Endpoints {
+    fn from(t: &FourTuple) -> Self {
+        Endpoints {
+            family: if t.local.is_ipv6() { "ipv6" } else { "ipv4" },
+            local: t.local,
+            remote: t.remote,
+            netns: t.netns,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct RstSent<'a> {
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    pub state: Option<&'a TcpState>,
+    pub reason: Option<&'a ResetReason>,
+    pub pid: Option<u32>,
+    pub comm: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct RstReceived<'a> {
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    pub state: Option<&'a TcpState>,
+    pub idle_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct TwCollision {
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    pub state: &'static TcpState,
+    pub verdict: Verdict,
+    pub tw_age_ms: Option<u64>,
+    pub syn_seq: u32,
+    pub tw_rcv_nxt: Option<u32>,
+    pub syn_timestamps: Option<bool>,
+    pub tw_timestamps: Option<bool>,
+    pub source: Strategy,
+    pub advice: String,
+    pub syn_tsval: Option<u32>,
+    pub tw_ts_recent: Option<u32>,
+    pub peer_rst: Option<bool>,
+    pub retry_delay_ms: Option<u64>,
+    pub count: u64,
+    pub interval_ms: Option<u64>,
+    pub hook: Hook,
+}
+
+#[derive(Serialize)]
+pub struct TwKilled {
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    pub state: &'static TcpState,
+    /// What killed it: always an RST today.
+    pub by: &'static str,
+    pub tw_age_ms: Option<u64>,
+    pub rst_seq: u32,
+    pub source: Strategy,
+    pub hook: Hook,
+}
+
+/// An event record's body, by kind.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum EventBody<'a> {
+    RstSent(RstSent<'a>),
+    RstReceived(RstReceived<'a>),
+    TwCollision(TwCollision),
+    TwKilled(TwKilled),
+}
+
+static TIME_WAIT: TcpState = TcpState::TimeWait;
+
+/// The record of a report.
+pub fn event(report: &Report) -> Line<EventBody<'_>> {
+    let body = match report {
+        Report::Reset(r) => reset(r),
+        Report::Collision(c) => {
+            let e = &c.event;
+            EventBody::TwCollision(TwCollision {
+                endpoints: Endpoints::from(&e.tuple),
+                state: &TIME_WAIT,
+                verdict: c.verdict,
+                tw_age_ms: e.tw_age_ms,
+                syn_seq: e.seq,
+                tw_rcv_nxt: e.tw_rcv_nxt,
+                syn_timestamps: e.timestamps,
+                tw_timestamps: e.tw_timestamps,
+                source: e.hook.strategy(),
+                advice: c.advice(),
+                syn_tsval: e.tsval,
+                tw_ts_recent: e.tw_ts_recent,
+                peer_rst: c.peer_rst,
+                retry_delay_ms: c.retry_delay_ms,
+                count: c.count,
+                interval_ms: c.interval_ms,
+                hook: e.hook,
+            })
+        }
+        Report::Killed(t) => EventBody::TwKilled(TwKilled {
+            endpoints: Endpoints::from(&t.tuple),
+            state: &TIME_WAIT,
+            by: "rst",
+            tw_age_ms: t.tw_age_ms,
+            rst_seq: t.seq,
+            source: t.hook.strategy(),
+            hook: t.hook,
+        }),
+    };
+    Line { time: Timestamp(report.time()), kind: report.kind(), body }
+}
+
+fn reset(r: &Reset) -> EventBody<'_> {
+    let endpoints = Endpoints::from(&r.tuple);
+    match r.direction {
+        Direction::Sent => EventBody::RstSent(RstSent {
+            endpoints,
+            state: r.state.as_ref(),
+            reason: r.reason.as_ref(),
+            pid: r.process.as_ref().map(|p| p.pid),
+            comm: r.process.as_ref().map(|p| p.comm.as_str()),
+        }),
+        Direction::Received => {
+            EventBody::RstReceived(RstReceived { endpoints, state: r.state.as_ref(), idle_ms: r.idle_ms })
+        }
+    }
+}
+
+/// The first record, once every hook is attached.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ready {
+    pub version: &'static str,
+    pub strategy: Strategy,
+    pub hooks: Vec<Hook>,
+    /// `uname -r`.
+    pub kernel: String,
+    /// What this kernel cannot show, one sentence each.
+    pub limitations: Vec<String>,
+}
+
+/// Events seen per kind, before filters and aggregation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rst_sent: u64,
+    pub rst_received: u64,
+    pub tw_collision: u64,
+    pub tw_killed: u64,
+}
+
+impl Counts {
+    /// In the contract's order, with their kinds.
+    pub fn by_kind(&self) -> [(Kind, u64); 4] {
+        [
+            (Kind::RstSent, self.rst_sent),
+            (Kind::RstReceived, self.rst_received),
+            (Kind::TwCollision, self.tw_collision),
+            (Kind::TwKilled, self.tw_killed),
+        ]
+    }
+}
+
+/// What the run saw, for the last record. Nothing is dropped without being
+/// counted here.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub counts: Counts,
+    /// TIME_WAIT collisions per verdict, before aggregation.
+    pub verdicts: BTreeMap<Verdict, u64>,
+    /// Records the kernel could not deliver (ring buffer full).
+    pub lost: u64,
+    /// Records dropped in the kernel because a read failed.
+    pub read_errors: u64,
+    /// Program runs the kernel skipped: a BPF program was already running
+    /// on that CPU when the hook fired (their events are missing).
+    pub missed_runs: u64,
+    /// Records userspace could not decode.
+    pub undecodable: u64,
+    /// Records written after filtering and aggregation.
+    pub reported: u64,
+    /// Journal entries journald did not take.
+    pub unwritten: u64,
+    pub duration_ms: u64,
+}
+
+impl Summary {
+    /// Counts a report before filters: aggregated records stand for `count`
+    /// events.
+    pub fn count(&mut self, report: &Report) {
+        match report {
+            Report::Reset(r) if r.direction == Direction::Sent => self.counts.rst_sent += 1,
+            Report::Reset(_) => self.counts.rst_received += 1,
+            Report::Collision(c) => {
+                self.counts.tw_collision += c.count;
+                *self.verdicts.entry(c.verdict).or_default() += c.count;
+            }
+            Report::Killed(_) => self.counts.tw_killed += 1,
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The text of each record: one sentence a user can act on, written alone
+//! by the text format and as the journal's MESSAGE.
+
+use crate::{
+    events::{
+        Direction, Reset, TimeWaitSegment,
+        correlate::{Collision, Report, Verdict},
+    },
+    kernel::names::{ResetReason, TcpState},
+    output::record::{Ready, Summary},
+};
+
+/// The human sentence for a report: the text format's line and, later, the
+/// journal's MESSAGE.
+pub fn sentence(report: &Report) -> String {
+    match report {
+        Report::Reset(r) => reset_sentence(r),
+        Report::Killed(t) => killed_sentence(t),
+        Report::Collision(c) => collision_sentence(c),
+    }
+}
+
+fn killed_sentence(t: &TimeWaitSegment) -> String {
+    let mut s = format!("RST from {} killed the TIME_WAIT socket of {}", t.tuple.remote, t.tuple.local);
+    if let Some(age) = t.tw_age_ms {
+        s += &format!(" ({} old)", human_duration(age));
+    }
+    netns_suffix(s, t.tuple.netns)
+}
+
+fn collision_sentence(c: &Collision) -> String {
+    let e = &c.event;
+    if c.verdict == Verdict::Accepted {
+        let over = c.interval_ms.map(|ms| format!(" over {}", human_duration(ms))).unwrap_or_default();
+        let s = format!(
+            "{} SYN{} from {} reused 4-tuples of {} still in TIME_WAIT{over}: accepted as new connections (harmless)",
+            c.count,
+            if c.count == 1 { "" } else { "s" },
+            e.tuple.remote.ip(),
+            e.tuple.local
+        );
+        return netns_suffix(s, e.tuple.netns);
+    }
+    let mut s = format!("SYN from {} to {} hit a TIME_WAIT socket", e.tuple.remote, e.tuple.local);
+    if let Some(age) = e.tw_age_ms {
+        s += &format!(" {} old", human_duration(age));
+    }
+    s += match c.verdict {
+        Verdict::StaleAck => ": answered with a stale ACK",
+        Verdict::Rst => ": answered with an RST",
+        Verdict::PawsDrop => ": dropped by PAWS",
+        _ => ": verdict unknown",
+    };
+    let mut evidence = Vec::new();
+    if let Some(rcv_nxt) = e.tw_rcv_nxt {
+        let seq = e.seq;
+        let relation = if (seq.wrapping_sub(rcv_nxt) as i32) > 0 { "above" } else { "not above" };
+        evidence.push(format!("SYN seq {seq} {relation} rcv_nxt {rcv_nxt}"));
+    }
+    match e.timestamps {
+        Some(false) => evidence.push("SYN without timestamps".into()),
+        Some(true) => evidence.push(format!("SYN TSval {}", e.tsval.map_or("?".into(), |v| v.to_string()))),
+        None => {}
+    }
+    if let Some(recent) = e.tw_ts_recent {
+        evidence.push(format!("last TSval {recent}"));
+    } else if e.tw_timestamps == Some(false) {
+        evidence.push("old connection without timestamps".into());
+    }
+    if !evidence.is_empty() {
+        s += &format!(" ({})", evidence.join(", "));
+    }
+    if c.count > 1 {
+        s += &format!("; {} SYNs in all", c.count);
+    }
+    match (c.peer_rst, c.retry_delay_ms) {
+        (Some(true), Some(delay)) => s += &format!("; the peer reset it and connected {} later", human_duration(delay)),
+        (_, Some(delay)) => s += &format!("; the peer connected {} later", human_duration(delay)),
+        (Some(true), None) => s += "; the peer reset it and did not connect again",
+        (Some(false), None) => s += "; no new connection followed",
+        (None, None) => {}
+    }
+    s = netns_suffix(s, e.tuple.netns);
+    format!("{s}. {}", c.advice())
+}
+
+fn netns_suffix(s: String, netns: Option<u32>) -> String {
+    match netns {
+        Some(n) => format!("{s} [netns {n}]"),
+        None => s,
+    }
+}
+
+fn reset_sentence(r: &Reset) -> String {
+    let (local, remote) = (r.tuple.local, r.tuple.remote);
+    let mut s = match r.direction {
+        Direction::Sent => format!("{local} sent RST to {remote}"),
+        Direction::Received => format!("{local} received RST from {remote}"),
+    };
+    match &r.state {
+        Some(state) => s += &format!(" in {state}"),
+        None if r.direction == Direction::Sent => s += " with no socket",
+        None => {}
+    }
+    if let Some(reason) = &r.reason {
+        match reason_explained(reason) {
+            Some(why) => s += &format!(": {why} ({reason})"),
+            None => s += &format!(" ({reason})"),
+        }
+    }
+    if let Some(p) = &r.process {
+        s += &format!(", by pid {} ({})", p.pid, p.comm);
+    }
+    if let Some(idle) = r.idle_ms {
+        s += &format!(" after {} idle", human_duration(idle));
+    } else if r.direction == Direction::Received && r.state == Some(TcpState::SynSent) {
+        s += ": connection refused by the peer";
+    }
+    netns_suffix(s, r.tuple.netns)
+}
+
+/// What a kernel reset reason means for a user.
+fn reason_explained(reason: &ResetReason) -> Option<&'static str> {
+    use ResetReason::*;
+    Some(match reason {
+        NoSocket => "no socket for this 4-tuple (port closed or connection already gone)",
+        TcpInvalidAckSequence | TcpAckUnsentData => "segment acknowledged data never sent",
+        TcpRfc7323Paws => "segment failed the PAWS timestamp check",
+        TcpTooOldAck | TcpOldAck => "segment acknowledged data that is too old",
+        TcpFlags => "segment flags invalid for the socket's state",
+        TcpAbortOnData => "data arrived after the application closed the socket",
+        TcpTimewaitSocket => "a TIME_WAIT socket rejected the segment",
+        InvalidSyn => "unexpected SYN on a synchronized connection",
+        TcpAbortOnClose => "application closed the socket with unread data",
+        TcpAbortOnLinger => "application closed with SO_LINGER timeout 0",
+        TcpAbortOnMemory => "out of memory for orphaned sockets",
+        TcpState => "the application aborted the connection (close or shutdown)",
+        TcpKeepaliveTimeout => "keepalive probes went unanswered",
+        TcpDisconnectWithData => "application disconnected with data unsent",
+        Other(_) | Unnamed(_) => return None,
+    })
+}
+
+fn human_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+    }
+}
+
+pub fn ready_sentence(ready: &Ready) -> String {
+    let hooks: Vec<&str> = ready.hooks.iter().map(|h| h.name()).collect();
+    let mut s = format!(
+        "rsttrace {} ready on Linux {}: strategy {}, hooks {}",
+        ready.version,
+        ready.kernel,
+        ready.strategy.as_str(),
+        hooks.join(", ")
+    );
+    for note in &ready.limitations {
+        s += &format!("; {note}");
+    }
+    s
+}
+
+pub fn summary_sentence(s: &Summary) -> String {
+    let counts: Vec<String> = s.counts.by_kind().iter().map(|(kind, n)| format!("{n} {}", kind.as_str())).collect();
+    format!(
+        "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} hook runs the kernel skipped, {} undecodable",
+        human_duration(s.duration_ms),
+        counts.join(", "),
+        s.reported,
+        s.lost,
+        s.read_errors,
+        s.missed_runs,
+        s.undecodable
+    )
+}
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::events::{FourTuple, Process};
+
+    fn seed_collision() -> Collision {
+        let mut event = crate::events::correlate::tests::tw(40021, 0);
+        event.time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        event.tuple.netns = Some(4026532001);
+        event.tw_age_ms = Some(52);
+        Collision {
+            event,
+            verdict: Verdict::StaleAck,
+            peer_rst: Some(true),
+            retry_delay_ms: Some(11),
+            count: 1,
+            interval_ms: None,
+        }
+    }
+
+    #[test]
+    fn tw_collision_sentence_tells_the_story() {
+        let s = sentence(&Report::Collision(seed_collision()));
+        assert!(
+            s.starts_with("SYN from 10.77.0.1:40021 to 10.77.0.2:8090 hit a TIME_WAIT socket 52 ms old: answered with a stale ACK (SYN seq 2417517023 not above rcv_nxt 2418336172, SYN without timestamps, old connection without timestamps); the peer reset it and connected 11 ms later [netns 4026532001]. The peer 10.77.0.1 sends SYNs without TCP timestamps"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn unknown_timestamps_are_not_called_absent() {
+        let mut c = seed_collision();
+        c.event.timestamps = None;
+        c.event.tw_timestamps = None;
+        let s = sentence(&Report::Collision(c.clone()));
+        assert!(!s.contains("without timestamps"), "{s}");
+        assert!(!c.advice().contains("without TCP timestamps"), "{}", c.advice());
+        assert!(!c.advice().contains("did not use TCP timestamps"), "{}", c.advice());
+    }
+
+    #[test]
+    fn aggregated_reuse_is_information() {
+        let mut c = seed_collision();
+        c.verdict = Verdict::Accepted;
+        c.count = 1532;
+        c.interval_ms = Some(10_000);
+        assert_eq!(
+            sentence(&Report::Collision(c)),
+            "1532 SYNs from 10.77.0.1 reused 4-tuples of 10.77.0.2:8090 still in TIME_WAIT over 10.0 s: accepted as new connections (harmless) [netns 4026532001]"
+        );
+    }
+
+    #[test]
+    fn tw_killed_sentence() {
+        let t = seed_collision().event;
+        assert_eq!(
+            sentence(&Report::Killed(t)),
+            "RST from 10.77.0.1:40021 killed the TIME_WAIT socket of 10.77.0.2:8090 (52 ms old) [netns 4026532001]"
+        );
+    }
+
+    fn reset(direction: Direction) -> Reset {
+        Reset {
+            direction,
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: 0,
+            tuple: FourTuple {
+                local: "10.77.0.2:8090".parse().unwrap(),
+                remote: "10.77.0.1:40021".parse().unwrap(),
+                netns: Some(4026532001),
+            },
+            state: None,
+            reason: None,
+            idle_ms: None,
+            process: None,
+        }
+    }
+
+    #[test]
+    fn sentences_say_what_happened() {
+        let mut sent = reset(Direction::Sent);
+        sent.reason = Some(ResetReason::NoSocket);
+        assert_eq!(
+            sentence(&Report::Reset(sent.clone())),
+            "10.77.0.2:8090 sent RST to 10.77.0.1:40021 with no socket: no socket for this 4-tuple (port closed or connection already gone) (NO_SOCKET) [netns 4026532001]"
+        );
+        sent.state = Some(TcpState::Close);
+        sent.reason = Some(ResetReason::TcpAbortOnLinger);
+        sent.process = Some(Process { pid: 42, comm: "nginx".into() });
+        assert_eq!(
+            sentence(&Report::Reset(sent)),
+            "10.77.0.2:8090 sent RST to 10.77.0.1:40021 in CLOSE: application closed with SO_LINGER timeout 0 (TCP_ABORT_ON_LINGER), by pid 42 (nginx) [netns 4026532001]"
+        );
+        let mut received = reset(Direction::Received);
+        received.state = Some(TcpState::Established);
+        received.idle_ms = Some(300_500);
+        received.tuple.netns = None;
+        assert_eq!(
+            sentence(&Report::Reset(received)),
+            "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(999), "999 ms");
+        assert_eq!(human_duration(1520), "1.5 s");
+        assert_eq!(human_duration(61_000), "1m01s");
+    }
+}
