@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use crate::{cargo, run};
 
 /// What the package must hold (paths as `dpkg -c` prints them).
-const REQUIRED: [&str; 9] = [
+const REQUIRED: [&str; 10] = [
     "./usr/bin/rsttrace",
     "./usr/lib/systemd/system/rsttrace.service",
     "./etc/rsttrace/rsttrace.toml",
@@ -25,6 +25,8 @@ const REQUIRED: [&str; 9] = [
     "./usr/share/zsh/vendor-completions/_rsttrace",
     "./usr/share/fish/vendor_completions.d/rsttrace.fish",
     "./usr/share/doc/rsttrace/copyright",
+    // docs/output.md: the output contract users and other tools rely on.
+    "./usr/share/doc/rsttrace/output.md",
 ];
 
 pub fn run_task(root: &Path) -> anyhow::Result<()> {
@@ -140,6 +142,19 @@ drwxr-xr-x 0/0               0 2026-11-21 00:00 ./usr/bin/
         assert!(!missing.contains(&"./usr/bin/rsttrace") && !missing.contains(&"./etc/rsttrace/rsttrace.toml"));
         assert!(missing.contains(&"./usr/lib/systemd/system/rsttrace.service"));
         assert_eq!(missing.len(), REQUIRED.len() - 2);
+    }
+
+    /// Checked without building the package: the contract is an asset, and
+    /// the file it names exists (include_str! fails to compile otherwise).
+    #[test]
+    fn the_package_installs_the_output_contract() {
+        let manifest = include_str!("../../rsttrace/Cargo.toml");
+        assert!(
+            manifest.contains(r#"["../docs/output.md", "usr/share/doc/rsttrace/output.md", "644"]"#),
+            "rsttrace/Cargo.toml [package.metadata.deb] assets lack docs/output.md"
+        );
+        assert!(include_str!("../../docs/output.md").starts_with("# rsttrace output contract"));
+        assert!(REQUIRED.contains(&"./usr/share/doc/rsttrace/output.md"));
     }
 
     #[test]
