@@ -684,6 +684,119 @@ Tcp: 1 200 120000 -1 91 60 71
         assert_eq!(sysctls(&[], None).len(), SYSCTLS.len());
     }
 
+    /// A host where rsttrace runs: every sysctl and counter present.
+    fn runnable_report() -> Report {
+        let values = [
+            ("tcp_timestamps", "1"),
+            ("tcp_tw_reuse", "2"),
+            ("tcp_fin_timeout", "60"),
+            ("tcp_max_tw_buckets", "131072"),
+            ("tcp_rfc1337", "0"),
+            ("tcp_keepalive_time", "7200"),
+            ("tcp_keepalive_intvl", "75"),
+            ("tcp_keepalive_probes", "9"),
+            ("ip_local_port_range", "32768 60999"),
+        ]
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+        let mut tables = parse_proc_net(NETSTAT);
+        tables.extend(parse_proc_net(SNMP));
+        Report {
+            kernel: "6.18.44".to_string(),
+            netns: Netns { inode: Some(4026531833), host: Some(false) },
+            privileges: Privileges {
+                uid: 0,
+                capabilities: vec![
+                    ("CAP_BPF", true),
+                    ("CAP_PERFMON", true),
+                    ("CAP_DAC_READ_SEARCH", true),
+                    ("CAP_SYS_ADMIN", false),
+                ],
+                unreadable_tracefs: vec![],
+                perf_event_paranoid: Some(2),
+                perf_events_refused: false,
+            },
+            privileges_problem: None,
+            btf: PathBuf::from("/sys/kernel/btf/vmlinux"),
+            btf_problem: None,
+            tracefs: Ok(PathBuf::from("/sys/kernel/tracing")),
+            mounted_tracefs: true,
+            strategies: vec![
+                (Strategy::Fexit, Err("the kernel refused fexit/tcp_timewait_state_process: EPERM".to_string())),
+                (Strategy::Kprobe, Ok(())),
+                (Strategy::Tracepoint, Ok(())),
+            ],
+            sysctls: interpret_sysctls(&values, Some(3)),
+            time_wait: TimeWaitCount { count: Some(3), method: "sock_diag", problem: None },
+            counters: counters(&tables),
+        }
+    }
+
+    /// A host where nothing works and nothing can be read.
+    fn broken_report() -> Report {
+        Report {
+            kernel: "5.10.0".to_string(),
+            netns: Netns { inode: None, host: None },
+            privileges: Privileges {
+                uid: 1000,
+                capabilities: vec![
+                    ("CAP_BPF", false),
+                    ("CAP_PERFMON", false),
+                    ("CAP_DAC_READ_SEARCH", false),
+                    ("CAP_SYS_ADMIN", false),
+                ],
+                unreadable_tracefs: vec![],
+                perf_event_paranoid: None,
+                perf_events_refused: false,
+            },
+            privileges_problem: Some("missing CAP_BPF (creating the maps)".to_string()),
+            btf: PathBuf::from("/nonexistent/vmlinux"),
+            btf_problem: Some("cannot read /nonexistent/vmlinux: No such file".to_string()),
+            tracefs: Err("/sys/kernel/tracing is mounted but this process cannot read it".to_string()),
+            mounted_tracefs: false,
+            strategies: STRATEGIES
+                .iter()
+                .map(|&s| (s, Err("not tried: privileges missing (see above)".to_string())))
+                .collect(),
+            sysctls: interpret_sysctls(&BTreeMap::new(), None),
+            time_wait: TimeWaitCount {
+                count: None,
+                method: "none",
+                problem: Some("sock_diag failed: EPERM; /proc/net/tcp: EACCES".to_string()),
+            },
+            counters: counters(&BTreeMap::new()),
+        }
+    }
+
+    /// What `rsttrace doctor` prints for fixed reports, byte for byte: the
+    /// files hold the output of the code before it was split up.
+    #[test]
+    fn renders_text_and_json_as_before() {
+        let host = Report {
+            netns: Netns { inode: Some(4026531840), host: Some(true) },
+            mounted_tracefs: false,
+            ..runnable_report()
+        };
+        let expected = [
+            (
+                runnable_report(),
+                include_str!("../testdata/doctor/runnable.txt"),
+                include_str!("../testdata/doctor/runnable.json"),
+            ),
+            (host, include_str!("../testdata/doctor/host.txt"), include_str!("../testdata/doctor/host.json")),
+            (
+                broken_report(),
+                include_str!("../testdata/doctor/broken.txt"),
+                include_str!("../testdata/doctor/broken.json"),
+            ),
+        ];
+        for (report, text, json) in expected {
+            assert_eq!(report.text(), text);
+            assert_eq!(format!("{}\n", report.json()), json);
+        }
+    }
+
     #[test]
     fn a_forced_strategy_refusal_loses_its_advice() {
         let e = anyhow::anyhow!(
