@@ -1,0 +1,256 @@
+//! What each sysctl value and counter means for resets on a backend behind a
+//! load balancer: pure functions of the values gathered.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The sysctls behind the TIME_WAIT and idle-reset cases, under net.ipv4.
+pub const SYSCTLS: [&str; 9] = [
+    "tcp_timestamps",
+    "tcp_tw_reuse",
+    "tcp_fin_timeout",
+    "tcp_max_tw_buckets",
+    "tcp_rfc1337",
+    "tcp_keepalive_time",
+    "tcp_keepalive_intvl",
+    "tcp_keepalive_probes",
+    "ip_local_port_range",
+];
+
+/// A sysctl of this namespace, its value (None: not on this kernel) and
+/// what that value means.
+#[derive(Serialize)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: Option<String>,
+    pub meaning: String,
+}
+
+/// One sentence per sysctl: what its value means for resets on a backend
+/// behind a load balancer.
+pub fn sysctls(values: &BTreeMap<&'static str, String>, time_wait: Option<u64>) -> Vec<Sysctl> {
+    let number = |name: &str| values.get(name).and_then(|v| v.parse::<u64>().ok());
+    SYSCTLS
+        .iter()
+        .map(|&name| {
+            let value = values.get(name).cloned();
+            let meaning = match (name, value.as_deref()) {
+                (_, None) => "not on this kernel".to_string(),
+                ("tcp_timestamps", Some("0")) => "off: a TIME_WAIT socket can judge a reused-port SYN only by its sequence number, so a SYN not above the old connection's rcv_nxt is answered with a stale ACK and the peer resets (the load balancer case); set net.ipv4.tcp_timestamps=1 here and on the peer".to_string(),
+                ("tcp_timestamps", Some(v)) => format!(
+                    "on ({}): a reused-port SYN carrying a newer timestamp than the old connection's is accepted even with a lower sequence number, provided the peer (the load balancer) sends timestamps too",
+                    if v == "2" { "without random offsets" } else { "with random offsets" }
+                ),
+                ("tcp_tw_reuse", Some(v)) => format!(
+                    "{}; only this host's own outgoing connect() can take over a 4-tuple in TIME_WAIT: it changes nothing for SYNs a load balancer sends to this backend",
+                    match v {
+                        "0" => "never reuse",
+                        "1" => "reuse when timestamps make it safe",
+                        "2" => "reuse for loopback connections only",
+                        _ => "unknown mode",
+                    }
+                ),
+                ("tcp_fin_timeout", Some(v)) => format!(
+                    "an orphaned connection waits {v} s in FIN_WAIT2 for the peer's FIN; it does not shorten TIME_WAIT, which the kernel fixes at 60 s"
+                ),
+                ("tcp_max_tw_buckets", Some(v)) => format!(
+                    "at most {v} TIME_WAIT sockets in this namespace{}; past it connections close without TIME_WAIT (TCPTimeWaitOverflow): no stale ACKs for reused ports, but no protection from old duplicate segments either",
+                    time_wait.map(|n| format!(" (now {n})")).unwrap_or_default()
+                ),
+                ("tcp_rfc1337", Some("0")) => "an RST received in TIME_WAIT kills the socket at once, so a peer that resets after a stale ACK frees the 4-tuple and its retry connects (rsttrace's tw_killed)".to_string(),
+                ("tcp_rfc1337", Some(_)) => "RSTs received in TIME_WAIT are ignored (RFC 1337): after a stale ACK the peer's RST does not free the 4-tuple, and its retries keep getting stale ACKs until the 60 s of TIME_WAIT end".to_string(),
+                ("tcp_keepalive_time", Some(v)) => {
+                    let secs: u64 = v.parse().unwrap_or(0);
+                    if secs >= 240 {
+                        format!("an idle SO_KEEPALIVE connection sends its first probe after {v} s, longer than common middlebox idle timeouts (4 min Azure LB, 350 s AWS NLB, NAT tables): the middlebox forgets the connection first and the next segment meets an RST; set it below the shortest idle timeout on the path")
+                    } else {
+                        format!("an idle SO_KEEPALIVE connection sends its first probe after {v} s, before common middlebox idle timeouts (4 min and more) drop it; connections without SO_KEEPALIVE get no probes at all")
+                    }
+                }
+                ("tcp_keepalive_intvl", Some(v)) => format!("{v} s between unanswered keepalive probes"),
+                ("tcp_keepalive_probes", Some(v)) => match (number("tcp_keepalive_time"), number("tcp_keepalive_intvl"), v.parse::<u64>()) {
+                    (Some(time), Some(intvl), Ok(probes)) => format!(
+                        "{v} unanswered probes declare the peer dead: a connection whose peer or middlebox vanished is reset after {} s of silence",
+                        time + intvl * probes
+                    ),
+                    _ => format!("{v} unanswered probes declare the peer dead"),
+                },
+                ("ip_local_port_range", Some(v)) => {
+                    let ports = v.split_once(' ').and_then(|(a, b)| Some(b.parse::<u64>().ok()?.checked_sub(a.parse::<u64>().ok()?)? + 1));
+                    format!(
+                        "{} source ports for connections this host opens; the load balancer's own range decides how soon it reuses a source port towards this backend (a narrow one there means frequent TIME_WAIT collisions here)",
+                        ports.map_or("the".to_string(), |p| p.to_string())
+                    )
+                }
+                (_, Some(_)) => String::new(),
+            };
+            Sysctl { name: format!("net.ipv4.{name}"), value, meaning }
+        })
+        .collect()
+}
+
+/// A counter of /proc/net/netstat or snmp (None: not on this kernel) and
+/// what it counts.
+#[derive(Serialize)]
+pub struct Counter {
+    pub name: String,
+    pub value: Option<i64>,
+    pub meaning: &'static str,
+}
+
+/// Section, name, and what it counts for resets.
+const COUNTERS: [(&str, &str, &str); 18] = [
+    ("Tcp", "OutRsts", "RSTs this namespace sent, for any reason"),
+    ("Tcp", "EstabResets", "connections reset (either way) while ESTABLISHED or CLOSE_WAIT"),
+    (
+        "TcpExt",
+        "TW",
+        "timewait sockets with their normal lifetime (TIME_WAIT: 60 s), counted as they start on recent kernels, as they end on older ones (5.10)",
+    ),
+    (
+        "TcpExt",
+        "TWKilled",
+        "timewait sockets given 4 s or less (a short tcp_fin_timeout for FIN_WAIT2); TIME_WAIT sockets killed by an RST are not counted here (rsttrace reports them as tw_killed)",
+    ),
+    (
+        "TcpExt",
+        "TWRecycled",
+        "4-tuples in TIME_WAIT taken over by this host's own connect() (tcp_tw_reuse); incoming SYNs never count here",
+    ),
+    ("TcpExt", "PAWSActive", "SYN-ACKs to this host's connections dropped for an old timestamp (PAWS)"),
+    (
+        "TcpExt",
+        "PAWSEstab",
+        "segments of established connections dropped for an old timestamp; growth points at a middlebox mixing timestamp clocks (NAT of several hosts); older kernels count TIME_WAIT rejects here too",
+    ),
+    (
+        "TcpExt",
+        "PAWSTimewait",
+        "segments (reused-port SYNs among them) a TIME_WAIT socket dropped for an old timestamp: rsttrace's paws_drop verdict",
+    ),
+    ("TcpExt", "PAWSOldAck", "segments dropped by PAWS that were old duplicate ACKs"),
+    ("TcpExt", "TSEcrRejected", "segments dropped because they echoed a timestamp this host never sent"),
+    ("TcpExt", "TCPTimeWaitOverflow", "connections closed without TIME_WAIT because tcp_max_tw_buckets was reached"),
+    (
+        "TcpExt",
+        "TCPACKSkippedTimeWait",
+        "ACKs a TIME_WAIT socket did not send because of tcp_invalid_ratelimit: repeated SYNs or segments on one TIME_WAIT 4-tuple",
+    ),
+    (
+        "TcpExt",
+        "TCPAbortOnData",
+        "resets sent by close() with SO_LINGER 0, or because data arrived after the application shut the connection",
+    ),
+    ("TcpExt", "TCPAbortOnClose", "resets sent because the application closed with unread data"),
+    ("TcpExt", "TCPAbortOnLinger", "resets sent by close() in FIN_WAIT2 with TCP_LINGER2 negative"),
+    (
+        "TcpExt",
+        "TCPAbortOnTimeout",
+        "connections given up after retransmission or keepalive timeouts (a peer or middlebox went silent)",
+    ),
+    ("TcpExt", "TCPAbortOnMemory", "resets sent because orphaned sockets exceeded tcp_max_orphans or TCP memory"),
+    ("TcpExt", "TCPAbortFailed", "resets this host wanted to send but could not allocate"),
+];
+
+pub fn counters(tables: &BTreeMap<String, BTreeMap<String, i64>>) -> Vec<Counter> {
+    COUNTERS
+        .iter()
+        .map(|(section, name, meaning)| Counter {
+            name: format!("{section}.{name}"),
+            value: tables.get(*section).and_then(|t| t.get(*name)).copied(),
+            meaning,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::gather::{
+        self,
+        tests::{NETSTAT, SNMP},
+    };
+
+    #[test]
+    fn counters_report_absent_ones_as_none() {
+        let mut tables = gather::parse_proc_net(NETSTAT);
+        tables.extend(gather::parse_proc_net(SNMP));
+        let counters = counters(&tables);
+        let get = |name: &str| counters.iter().find(|c| c.name == name).unwrap().value;
+        assert_eq!(get("TcpExt.TWRecycled"), Some(3));
+        assert_eq!(get("Tcp.EstabResets"), Some(60));
+        assert_eq!(get("TcpExt.TCPACKSkippedTimeWait"), None);
+        assert!(counters.iter().all(|c| !c.meaning.is_empty()));
+    }
+
+    fn explained(pairs: &[(&'static str, &str)], time_wait: Option<u64>) -> BTreeMap<String, Sysctl> {
+        let values = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        super::sysctls(&values, time_wait).into_iter().map(|s| (s.name.clone(), s)).collect()
+    }
+
+    #[test]
+    fn timestamps_off_is_the_stale_ack_case() {
+        let s = explained(&[("tcp_timestamps", "0")], None);
+        let meaning = &s["net.ipv4.tcp_timestamps"].meaning;
+        assert!(meaning.contains("stale ACK") && meaning.contains("tcp_timestamps=1"), "{meaning}");
+        let s = explained(&[("tcp_timestamps", "1")], None);
+        assert!(s["net.ipv4.tcp_timestamps"].meaning.starts_with("on (with random offsets)"));
+    }
+
+    #[test]
+    fn tw_reuse_only_affects_outgoing_connections() {
+        for v in ["0", "1", "2"] {
+            let s = explained(&[("tcp_tw_reuse", v)], None);
+            assert!(s["net.ipv4.tcp_tw_reuse"].meaning.contains("own outgoing connect()"), "{v}");
+        }
+        assert!(
+            explained(&[("tcp_tw_reuse", "2")], None)["net.ipv4.tcp_tw_reuse"]
+                .meaning
+                .starts_with("reuse for loopback")
+        );
+    }
+
+    #[test]
+    fn keepalive_above_middlebox_idle_timeouts_warns() {
+        let s = explained(
+            &[("tcp_keepalive_time", "7200"), ("tcp_keepalive_intvl", "75"), ("tcp_keepalive_probes", "9")],
+            None,
+        );
+        assert!(
+            s["net.ipv4.tcp_keepalive_time"].meaning.contains("meets an RST"),
+            "{}",
+            s["net.ipv4.tcp_keepalive_time"].meaning
+        );
+        assert!(
+            s["net.ipv4.tcp_keepalive_probes"].meaning.contains("after 7875 s"),
+            "{}",
+            s["net.ipv4.tcp_keepalive_probes"].meaning
+        );
+        let s = explained(&[("tcp_keepalive_time", "120")], None);
+        assert!(s["net.ipv4.tcp_keepalive_time"].meaning.contains("before common middlebox idle timeouts"));
+    }
+
+    #[test]
+    fn other_sysctls_say_what_they_change() {
+        let s = explained(
+            &[
+                ("tcp_rfc1337", "1"),
+                ("tcp_fin_timeout", "30"),
+                ("tcp_max_tw_buckets", "262144"),
+                ("ip_local_port_range", "32768 60999"),
+            ],
+            Some(12),
+        );
+        assert!(s["net.ipv4.tcp_rfc1337"].meaning.contains("ignored"));
+        assert!(s["net.ipv4.tcp_fin_timeout"].meaning.contains("does not shorten TIME_WAIT"));
+        assert!(
+            s["net.ipv4.tcp_max_tw_buckets"].meaning.contains("262144 TIME_WAIT sockets in this namespace (now 12)")
+        );
+        assert!(s["net.ipv4.ip_local_port_range"].meaning.starts_with("28232 source ports"));
+        assert_eq!(s["net.ipv4.ip_local_port_range"].value.as_deref(), Some("32768 60999"));
+        assert!(explained(&[("tcp_rfc1337", "0")], None)["net.ipv4.tcp_rfc1337"].meaning.contains("kills the socket"));
+        assert_eq!(explained(&[], None)["net.ipv4.tcp_rfc1337"].meaning, "not on this kernel");
+        assert_eq!(explained(&[], None).len(), SYSCTLS.len());
+    }
+}
