@@ -14,6 +14,7 @@ mod journal;
 mod kernel_types;
 mod output;
 mod privileges;
+mod procfs;
 mod service;
 mod tracefs;
 

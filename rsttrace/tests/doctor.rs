@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, require_root};
+use support::{Netns, procfs, require_root};
 
 /// `rsttrace doctor ARGS` inside `netns` (ip netns exec).
 fn doctor_in(netns: &Netns, args: &[&str]) -> Output {
@@ -135,7 +135,7 @@ fn counts_time_wait_sockets_of_its_namespace() {
     // The last ACKs travel in softirq: wait until /proc shows them all.
     let in_time_wait = |netns: &Netns| {
         let tcp = proc_in(netns, "/proc/thread-self/net/tcp");
-        tcp.lines().skip(1).filter(|l| l.split_whitespace().nth(3) == Some("06")).count() as u64
+        procfs::tcp_sockets(&tcp).filter(|s| s.state == procfs::TCP_TIME_WAIT).count() as u64
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while in_time_wait(&netns) < count_before + N as u64 && Instant::now() < deadline {

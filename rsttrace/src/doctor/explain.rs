@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::procfs::CounterTables;
+
 /// The sysctls behind the TIME_WAIT and idle-reset cases, under net.ipv4.
 pub const SYSCTLS: [&str; 9] = [
     "tcp_timestamps",
@@ -153,7 +155,7 @@ const COUNTERS: [(&str, &str, &str); 18] = [
     ("TcpExt", "TCPAbortFailed", "resets this host wanted to send but could not allocate"),
 ];
 
-pub fn counters(tables: &BTreeMap<String, BTreeMap<String, i64>>) -> Vec<Counter> {
+pub fn counters(tables: &CounterTables) -> Vec<Counter> {
     COUNTERS
         .iter()
         .map(|(section, name, meaning)| Counter {
@@ -165,17 +167,28 @@ pub fn counters(tables: &BTreeMap<String, BTreeMap<String, i64>>) -> Vec<Counter
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
-    use crate::doctor::gather::{
-        self,
-        tests::{NETSTAT, SNMP},
-    };
+    use crate::procfs;
+
+    /// Parts of /proc/net/netstat and snmp.
+    pub const NETSTAT: &str = "\
+TcpExt: SyncookiesSent TW TWRecycled TWKilled PAWSActive PAWSEstab PAWSTimewait TCPAbortOnData TCPTimeWaitOverflow
+TcpExt: 0 118 3 0 1 7 2 9 0
+IpExt: InNoRoutes InOctets
+IpExt: 0 123456789012
+";
+    pub const SNMP: &str = "\
+Ip: Forwarding DefaultTTL
+Ip: 1 64
+Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens EstabResets OutRsts
+Tcp: 1 200 120000 -1 91 60 71
+";
 
     #[test]
     fn counters_report_absent_ones_as_none() {
-        let mut tables = gather::parse_proc_net(NETSTAT);
-        tables.extend(gather::parse_proc_net(SNMP));
+        let mut tables = procfs::counter_tables(NETSTAT);
+        tables.extend(procfs::counter_tables(SNMP));
         let counters = counters(&tables);
         let get = |name: &str| counters.iter().find(|c| c.name == name).unwrap().value;
         assert_eq!(get("TcpExt.TWRecycled"), Some(3));

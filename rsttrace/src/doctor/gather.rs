@@ -9,7 +9,7 @@ use crate::{
     hooks::{self, Strategy},
     kernel_types::KernelTypes,
     privileges::Privileges,
-    tracefs,
+    procfs, tracefs,
 };
 
 pub fn report(options: &DoctorOptions) -> Report {
@@ -50,8 +50,8 @@ pub fn report(options: &DoctorOptions) -> Report {
 
     let time_wait = TimeWaitCount::measure();
     let sysctls = explain::sysctls(&read_sysctls(), time_wait.count);
-    let mut tables = parse_proc_net(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default());
-    tables.extend(parse_proc_net(&std::fs::read_to_string("/proc/net/snmp").unwrap_or_default()));
+    let mut tables = procfs::counter_tables(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default());
+    tables.extend(procfs::counter_tables(&std::fs::read_to_string("/proc/net/snmp").unwrap_or_default()));
     Report {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         netns: netns(),
@@ -110,56 +110,9 @@ fn read_sysctls() -> BTreeMap<&'static str, String> {
         .collect()
 }
 
-/// `TcpExt: A B` / `TcpExt: 1 2` line pairs (/proc/net/netstat, snmp) into
-/// section -> name -> value.
-pub fn parse_proc_net(text: &str) -> BTreeMap<String, BTreeMap<String, i64>> {
-    let mut tables = BTreeMap::new();
-    let mut lines = text.lines();
-    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-        let (Some((section, names)), Some((again, values))) = (names.split_once(':'), values.split_once(':')) else {
-            break;
-        };
-        if section != again {
-            break;
-        }
-        let table: &mut BTreeMap<String, i64> = tables.entry(section.to_string()).or_default();
-        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-            if let Ok(value) = value.parse() {
-                table.insert(name.to_string(), value);
-            }
-        }
-    }
-    tables
-}
-
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-
-    pub const NETSTAT: &str = "\
-TcpExt: SyncookiesSent TW TWRecycled TWKilled PAWSActive PAWSEstab PAWSTimewait TCPAbortOnData TCPTimeWaitOverflow
-TcpExt: 0 118 3 0 1 7 2 9 0
-IpExt: InNoRoutes InOctets
-IpExt: 0 123456789012
-";
-    pub const SNMP: &str = "\
-Ip: Forwarding DefaultTTL
-Ip: 1 64
-Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens EstabResets OutRsts
-Tcp: 1 200 120000 -1 91 60 71
-";
-
-    #[test]
-    fn parses_proc_net_tables() {
-        let mut tables = parse_proc_net(NETSTAT);
-        tables.extend(parse_proc_net(SNMP));
-        assert_eq!(tables["TcpExt"]["TW"], 118);
-        assert_eq!(tables["TcpExt"]["PAWSTimewait"], 2);
-        assert_eq!(tables["IpExt"]["InOctets"], 123456789012);
-        assert_eq!(tables["Tcp"]["MaxConn"], -1);
-        assert_eq!(tables["Tcp"]["OutRsts"], 71);
-        assert!(parse_proc_net("TcpExt: A B\nIpExt: 1 2\n").is_empty(), "mismatched sections are not paired");
-    }
 
     #[test]
     fn a_forced_strategy_refusal_loses_its_advice() {

@@ -204,13 +204,14 @@ mod tests {
     use super::*;
     use crate::{
         doctor::{
-            STRATEGIES, explain,
-            gather::{
+            STRATEGIES,
+            explain::{
                 self,
                 tests::{NETSTAT, SNMP},
             },
         },
         privileges::Privileges,
+        procfs,
     };
 
     /// A host where rsttrace runs: every sysctl and counter present.
@@ -229,8 +230,8 @@ mod tests {
         .iter()
         .map(|(k, v)| (*k, v.to_string()))
         .collect();
-        let mut tables = gather::parse_proc_net(NETSTAT);
-        tables.extend(gather::parse_proc_net(SNMP));
+        let mut tables = procfs::counter_tables(NETSTAT);
+        tables.extend(procfs::counter_tables(SNMP));
         Report {
             kernel: "6.18.44".to_string(),
             netns: Netns { inode: Some(4026531833), host: Some(false) },

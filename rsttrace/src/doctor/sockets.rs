@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::procfs;
+
 /// The TIME_WAIT sockets of this namespace, and how they were counted.
 #[derive(Serialize)]
 pub struct TimeWaitCount {
@@ -94,25 +96,7 @@ fn sock_diag_time_wait() -> anyhow::Result<u64> {
     Ok(count)
 }
 
-/// Lines of /proc/net/tcp or tcp6 whose `st` column is 06 (TIME_WAIT).
+/// TIME_WAIT sockets in a /proc/net/tcp or tcp6 text.
 fn proc_net_tcp_time_wait(text: &str) -> u64 {
-    text.lines().skip(1).filter(|line| line.split_whitespace().nth(3) == Some("06")).count() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_time_wait_lines_of_proc_net_tcp() {
-        let text = "\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1
-   1: 0200000A:1F9A 0100000A:9C45 06 00000000:00000000 03:00001770 00000000     0        0 0 3
-   2: 0200000A:1F9A 0100000A:9C46 06 00000000:00000000 03:00001770 00000000     0        0 0 3
-   3: 0200000A:1F9A 0100000A:9C47 01 00000000:00000000 00:00000000 00000000     0        0 99 1
-";
-        assert_eq!(proc_net_tcp_time_wait(text), 2);
-        assert_eq!(proc_net_tcp_time_wait(""), 0);
-    }
+    procfs::tcp_sockets(text).filter(|s| s.state == procfs::TCP_TIME_WAIT).count() as u64
 }
