@@ -107,6 +107,54 @@ fn reports_this_namespace_sysctls_in_json_and_text() {
 }
 
 #[test]
+fn shows_tw_reuse_delay_and_paws_counters_by_kernel() {
+    if !require_root() {
+        return;
+    }
+    let netns = Netns::new("doctor-kernel");
+    // Linux 6.14+: shown, with this namespace's value; before: not listed.
+    let has_delay = netns.run("proc", || std::path::Path::new("/proc/sys/net/ipv4/tcp_tw_reuse_delay").exists());
+    if has_delay {
+        netns.sysctl("net.ipv4.tcp_tw_reuse_delay", "250");
+    }
+    // Linux 6.16+ counts TIME_WAIT PAWS rejects apart from PAWSEstab.
+    let netstat = procfs::counter_tables(&proc_in(&netns, "/proc/thread-self/net/netstat"));
+    let has_paws_timewait = netstat["TcpExt"].contains_key("PAWSTimewait");
+
+    let (report, _) = json_report(&netns, &[]);
+    let text = String::from_utf8_lossy(&doctor_in(&netns, &[]).stdout).to_string();
+    let delay = report["sysctls"].as_array().unwrap().iter().find(|s| s["name"] == "net.ipv4.tcp_tw_reuse_delay");
+    if has_delay {
+        let delay = delay.unwrap_or_else(|| panic!("tcp_tw_reuse_delay in {report}"));
+        assert_eq!(delay["value"], "250", "{delay}");
+        let meaning = delay["meaning"].as_str().unwrap();
+        assert!(
+            meaning.contains("only affects connections this host opens") && meaning.contains("(PAWS)"),
+            "{meaning}"
+        );
+        assert!(text.contains("  net.ipv4.tcp_tw_reuse_delay = 250: 250 ms in TIME_WAIT"), "{text}");
+    } else {
+        assert_eq!(delay, None, "this kernel has no tcp_tw_reuse_delay: {report}");
+        assert!(!text.contains("tcp_tw_reuse_delay"), "{text}");
+    }
+
+    let paws = |name: &str| report["counters"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let (estab, timewait) = (paws("TcpExt.PAWSEstab"), paws("TcpExt.PAWSTimewait"));
+    assert_eq!(estab["value"].as_i64(), Some(netstat["TcpExt"]["PAWSEstab"]), "{estab}");
+    assert_eq!(timewait["value"].as_i64(), netstat["TcpExt"].get("PAWSTimewait").copied(), "{timewait}");
+    let estab_meaning = estab["meaning"].as_str().unwrap();
+    let timewait_meaning = timewait["meaning"].as_str().unwrap();
+    if has_paws_timewait {
+        assert!(estab_meaning.ends_with("not this one (6.16 or newer), which counts them in TcpExt.PAWSTimewait"));
+        assert!(text.contains("  TcpExt.PAWSTimewait = 0: "), "{text}");
+    } else {
+        assert!(estab_meaning.contains("this one among them (before 6.16)"), "{estab_meaning}");
+        assert!(timewait_meaning.contains("not on this kernel (before 6.16)"), "{timewait_meaning}");
+        assert!(text.contains("  TcpExt.PAWSTimewait = (absent): "), "{text}");
+    }
+}
+
+#[test]
 fn counts_time_wait_sockets_of_its_namespace() {
     if !require_root() {
         return;

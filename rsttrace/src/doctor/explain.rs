@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::procfs::CounterTables;
 
 /// The sysctls behind the TIME_WAIT and idle-reset cases, under net.ipv4.
-pub const SYSCTLS: [&str; 9] = [
+pub const SYSCTLS: [&str; 10] = [
     "tcp_timestamps",
     "tcp_tw_reuse",
+    "tcp_tw_reuse_delay",
     "tcp_fin_timeout",
     "tcp_max_tw_buckets",
     "tcp_rfc1337",
@@ -29,12 +30,17 @@ pub struct Sysctl {
     pub meaning: String,
 }
 
+/// Sysctls newer than the oldest kernel rsttrace supports, listed only
+/// where the kernel has them: tcp_tw_reuse_delay since Linux 6.14.
+const NEWER_SYSCTLS: [&str; 1] = ["tcp_tw_reuse_delay"];
+
 /// One sentence per sysctl: what its value means for resets on a backend
 /// behind a load balancer.
 pub fn sysctls(values: &BTreeMap<&'static str, String>, time_wait: Option<u64>) -> Vec<Sysctl> {
     let number = |name: &str| values.get(name).and_then(|v| v.parse::<u64>().ok());
     SYSCTLS
         .iter()
+        .filter(|name| values.contains_key(*name) || !NEWER_SYSCTLS.contains(name))
         .map(|&name| {
             let value = values.get(name).cloned();
             let meaning = match (name, value.as_deref()) {
@@ -53,6 +59,7 @@ pub fn sysctls(values: &BTreeMap<&'static str, String>, time_wait: Option<u64>) 
                         _ => "unknown mode",
                     }
                 ),
+                ("tcp_tw_reuse_delay", Some(v)) => tw_reuse_delay(v, values.get("tcp_tw_reuse").map(String::as_str)),
                 ("tcp_fin_timeout", Some(v)) => format!(
                     "an orphaned connection waits {v} s in FIN_WAIT2 for the peer's FIN; it does not shorten TIME_WAIT, which the kernel fixes at 60 s"
                 ),
@@ -92,13 +99,31 @@ pub fn sysctls(values: &BTreeMap<&'static str, String>, time_wait: Option<u64>) 
         .collect()
 }
 
+/// tcp_tw_reuse_delay (milliseconds) under this tcp_tw_reuse mode.
+fn tw_reuse_delay(delay_ms: &str, tw_reuse: Option<&str>) -> String {
+    let mode = match tw_reuse {
+        Some("0") => ": unused, tcp_tw_reuse is 0",
+        Some("2") => ", loopback connections only (tcp_tw_reuse is 2)",
+        _ => "",
+    };
+    let peer_clock = match delay_ms.parse::<u64>() {
+        Ok(ms) if ms < 1000 => format!(
+            "; below the 1 s default, a peer whose timestamp clock ticks slower than every {ms} ms may drop the new connection's segments as old (PAWS)"
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{delay_ms} ms in TIME_WAIT before this host's own connect() may take over the 4-tuple (with tcp_tw_reuse, if the old connection used timestamps){mode}; like tcp_tw_reuse it only affects connections this host opens, not the load balancer's SYNs that hit TIME_WAIT here{peer_clock}"
+    )
+}
+
 /// A counter of /proc/net/netstat or snmp (None: not on this kernel) and
 /// what it counts.
 #[derive(Serialize)]
 pub struct Counter {
     pub name: String,
     pub value: Option<i64>,
-    pub meaning: &'static str,
+    pub meaning: String,
 }
 
 /// Section, name, and what it counts for resets.
@@ -155,13 +180,29 @@ const COUNTERS: [(&str, &str, &str); 18] = [
     ("TcpExt", "TCPAbortFailed", "resets this host wanted to send but could not allocate"),
 ];
 
+/// Each counter with its value and meaning, on this kernel.
 pub fn counters(tables: &CounterTables) -> Vec<Counter> {
+    // Linux 6.16 counts TIME_WAIT PAWS rejects in PAWSTimewait, older
+    // kernels in PAWSEstab; None: no TcpExt table to tell by.
+    let paws_timewait = tables.get("TcpExt").map(|t| t.contains_key("PAWSTimewait"));
     COUNTERS
         .iter()
-        .map(|(section, name, meaning)| Counter {
-            name: format!("{section}.{name}"),
-            value: tables.get(*section).and_then(|t| t.get(*name)).copied(),
-            meaning,
+        .map(|(section, name, meaning)| {
+            let on_this_kernel = match (*name, paws_timewait) {
+                ("PAWSEstab", Some(true)) => ": not this one (6.16 or newer), which counts them in TcpExt.PAWSTimewait",
+                ("PAWSEstab", Some(false)) => {
+                    ", this one among them (before 6.16): rsttrace's paws_drop verdicts are counted here"
+                }
+                ("PAWSTimewait", Some(false)) => {
+                    "; not on this kernel (before 6.16): they are counted in TcpExt.PAWSEstab"
+                }
+                _ => "",
+            };
+            Counter {
+                name: format!("{section}.{name}"),
+                value: tables.get(*section).and_then(|t| t.get(*name)).copied(),
+                meaning: format!("{meaning}{on_this_kernel}"),
+            }
         })
         .collect()
 }
@@ -264,6 +305,64 @@ Tcp: 1 200 120000 -1 91 60 71
         assert_eq!(s["net.ipv4.ip_local_port_range"].value.as_deref(), Some("32768 60999"));
         assert!(explained(&[("tcp_rfc1337", "0")], None)["net.ipv4.tcp_rfc1337"].meaning.contains("kills the socket"));
         assert_eq!(explained(&[], None)["net.ipv4.tcp_rfc1337"].meaning, "not on this kernel");
-        assert_eq!(explained(&[], None).len(), SYSCTLS.len());
+        assert_eq!(explained(&[], None).len(), SYSCTLS.len() - NEWER_SYSCTLS.len());
+    }
+
+    #[test]
+    fn tw_reuse_delay_is_listed_only_where_the_kernel_has_it() {
+        let s = explained(&[("tcp_tw_reuse", "1"), ("tcp_tw_reuse_delay", "1000")], None);
+        let delay = &s["net.ipv4.tcp_tw_reuse_delay"];
+        assert_eq!(delay.value.as_deref(), Some("1000"));
+        assert!(delay.meaning.starts_with("1000 ms in TIME_WAIT before"), "{}", delay.meaning);
+        assert!(delay.meaning.contains("only affects connections this host opens"), "{}", delay.meaning);
+        assert!(delay.meaning.contains("not the load balancer's SYNs"), "{}", delay.meaning);
+        assert!(!delay.meaning.contains("PAWS"), "the default is safe: {}", delay.meaning);
+        // Before 6.14: no line at all rather than "not on this kernel".
+        assert!(!explained(&[("tcp_tw_reuse", "1")], None).contains_key("net.ipv4.tcp_tw_reuse_delay"));
+        // Listed right after tcp_tw_reuse, which it qualifies.
+        let values = [("tcp_tw_reuse", "1".to_string()), ("tcp_tw_reuse_delay", "1000".to_string())].into();
+        let names: Vec<String> = super::sysctls(&values, None).into_iter().map(|s| s.name).collect();
+        assert_eq!(names[1..3], ["net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay"]);
+    }
+
+    #[test]
+    fn tw_reuse_delay_depends_on_the_reuse_mode_and_the_peer_clock() {
+        let meaning = |reuse: &str, delay: &str| {
+            explained(&[("tcp_tw_reuse", reuse), ("tcp_tw_reuse_delay", delay)], None)["net.ipv4.tcp_tw_reuse_delay"]
+                .meaning
+                .clone()
+        };
+        assert!(meaning("0", "1000").contains("timestamps): unused, tcp_tw_reuse is 0; like tcp_tw_reuse"));
+        assert!(meaning("2", "1000").contains(", loopback connections only (tcp_tw_reuse is 2); like"));
+        assert!(!meaning("1", "1000").contains("tcp_tw_reuse is"));
+        let short = meaning("1", "10");
+        assert!(short.contains("slower than every 10 ms") && short.contains("(PAWS)"), "{short}");
+    }
+
+    #[test]
+    fn paws_counters_are_explained_by_kernel() {
+        let meaning = |netstat: &str, name: &str| {
+            counters(&procfs::counter_tables(netstat)).into_iter().find(|c| c.name == name).unwrap().meaning
+        };
+        // 6.16 and newer: TIME_WAIT rejects have their own counter.
+        let new = "TcpExt: PAWSEstab PAWSTimewait\nTcpExt: 7 2\n";
+        assert!(
+            meaning(new, "TcpExt.PAWSEstab")
+                .ends_with("not this one (6.16 or newer), which counts them in TcpExt.PAWSTimewait")
+        );
+        assert!(meaning(new, "TcpExt.PAWSTimewait").ends_with("rsttrace's paws_drop verdict"));
+        // Before: both in PAWSEstab.
+        let old = "TcpExt: PAWSEstab\nTcpExt: 7\n";
+        assert!(
+            meaning(old, "TcpExt.PAWSEstab")
+                .ends_with("this one among them (before 6.16): rsttrace's paws_drop verdicts are counted here")
+        );
+        assert!(
+            meaning(old, "TcpExt.PAWSTimewait")
+                .ends_with("not on this kernel (before 6.16): they are counted in TcpExt.PAWSEstab")
+        );
+        // Unreadable: no claim about this kernel.
+        assert!(meaning("", "TcpExt.PAWSEstab").ends_with("older kernels count TIME_WAIT rejects here too"));
+        assert!(meaning("", "TcpExt.PAWSTimewait").ends_with("rsttrace's paws_drop verdict"));
     }
 }
