@@ -34,8 +34,12 @@ pub fn counter_tables(text: &str) -> CounterTables {
     tables
 }
 
-/// The kernel's TCP state number (`st`) of TIME_WAIT.
+/// The kernel's TCP state numbers (`st`) that callers look for.
+pub const TCP_ESTABLISHED: u8 = 1;
 pub const TCP_TIME_WAIT: u8 = 6;
+
+/// The `tr` of a socket whose keepalive timer is pending.
+pub const TIMER_KEEPALIVE: u8 = 2;
 
 /// One socket, as a line of /proc/net/tcp or tcp6 shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +127,7 @@ mod tests {
         assert_eq!(sockets[1].local, "10.0.0.2:8090".parse().unwrap());
         assert_eq!(sockets[1].remote, "10.0.0.1:40005".parse().unwrap());
         assert_eq!((sockets[1].state, sockets[1].timer), (TCP_TIME_WAIT, 3));
-        assert_eq!((sockets[2].state, sockets[2].timer), (1, 2), "ESTABLISHED, keepalive timer");
+        assert_eq!((sockets[2].state, sockets[2].timer), (TCP_ESTABLISHED, TIMER_KEEPALIVE));
 
         let tcp6 = "\
   sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -220,6 +220,51 @@ fn counts_time_wait_sockets_of_its_namespace() {
 }
 
 #[test]
+fn counts_established_connections_with_keepalive() {
+    if !require_root() {
+        return;
+    }
+    let netns = Netns::new("doctor-keepalive");
+    // (client, accepted side) SO_KEEPALIVE per connection: 12 established
+    // sockets, 5 with keepalive, both families.
+    let v4 = [(true, false), (true, false), (true, false), (false, true), (false, false)];
+    let v6 = [(true, false)];
+    let connections = netns.run("keepalive", move || {
+        let mut open = Vec::new();
+        for (listen_on, pairs) in [("127.0.0.1:0", &v4[..]), ("[::1]:0", &v6[..])] {
+            let listener = TcpListener::bind(listen_on).unwrap();
+            for &(client_keepalive, server_keepalive) in pairs {
+                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (server, _) = listener.accept().unwrap();
+                socket2::SockRef::from(&client).set_keepalive(client_keepalive).unwrap();
+                socket2::SockRef::from(&server).set_keepalive(server_keepalive).unwrap();
+                open.extend([client, server]);
+            }
+        }
+        open
+    });
+    // What the kernel itself shows: the premise of the counts below.
+    let tables = [proc_in(&netns, "/proc/thread-self/net/tcp"), proc_in(&netns, "/proc/thread-self/net/tcp6")];
+    let established: Vec<_> =
+        tables.iter().flat_map(|t| procfs::tcp_sockets(t)).filter(|s| s.state == procfs::TCP_ESTABLISHED).collect();
+    let with_keepalive = established.iter().filter(|s| s.timer == procfs::TIMER_KEEPALIVE).count();
+    assert_eq!((established.len(), with_keepalive), (12, 5), "/proc/net/tcp{{,6}}: {established:?}");
+
+    let (report, _) = json_report(&netns, &[]);
+    let keepalive = &report["keepalive"];
+    assert_eq!(keepalive["established"].as_u64(), Some(12), "{report}");
+    assert_eq!(keepalive["with_keepalive"].as_u64(), Some(5), "{report}");
+    assert!(keepalive["meaning"].as_str().unwrap().starts_with("the 7 without get no keepalive probes"), "{keepalive}");
+    let method = keepalive["method"].as_str().unwrap();
+    assert_eq!(method, report["time_wait"]["method"], "one count of the sockets: {report}");
+    let text = String::from_utf8_lossy(&doctor_in(&netns, &[]).stdout).to_string();
+    let line =
+        format!("  keepalive is on for 5 of 12 established connections now (counted with {method}): the 7 without");
+    assert!(text.contains(&line), "{text}");
+    drop(connections);
+}
+
+#[test]
 fn exits_1_when_rsttrace_cannot_run() {
     if !require_root() {
         return;

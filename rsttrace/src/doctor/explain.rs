@@ -117,6 +117,24 @@ fn tw_reuse_delay(delay_ms: &str, tw_reuse: Option<&str>) -> String {
     )
 }
 
+/// What it means that `with_keepalive` of this namespace's `established`
+/// connections have SO_KEEPALIVE on, behind middleboxes that forget idle
+/// connections.
+pub fn keepalive(established: u64, with_keepalive: u64) -> String {
+    let without = established.saturating_sub(with_keepalive);
+    let unprobed = "get no keepalive probes, whatever tcp_keepalive_time says: idle, they outlive a middlebox's idle timeout (4 min Azure LB, 350 s AWS NLB, NAT tables) only if the application sends something sooner";
+    // Both sources show one timer per socket, retransmission first.
+    let snapshot = "; counted by the timer pending now, so one waiting for an ACK at this moment counts as without";
+    match (established, without) {
+        (0, _) => "no established connection to tell by now".to_string(),
+        (_, 0) => {
+            "every one sends keepalive probes after tcp_keepalive_time idle (or its own TCP_KEEPIDLE)".to_string()
+        }
+        (n, w) if w == n => format!("all {n} {unprobed}{snapshot}"),
+        (_, w) => format!("the {w} without {unprobed}{snapshot}"),
+    }
+}
+
 /// A counter of /proc/net/netstat or snmp (None: not on this kernel) and
 /// what it counts.
 #[derive(Serialize)]
@@ -337,6 +355,17 @@ Tcp: 1 200 120000 -1 91 60 71
         assert!(!meaning("1", "1000").contains("tcp_tw_reuse is"));
         let short = meaning("1", "10");
         assert!(short.contains("slower than every 10 ms") && short.contains("(PAWS)"), "{short}");
+    }
+
+    #[test]
+    fn keepalive_share_says_which_connections_get_no_probes() {
+        assert_eq!(keepalive(0, 0), "no established connection to tell by now");
+        assert!(keepalive(4, 4).starts_with("every one sends keepalive probes after tcp_keepalive_time"));
+        let none = keepalive(10, 0);
+        assert!(none.starts_with("all 10 get no keepalive probes, whatever tcp_keepalive_time says"), "{none}");
+        let some = keepalive(10, 3);
+        assert!(some.starts_with("the 7 without get no keepalive probes"), "{some}");
+        assert!(some.contains("350 s AWS NLB") && some.contains("waiting for an ACK"), "{some}");
     }
 
     #[test]

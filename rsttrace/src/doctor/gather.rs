@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use super::{Netns, Report, STRATEGIES, explain, sockets::TimeWaitCount};
+use super::{Netns, Report, STRATEGIES, explain, sockets::SocketCounts};
 use crate::{
     cli::DoctorOptions,
     hooks::{self, Strategy},
@@ -48,8 +48,9 @@ pub fn report(options: &DoctorOptions) -> Report {
         })
         .collect();
 
-    let time_wait = TimeWaitCount::measure();
-    let sysctls = explain::sysctls(&read_sysctls(), time_wait.count);
+    let sockets = SocketCounts::measure();
+    let sysctls = explain::sysctls(&read_sysctls(), sockets.counts.map(|c| c.time_wait));
+    let keepalive = sockets.counts.map(|c| explain::keepalive(c.established, c.keepalive));
     let mut tables = procfs::counter_tables(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default());
     tables.extend(procfs::counter_tables(&std::fs::read_to_string("/proc/net/snmp").unwrap_or_default()));
     Report {
@@ -63,7 +64,8 @@ pub fn report(options: &DoctorOptions) -> Report {
         mounted_tracefs,
         strategies,
         sysctls,
-        time_wait,
+        sockets,
+        keepalive,
         counters: explain::counters(&tables),
     }
 }

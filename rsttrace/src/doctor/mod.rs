@@ -19,7 +19,7 @@ use crate::{
     privileges::Privileges,
 };
 use explain::{Counter, Sysctl};
-use sockets::TimeWaitCount;
+use sockets::SocketCounts;
 
 pub fn main(options: &DoctorOptions) -> ExitCode {
     let report = gather::report(options);
@@ -47,7 +47,10 @@ struct Report {
     mounted_tracefs: bool,
     strategies: Vec<(Strategy, Result<(), String>)>,
     sysctls: Vec<Sysctl>,
-    time_wait: TimeWaitCount,
+    sockets: SocketCounts,
+    /// What the share of established connections with keepalive means;
+    /// None when the sockets could not be counted.
+    keepalive: Option<String>,
     counters: Vec<Counter>,
 }
 

@@ -9,7 +9,6 @@ use serde::{Serialize, Serializer};
 use super::{
     Netns, Report,
     explain::{Counter, Sysctl},
-    sockets::TimeWaitCount,
 };
 use crate::hooks::Strategy;
 
@@ -69,9 +68,19 @@ pub fn text(report: &Report) -> String {
     for s in &report.sysctls {
         let _ = writeln!(t, "  {} = {}: {}", s.name, s.value.as_deref().unwrap_or("(absent)"), s.meaning);
     }
-    let _ = match (&report.time_wait.count, &report.time_wait.problem) {
-        (Some(n), _) => writeln!(t, "\nTIME_WAIT sockets now: {n} (counted with {})", report.time_wait.method),
-        (None, problem) => writeln!(t, "\nTIME_WAIT sockets now: unknown ({})", problem.as_deref().unwrap_or("?")),
+    let sockets = &report.sockets;
+    let problem = sockets.problem.as_deref().unwrap_or("?");
+    let _ = match (sockets.counts, &report.keepalive) {
+        (Some(c), Some(meaning)) => writeln!(
+            t,
+            "  keepalive is on for {} of {} established connections now (counted with {}): {meaning}",
+            c.keepalive, c.established, sockets.method
+        ),
+        _ => writeln!(t, "  keepalive on established connections now: unknown ({problem})"),
+    };
+    let _ = match sockets.counts {
+        Some(c) => writeln!(t, "\nTIME_WAIT sockets now: {} (counted with {})", c.time_wait, sockets.method),
+        None => writeln!(t, "\nTIME_WAIT sockets now: unknown ({problem})"),
     };
     let _ = writeln!(t, "\nCounters since the namespace was created (/proc/net/netstat, /proc/net/snmp):");
     for c in &report.counters {
@@ -129,8 +138,18 @@ pub fn json(report: &Report) -> String {
             .collect(),
         auto: report.auto().map(Strategy::as_str),
         sysctls: &report.sysctls,
-        time_wait: &report.time_wait,
+        time_wait: TimeWaitJson {
+            count: report.sockets.counts.map(|c| c.time_wait),
+            method: report.sockets.method,
+            problem: report.sockets.problem.as_deref(),
+        },
         counters: &report.counters,
+        keepalive: KeepaliveJson {
+            established: report.sockets.counts.map(|c| c.established),
+            with_keepalive: report.sockets.counts.map(|c| c.keepalive),
+            method: report.sockets.method,
+            meaning: report.keepalive.as_deref(),
+        },
     };
     // Every key is a string and every path was made text: nothing can fail.
     serde_json::to_string(&json).expect("the doctor report serializes")
@@ -149,8 +168,9 @@ struct Json<'a> {
     strategies: Vec<StrategyJson<'a>>,
     auto: Option<&'static str>,
     sysctls: &'a [Sysctl],
-    time_wait: &'a TimeWaitCount,
+    time_wait: TimeWaitJson<'a>,
     counters: &'a [Counter],
+    keepalive: KeepaliveJson<'a>,
 }
 
 #[derive(Serialize)]
@@ -187,6 +207,22 @@ struct TracefsJson<'a> {
 }
 
 #[derive(Serialize)]
+struct TimeWaitJson<'a> {
+    count: Option<u64>,
+    method: &'static str,
+    problem: Option<&'a str>,
+}
+
+/// How many established connections have SO_KEEPALIVE on (null: unknown).
+#[derive(Serialize)]
+struct KeepaliveJson<'a> {
+    established: Option<u64>,
+    with_keepalive: Option<u64>,
+    method: &'static str,
+    meaning: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct StrategyJson<'a> {
     name: &'static str,
     ok: bool,
@@ -209,6 +245,7 @@ mod tests {
                 self,
                 tests::{NETSTAT, SNMP},
             },
+            sockets::{Counts, SocketCounts},
         },
         privileges::Privileges,
         procfs,
@@ -259,7 +296,12 @@ mod tests {
                 (Strategy::Tracepoint, Ok(())),
             ],
             sysctls: explain::sysctls(&values, Some(3)),
-            time_wait: TimeWaitCount { count: Some(3), method: "sock_diag", problem: None },
+            sockets: SocketCounts {
+                counts: Some(Counts { time_wait: 3, established: 10, keepalive: 3 }),
+                method: "sock_diag",
+                problem: None,
+            },
+            keepalive: Some(explain::keepalive(10, 3)),
             counters: explain::counters(&tables),
         }
     }
@@ -291,11 +333,12 @@ mod tests {
                 .map(|&s| (s, Err("not tried: privileges missing (see above)".to_string())))
                 .collect(),
             sysctls: explain::sysctls(&BTreeMap::new(), None),
-            time_wait: TimeWaitCount {
-                count: None,
+            sockets: SocketCounts {
+                counts: None,
                 method: "none",
                 problem: Some("sock_diag failed: EPERM; /proc/net/tcp: EACCES".to_string()),
             },
+            keepalive: None,
             counters: explain::counters(&BTreeMap::new()),
         }
     }
