@@ -65,19 +65,23 @@ pub fn text(report: &Report) -> String {
     let _ = writeln!(t, "\nNetwork namespace: {}", describe(&report.netns));
     let _ = writeln!(t, "  {NETNS_NOTE}");
     let _ = writeln!(t, "\nTCP settings:");
-    for s in &report.sysctls {
-        let _ = writeln!(t, "  {} = {}: {}", s.name, s.value.as_deref().unwrap_or("(absent)"), s.meaning);
-    }
     let sockets = &report.sockets;
     let problem = sockets.problem.as_deref().unwrap_or("?");
-    let _ = match (sockets.counts, &report.keepalive) {
-        (Some(c), Some(meaning)) => writeln!(
-            t,
-            "  keepalive is on for {} of {} established connections now (counted with {}): {meaning}",
-            c.keepalive, c.established, sockets.method
-        ),
-        _ => writeln!(t, "  keepalive on established connections now: unknown ({problem})"),
-    };
+    for s in &report.sysctls {
+        let _ = writeln!(t, "  {} = {}: {}", s.name, s.value.as_deref().unwrap_or("(absent)"), s.meaning);
+        // Right below the keepalive settings it qualifies (always listed).
+        if s.name != "net.ipv4.tcp_keepalive_probes" {
+            continue;
+        }
+        let _ = match (sockets.counts, &report.keepalive) {
+            (Some(c), Some(meaning)) => writeln!(
+                t,
+                "  keepalive is on for {} of {} established connections now (counted with {}): {meaning}",
+                c.keepalive, c.established, sockets.method
+            ),
+            _ => writeln!(t, "  keepalive on established connections now: unknown ({problem})"),
+        };
+    }
     let _ = match sockets.counts {
         Some(c) => writeln!(t, "\nTIME_WAIT sockets now: {} (counted with {})", c.time_wait, sockets.method),
         None => writeln!(t, "\nTIME_WAIT sockets now: unknown ({problem})"),
