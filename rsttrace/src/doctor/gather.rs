@@ -1,5 +1,5 @@
 //! Reading the host: privileges, kernel BTF, tracefs, which strategies load,
-//! the sysctls and counters of this network namespace.
+//! the sysctls, sockets (see `sockets`) and counters of this namespace.
 
 use std::{collections::BTreeMap, path::Path};
 

@@ -1,7 +1,8 @@
 //! `rsttrace doctor`: whether rsttrace can run here (privileges, kernel BTF,
-//! tracefs, which hook strategies load), and the TCP settings, TIME_WAIT
-//! sockets and counters behind resets. Sysctls, sockets and counters belong
-//! to a network namespace: doctor reports the one it runs in.
+//! tracefs, which hook strategies load), and the TCP settings, sockets
+//! (TIME_WAIT, established with keepalive) and counters behind resets.
+//! Sysctls, sockets and counters belong to a network namespace: doctor
+//! reports the one it runs in.
 //!
 //! `gather` and `sockets` read the host, `explain` says what each value
 //! means behind a load balancer, `render` writes the report as text or JSON.

@@ -159,6 +159,8 @@ pub fn json(report: &Report) -> String {
     serde_json::to_string(&json).expect("the doctor report serializes")
 }
 
+/// The `--format json` object. Tools read it by key: a new key goes at
+/// the end of its object, an existing one never changes.
 #[derive(Serialize)]
 struct Json<'a> {
     kind: &'static str,
