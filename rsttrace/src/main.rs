@@ -11,6 +11,7 @@ mod generate;
 mod golden;
 mod kernel;
 mod output;
+mod procfs;
 mod service;
 
 use std::{io::IsTerminal as _, process::ExitCode};

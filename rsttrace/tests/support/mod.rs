@@ -2,6 +2,10 @@
 //! code inside a namespace, and the rsttrace daemon as a child process.
 #![allow(dead_code)] // each test file uses a different part
 
+// rsttrace's own /proc parser, so that tests and doctor read /proc alike.
+#[path = "../../src/procfs.rs"]
+pub mod procfs;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
@@ -83,18 +87,13 @@ impl Netns {
     /// `port`, as /proc/net/tcp{,6} list them.
     pub fn tcp_states(&self, port: u16, remote: bool) -> Vec<u8> {
         self.run("proc-net-tcp", move || {
-            let column = if remote { 2 } else { 1 };
             ["tcp", "tcp6"]
                 .iter()
                 .filter_map(|table| std::fs::read_to_string(format!("/proc/thread-self/net/{table}")).ok())
                 .flat_map(|text| {
-                    text.lines()
-                        .skip(1)
-                        .filter_map(|line| {
-                            let fields: Vec<&str> = line.split_whitespace().collect();
-                            let socket_port = u16::from_str_radix(fields.get(column)?.rsplit(':').next()?, 16).ok()?;
-                            (socket_port == port).then(|| u8::from_str_radix(fields.get(3)?, 16).ok()).flatten()
-                        })
+                    procfs::tcp_sockets(&text)
+                        .filter(|s| if remote { s.remote.port() } else { s.local.port() } == port)
+                        .map(|s| s.state)
                         .collect::<Vec<u8>>()
                 })
                 .collect()

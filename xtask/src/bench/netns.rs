@@ -6,6 +6,11 @@ use std::{collections::BTreeMap, fs::File, os::fd::AsRawFd as _, os::unix::fs::M
 
 use anyhow::{Context as _, bail};
 
+// rsttrace's parser of these files; the bench reads only the counter tables.
+#[allow(dead_code)]
+#[path = "../../../rsttrace/src/procfs.rs"]
+mod procfs;
+
 pub struct Netns {
     pub name: String,
     /// The namespace's inode: what rsttrace prints as `netns`.
@@ -109,18 +114,11 @@ impl Counters {
         after.get(key) - before.get(key)
     }
 
-    /// snmp/netstat: a header line of names and a line of values per group.
+    /// snmp/netstat, as `Group.Name`.
     fn parse_table(&mut self, text: &str) {
-        let lines: Vec<&str> = text.lines().collect();
-        for pair in lines.chunks(2) {
-            let [names, values] = pair else { continue };
-            let (Some((group, names)), Some((_, values))) = (names.split_once(':'), values.split_once(':')) else {
-                continue;
-            };
-            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-                if let Ok(value) = value.parse() {
-                    self.0.insert(format!("{group}.{name}"), value);
-                }
+        for (group, table) in procfs::counter_tables(text) {
+            for (name, value) in table {
+                self.0.insert(format!("{group}.{name}"), value);
             }
         }
     }
