@@ -36,6 +36,14 @@ pub struct KernelOffsets {
     pub sk_lock_owned: u32,
     /// `sock.sk_err` (int): set by a reset before the socket closes.
     pub sk_err: u32,
+    /// `sock_common.skc_flags` (unsigned long) and the bit of `SOCK_KEEPOPEN`
+    /// in it (`enum sock_flags`): SO_KEEPALIVE is on.
+    pub skc_flags: u32,
+    pub sock_flag_keepopen: u32,
+    /// `tcp_sock.keepalive_time` (u32 jiffies, TCP_KEEPIDLE; 0: the
+    /// namespace's) and `net.ipv4.sysctl_tcp_keepalive_time` (int jiffies).
+    pub tcp_keepalive_time: u32,
+    pub net_tcp_keepalive_time: u32,
     /// `tcp_sock.lsndtime` (u32 jiffies): last data sent.
     pub tcp_lsndtime: u32,
     /// `tcp_sock.rcv_tstamp` (u32 jiffies): last ACK received.
@@ -96,6 +104,10 @@ impl KernelOffsets {
             net_tcp_rfc1337: ABSENT,
             sk_lock_owned: ABSENT,
             sk_err: ABSENT,
+            skc_flags: ABSENT,
+            sock_flag_keepopen: ABSENT,
+            tcp_keepalive_time: ABSENT,
+            net_tcp_keepalive_time: ABSENT,
             tcp_lsndtime: ABSENT,
             tcp_rcv_tstamp: ABSENT,
             icsk_lrcvtime: ABSENT,

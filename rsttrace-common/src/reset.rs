@@ -16,6 +16,10 @@ pub mod reset_flags {
     pub const HAS_ACTIVITY: u8 = 1 << 4;
     /// `netns` was read.
     pub const HAS_NETNS: u8 = 1 << 5;
+    /// Whether SO_KEEPALIVE is on was read (received resets).
+    pub const KEEPALIVE_KNOWN: u8 = 1 << 6;
+    /// SO_KEEPALIVE is on: `keepalive_jiffies` is its idle time.
+    pub const KEEPALIVE_ON: u8 = 1 << 7;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -37,13 +41,16 @@ pub struct ResetRecord {
     pub last_sent_jiffies: u32,
     pub last_received_jiffies: u32,
     pub last_ack_jiffies: u32,
+    /// How long the connection may be idle before the first keepalive
+    /// probe (`KEEPALIVE_ON`).
+    pub keepalive_jiffies: u32,
     pub state: u8,
     /// `reset_flags` bits.
     pub flags: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 104);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}

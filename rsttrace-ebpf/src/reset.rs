@@ -124,7 +124,32 @@ fn fill(
                 record.last_ack_jiffies = acked;
                 record.flags |= reset_flags::HAS_ACTIVITY;
             }
+            keepalive(sk, offsets, record);
         }
     }
     Ok(())
+}
+
+/// Whether SO_KEEPALIVE is on, and after how long a silence the first probe
+/// goes: the socket's TCP_KEEPIDLE, else its namespace's
+/// net.ipv4.tcp_keepalive_time.
+#[inline(always)]
+fn keepalive(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
+    let Some(flags) = read::kernel::<u64>(sk, offsets.skc_flags) else { return };
+    record.flags |= reset_flags::KEEPALIVE_KNOWN;
+    if offsets.sock_flag_keepopen >= 64 || flags & (1 << offsets.sock_flag_keepopen) == 0 {
+        return;
+    }
+    let own = read::kernel::<u32>(sk, offsets.tcp_keepalive_time).unwrap_or(0);
+    let idle = if own != 0 {
+        Some(own)
+    } else {
+        read::netns_net(sk, offsets).and_then(|net| read::kernel::<u32>(net, offsets.net_tcp_keepalive_time))
+    };
+    if let Some(idle) = idle {
+        record.keepalive_jiffies = idle;
+        record.flags |= reset_flags::KEEPALIVE_ON;
+    } else {
+        record.flags &= !reset_flags::KEEPALIVE_KNOWN;
+    }
 }

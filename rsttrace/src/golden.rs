@@ -118,6 +118,18 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.last_received_jiffies = 9_600;
     r.last_ack_jiffies = 9_500;
     push(None, bytes(&r));
+    // A device in between forgot the connection: this host wrote after 6
+    // minutes of silence, an RST came back; keepalive off; appended to the
+    // recorded set when rst_received gained peer_silent_ms.
+    let mut r = reset(RecordKind::RstReceived, 1250, "10.77.0.2:8090", "10.77.0.1:40500");
+    r.state = 1;
+    r.flags |=
+        reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_ACTIVITY | reset_flags::KEEPALIVE_KNOWN;
+    r.now_jiffies = 100_000;
+    r.last_sent_jiffies = 100_000;
+    r.last_received_jiffies = 10_000;
+    r.last_ack_jiffies = 10_000;
+    push(None, bytes(&r));
     // Before 6.10: no reason; and numbers this build does not know.
     let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");
     r.state = 1;

@@ -560,6 +560,8 @@ pub(crate) mod tests {
             state: None,
             reason: None,
             idle_ms: None,
+            peer_silent_ms: None,
+            keepalive: None,
             process: None,
         }
     }

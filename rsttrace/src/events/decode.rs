@@ -9,7 +9,7 @@ use rsttrace_common::{
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 
-use super::{Direction, Event, Followup, FourTuple, Process, Reset, TimeWaitSegment, clock::Clock};
+use super::{Direction, Event, Followup, FourTuple, Keepalive, Process, Reset, TimeWaitSegment, clock::Clock};
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -98,10 +98,19 @@ impl Decoder {
         let reason =
             (direction == Direction::Sent && has(reset_flags::HAS_REASON)).then(|| self.names.reset_reason(r.reason));
         let synchronized = state.as_ref().is_some_and(|s| s.is_synchronized());
-        let idle_ms = (direction == Direction::Received && has(reset_flags::HAS_ACTIVITY) && synchronized)
-            .then(|| idle_jiffies(r))
-            .flatten()
-            .map(|j| self.clock.jiffies_to_ms(j));
+        let activity = direction == Direction::Received && has(reset_flags::HAS_ACTIVITY) && synchronized;
+        let since = |stamps: &[u32]| {
+            activity.then(|| jiffies_since(r.now_jiffies, stamps)).flatten().map(|j| self.clock.jiffies_to_ms(j))
+        };
+        let idle_ms = since(&[r.last_sent_jiffies, r.last_received_jiffies, r.last_ack_jiffies]);
+        let peer_silent_ms = since(&[r.last_received_jiffies, r.last_ack_jiffies]);
+        let keepalive = (direction == Direction::Received && has(reset_flags::KEEPALIVE_KNOWN)).then(|| {
+            if has(reset_flags::KEEPALIVE_ON) {
+                Keepalive::After(self.clock.jiffies_to_ms(r.keepalive_jiffies))
+            } else {
+                Keepalive::Off
+            }
+        });
         let process = has(reset_flags::FROM_PROCESS).then(|| Process { pid: r.pid, comm: c_string(&r.comm) });
         Reset {
             direction,
@@ -111,6 +120,8 @@ impl Decoder {
             state,
             reason,
             idle_ms,
+            peer_silent_ms,
+            keepalive,
             process,
         }
     }
@@ -121,13 +132,13 @@ fn netns(value: u32) -> Option<u32> {
     (value != 0).then_some(value)
 }
 
-/// Jiffies since the most recent of the socket's activity stamps. Zero
+/// Jiffies since the most recent of the socket's activity `stamps`. Zero
 /// stamps were never set. Arithmetic wraps like the kernel's 32-bit jiffies.
-fn idle_jiffies(r: &ResetRecord) -> Option<u32> {
-    [r.last_sent_jiffies, r.last_received_jiffies, r.last_ack_jiffies]
-        .into_iter()
-        .filter(|&stamp| stamp != 0)
-        .map(|stamp| r.now_jiffies.wrapping_sub(stamp))
+fn jiffies_since(now: u32, stamps: &[u32]) -> Option<u32> {
+    stamps
+        .iter()
+        .filter(|&&stamp| stamp != 0)
+        .map(|&stamp| now.wrapping_sub(stamp))
         // A stamp "after" now (negative age) wraps to a huge value: ignore it.
         .filter(|&age| age < u32::MAX / 2)
         .min()
@@ -332,6 +343,30 @@ pub(crate) mod tests {
         let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
         assert_eq!(e.idle_ms, Some(2000));
         assert_eq!(e.reason, None, "received resets carry no reason");
+    }
+
+    #[test]
+    fn peer_silence_ignores_what_this_host_sent() {
+        // The forgotten-connection case: this host wrote just now, the peer
+        // was last heard of 8 s ago.
+        let mut r = v4_record(RecordKind::RstReceived);
+        r.flags = reset_flags::HAS_STATE | reset_flags::HAS_ACTIVITY | reset_flags::KEEPALIVE_KNOWN;
+        r.state = 1;
+        r.now_jiffies = 10_000;
+        r.last_sent_jiffies = 10_000;
+        r.last_received_jiffies = 7_000;
+        r.last_ack_jiffies = 8_000;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.idle_ms, Some(0));
+        assert_eq!(e.peer_silent_ms, Some(8000));
+        assert_eq!(e.keepalive, Some(Keepalive::Off));
+        r.flags |= reset_flags::KEEPALIVE_ON;
+        r.keepalive_jiffies = 7200 * 250;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.keepalive, Some(Keepalive::After(7_200_000)));
+        r.flags &= !(reset_flags::KEEPALIVE_KNOWN | reset_flags::KEEPALIVE_ON);
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.keepalive, None, "unknown");
     }
 
     #[test]

@@ -56,8 +56,23 @@ pub struct Reset {
     pub reason: Option<ResetReason>,
     /// Received resets: time since the socket last sent or received.
     pub idle_ms: Option<u64>,
+    /// Received resets: time since anything (data or ACK) came from the
+    /// peer: a device in between that forgot an idle connection answers
+    /// this host's first segment after the silence.
+    pub peer_silent_ms: Option<u64>,
+    /// Received resets: how long the connection may be silent before
+    /// keepalive probes it (SO_KEEPALIVE on); None when off or unknown.
+    pub keepalive: Option<Keepalive>,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
+}
+
+/// The socket's keepalive setting, where it could be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keepalive {
+    Off,
+    /// Idle time before the first probe, in ms.
+    After(u64),
 }
 
 /// The task whose system call made the kernel send a reset.
@@ -104,4 +119,77 @@ pub struct Followup {
     pub tuple: FourTuple,
     /// An RST had killed the TIME_WAIT socket in between.
     pub was_killed: bool,
+}
+
+/// Below this, a silence before a received reset is ordinary.
+const LONG_SILENCE_MS: u64 = 30_000;
+
+impl Reset {
+    /// What to change when a received reset came after a long silence from
+    /// the peer: the sign of a device in between that forgot the connection.
+    pub fn advice(&self) -> Option<String> {
+        let silence =
+            self.peer_silent_ms.filter(|&ms| self.direction == Direction::Received && ms >= LONG_SILENCE_MS)?;
+        let peer = self.tuple.remote.ip();
+        let forgot = format!(
+            "Nothing had come from {peer} for {} s before this RST: a load balancer, NAT or firewall in between may have dropped the idle connection and answered for the peer (idle timeouts of 60 to 350 s are common)",
+            silence / 1000
+        );
+        let sysctl = "net.ipv4.tcp_keepalive_time only applies to sockets that enable SO_KEEPALIVE";
+        Some(match self.keepalive {
+            Some(Keepalive::Off) => format!(
+                "{forgot}; keepalive is off on this socket: enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout (or send keepalives in the application's protocol), or raise the device's idle timeout; {sysctl}"
+            ),
+            Some(Keepalive::After(after)) if after >= silence => format!(
+                "{forgot}; keepalive is on but probes only after {} s of silence: lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below the device's idle timeout, or raise that timeout",
+                after / 1000
+            ),
+            Some(Keepalive::After(after)) => format!(
+                "{forgot}; keepalive is on ({} s) yet nothing came back: its probes went unanswered, so the path or the peer was already gone",
+                after / 1000
+            ),
+            None => format!(
+                "{forgot}; keep the connection busy below the device's idle timeout (SO_KEEPALIVE with TCP_KEEPIDLE, or application keepalives), or raise that timeout; {sysctl}"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(peer_silent_ms: u64, keepalive: Option<Keepalive>) -> Reset {
+        Reset {
+            direction: Direction::Received,
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: 0,
+            tuple: FourTuple {
+                local: "10.77.0.2:8090".parse().unwrap(),
+                remote: "10.77.0.1:40021".parse().unwrap(),
+                netns: None,
+            },
+            state: Some(TcpState::Established),
+            reason: None,
+            idle_ms: Some(0),
+            peer_silent_ms: Some(peer_silent_ms),
+            keepalive,
+            process: None,
+        }
+    }
+
+    #[test]
+    fn advice_only_after_a_long_silence() {
+        assert_eq!(received(29_999, Some(Keepalive::Off)).advice(), None);
+        let advice = received(400_000, Some(Keepalive::After(7_200_000))).advice().unwrap();
+        assert!(advice.contains("for 400 s"), "{advice}");
+        assert!(advice.contains("probes only after 7200 s of silence: lower TCP_KEEPIDLE"), "{advice}");
+        let advice = received(400_000, Some(Keepalive::After(60_000))).advice().unwrap();
+        assert!(advice.contains("keepalive is on (60 s) yet nothing came back"), "{advice}");
+        let advice = received(400_000, None).advice().unwrap();
+        assert!(advice.contains("only applies to sockets that enable SO_KEEPALIVE"), "{advice}");
+        let mut sent = received(400_000, None);
+        sent.direction = Direction::Sent;
+        assert_eq!(sent.advice(), None, "only received resets");
+    }
 }

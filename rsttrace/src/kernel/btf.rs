@@ -37,7 +37,7 @@ fn map(path: &Path) -> anyhow::Result<Btf> {
 
 /// The named types rsttrace looks up, found in one pass at start-up: with
 /// the mapped BTF every lookup by name would otherwise scan all types.
-const INDEXED: [&str; 11] = [
+const INDEXED: [&str; 12] = [
     "sock_common",
     "net",
     "sock",
@@ -49,6 +49,7 @@ const INDEXED: [&str; 11] = [
     "skb_drop_reason",
     "tcp_tw_status",
     "tcp_timewait_state_process",
+    "sock_flags",
 ];
 
 pub struct KernelTypes {
@@ -136,6 +137,13 @@ impl KernelTypes {
             net_tcp_rfc1337: self.offset_of("net", &["ipv4", "sysctl_tcp_rfc1337"], &[1, 4]),
             sk_lock_owned: self.offset_of("sock", &["sk_lock", "owned"], &[4]),
             sk_err: self.offset_of("sock", &["sk_err"], &[4]),
+            skc_flags: self.offset_of("sock_common", &["skc_flags"], &[8]),
+            sock_flag_keepopen: self
+                .named_enum("sock_flags")
+                .and_then(|flags| flags.into_iter().find(|(_, n)| n == "SOCK_KEEPOPEN"))
+                .map_or(ABSENT, |(bit, _)| bit),
+            tcp_keepalive_time: self.offset_of("tcp_sock", &["keepalive_time"], &[4]),
+            net_tcp_keepalive_time: self.offset_of("net", &["ipv4", "sysctl_tcp_keepalive_time"], &[4]),
             tcp_lsndtime: self.offset_of("tcp_sock", &["lsndtime"], &[4]),
             tcp_rcv_tstamp: self.offset_of("tcp_sock", &["rcv_tstamp"], &[4]),
             icsk_lrcvtime: self.offset_of("tcp_sock", &["inet_conn", "icsk_ack", "lrcvtime"], &[4]),
@@ -394,6 +402,10 @@ mod tests {
             ("nd_net", offsets.netdev_nd_net),
             ("rfc1337", offsets.net_tcp_rfc1337),
             ("sk_err", offsets.sk_err),
+            ("skc_flags", offsets.skc_flags),
+            ("SOCK_KEEPOPEN", offsets.sock_flag_keepopen),
+            ("keepalive_time", offsets.tcp_keepalive_time),
+            ("sysctl_tcp_keepalive_time", offsets.net_tcp_keepalive_time),
             ("rcv_nxt", offsets.tcp_rcv_nxt),
             ("ts_recent", offsets.tcp_ts_recent),
             ("ts_recent_stamp", offsets.tcp_ts_recent_stamp),

@@ -115,6 +115,12 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     }
     if offsets.tcp_lsndtime == ABSENT || offsets.icsk_lrcvtime == ABSENT || offsets.tcp_rcv_tstamp == ABSENT {
         limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
+        limitations.push("peer_silent_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
+    }
+    if [offsets.skc_flags, offsets.sock_flag_keepopen, offsets.tcp_keepalive_time, offsets.net_tcp_keepalive_time]
+        .contains(&ABSENT)
+    {
+        limitations.push("keepalive_s is null: kernel BTF lacks the keepalive settings".to_string());
     }
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };

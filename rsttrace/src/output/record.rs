@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     events::{
-        Direction, FourTuple, Reset,
+        Direction, FourTuple, Keepalive, Reset,
         correlate::{Report, Verdict},
     },
     kernel::{
@@ -129,6 +129,10 @@ pub struct RstReceived<'a> {
     pub endpoints: Endpoints,
     pub state: Option<&'a TcpState>,
     pub idle_ms: Option<u64>,
+    pub peer_silent_ms: Option<u64>,
+    /// SO_KEEPALIVE's idle time in seconds; null when off or unknown.
+    pub keepalive_s: Option<u64>,
+    pub advice: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -227,9 +231,17 @@ fn reset(r: &Reset) -> EventBody<'_> {
             pid: r.process.as_ref().map(|p| p.pid),
             comm: r.process.as_ref().map(|p| p.comm.as_str()),
         }),
-        Direction::Received => {
-            EventBody::RstReceived(RstReceived { endpoints, state: r.state.as_ref(), idle_ms: r.idle_ms })
-        }
+        Direction::Received => EventBody::RstReceived(RstReceived {
+            endpoints,
+            state: r.state.as_ref(),
+            idle_ms: r.idle_ms,
+            peer_silent_ms: r.peer_silent_ms,
+            keepalive_s: match r.keepalive {
+                Some(Keepalive::After(ms)) => Some(ms / 1000),
+                _ => None,
+            },
+            advice: r.advice(),
+        }),
     }
 }
 

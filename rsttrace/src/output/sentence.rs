@@ -3,7 +3,7 @@
 
 use crate::{
     events::{
-        Direction, Reset, TimeWaitSegment,
+        Direction, Keepalive, Reset, TimeWaitSegment,
         correlate::{Collision, Report, Verdict},
     },
     kernel::names::{ResetReason, TcpState},
@@ -116,7 +116,19 @@ fn reset_sentence(r: &Reset) -> String {
     } else if r.direction == Direction::Received && r.state == Some(TcpState::SynSent) {
         s += ": connection refused by the peer";
     }
-    netns_suffix(s, r.tuple.netns)
+    if let Some(silent) = r.peer_silent_ms {
+        s += &format!(", {} after the peer's last segment", human_duration(silent));
+    }
+    match r.keepalive {
+        Some(Keepalive::Off) => s += "; keepalive off",
+        Some(Keepalive::After(ms)) => s += &format!("; keepalive after {}", human_duration(ms)),
+        None => {}
+    }
+    s = netns_suffix(s, r.tuple.netns);
+    match r.advice() {
+        Some(advice) => format!("{s}. {advice}"),
+        None => s,
+    }
 }
 
 /// What a kernel reset reason means for a user.
@@ -253,6 +265,8 @@ mod tests {
             state: None,
             reason: None,
             idle_ms: None,
+            peer_silent_ms: None,
+            keepalive: None,
             process: None,
         }
     }
@@ -277,9 +291,20 @@ mod tests {
         received.idle_ms = Some(300_500);
         received.tuple.netns = None;
         assert_eq!(
-            sentence(&Report::Reset(received)),
+            sentence(&Report::Reset(received.clone())),
             "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
         );
+        // The forgotten connection: this host just wrote, the peer has been
+        // silent for minutes, keepalive off.
+        received.idle_ms = Some(0);
+        received.peer_silent_ms = Some(350_100);
+        received.keepalive = Some(Keepalive::Off);
+        let s = sentence(&Report::Reset(received));
+        assert!(
+            s.starts_with("10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; keepalive off. Nothing had come from 10.77.0.1 for 350 s before this RST"),
+            "{s}"
+        );
+        assert!(s.contains("enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout"), "{s}");
     }
 
     #[test]
