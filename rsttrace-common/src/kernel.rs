@@ -40,6 +40,16 @@ pub struct KernelOffsets {
     /// in it (`enum sock_flags`): SO_KEEPALIVE is on.
     pub skc_flags: u32,
     pub sock_flag_keepopen: u32,
+    /// `sock.sk_dst_cache` (`struct dst_entry *`), and whether that route
+    /// goes through a gateway: `rtable.rt_uses_gateway` (u8, IPv4),
+    /// `rt6_info.rt6i_flags` (u32, IPv6; `RTF_GATEWAY`).
+    pub sk_dst_cache: u32,
+    pub rt_uses_gateway: u32,
+    pub rt6i_flags: u32,
+    /// `tcp_sock.srtt_us` (u32, 8 × µs) and `tcp_wstamp_ns` (u64, when the
+    /// last segment left, CLOCK_MONOTONIC).
+    pub tcp_srtt_us: u32,
+    pub tcp_wstamp_ns: u32,
     /// `tcp_sock.keepalive_time` (u32 jiffies, TCP_KEEPIDLE; 0: the
     /// namespace's) and `net.ipv4.sysctl_tcp_keepalive_time` (int jiffies).
     pub tcp_keepalive_time: u32,
@@ -105,6 +115,11 @@ impl KernelOffsets {
             sk_lock_owned: ABSENT,
             sk_err: ABSENT,
             skc_flags: ABSENT,
+            sk_dst_cache: ABSENT,
+            rt_uses_gateway: ABSENT,
+            rt6i_flags: ABSENT,
+            tcp_srtt_us: ABSENT,
+            tcp_wstamp_ns: ABSENT,
             sock_flag_keepopen: ABSENT,
             tcp_keepalive_time: ABSENT,
             net_tcp_keepalive_time: ABSENT,

@@ -5,21 +5,32 @@ use crate::{endpoints::Endpoints, record::RecordHeader};
 /// `ResetRecord::flags` bits.
 pub mod reset_flags {
     /// `reason` holds the kernel's `enum sk_rst_reason` value.
-    pub const HAS_REASON: u8 = 1 << 0;
+    pub const HAS_REASON: u16 = 1 << 0;
     /// `state` holds the kernel's TCP state number.
-    pub const HAS_STATE: u8 = 1 << 1;
+    pub const HAS_STATE: u16 = 1 << 1;
     /// The reset concerns a socket (skaddr was not NULL).
-    pub const HAS_SOCKET: u8 = 1 << 2;
+    pub const HAS_SOCKET: u16 = 1 << 2;
     /// Sent while a task held the socket lock: `pid`/`comm` say who.
-    pub const FROM_PROCESS: u8 = 1 << 3;
+    pub const FROM_PROCESS: u16 = 1 << 3;
     /// The `*_jiffies` fields were read from a full TCP socket.
-    pub const HAS_ACTIVITY: u8 = 1 << 4;
+    pub const HAS_ACTIVITY: u16 = 1 << 4;
     /// `netns` was read.
-    pub const HAS_NETNS: u8 = 1 << 5;
+    pub const HAS_NETNS: u16 = 1 << 5;
     /// Whether SO_KEEPALIVE is on was read (received resets).
-    pub const KEEPALIVE_KNOWN: u8 = 1 << 6;
+    pub const KEEPALIVE_KNOWN: u16 = 1 << 6;
     /// SO_KEEPALIVE is on: `keepalive_jiffies` is its idle time.
-    pub const KEEPALIVE_ON: u8 = 1 << 7;
+    pub const KEEPALIVE_ON: u16 = 1 << 7;
+    /// `ttl` holds the received RST's IPv4 TTL or IPv6 hop limit.
+    pub const HAS_TTL: u16 = 1 << 8;
+    /// `peer_ttl` holds the TTL the peer's segments arrived with when the
+    /// connection was set up.
+    pub const HAS_PEER_TTL: u16 = 1 << 9;
+    /// The socket's cached route was read: `VIA_GATEWAY` is meaningful.
+    pub const ROUTE_KNOWN: u16 = 1 << 10;
+    /// The socket's route to the peer goes through a gateway.
+    pub const VIA_GATEWAY: u16 = 1 << 11;
+    /// `srtt_us` and `since_sent_us` were read.
+    pub const HAS_RTT: u16 = 1 << 12;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -44,16 +55,38 @@ pub struct ResetRecord {
     /// How long the connection may be idle before the first keepalive
     /// probe (`KEEPALIVE_ON`).
     pub keepalive_jiffies: u32,
+    /// The connection's smoothed RTT, and how long before the RST this host
+    /// last transmitted on it (`HAS_RTT`), in microseconds.
+    pub srtt_us: u32,
+    pub since_sent_us: u32,
     pub state: u8,
+    pub ttl: u8,
+    pub peer_ttl: u8,
+    pub _pad: u8,
     /// `reset_flags` bits.
-    pub flags: u8,
-    pub _pad: [u8; 6],
+    pub flags: u16,
+    pub _pad2: [u8; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 120);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}
+
+/// What the peer's segments arrived with, learned when a connection is set
+/// up, keyed by the socket's address; the peer's port and address prove the
+/// entry is this socket's and not a freed one's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerTtl {
+    pub remote_addr: [u8; 16],
+    pub remote_port: u16,
+    pub ttl: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Connections whose peer TTL is kept (least recently used first out).
+pub const PEER_TTL_ENTRIES: u32 = 65536;
 
 /// What the loader tells the reset programs about this kernel.
 #[repr(C)]

@@ -4,6 +4,7 @@ use aya_ebpf::helpers::bpf_probe_read_kernel;
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
+    reset::PeerTtl,
     tcp_options::{MAX_OPTIONS_LEN, timestamp_tsval},
 };
 
@@ -78,24 +79,56 @@ pub struct Segment {
 /// The incoming segment `skb` holds, from its IP and TCP headers.
 #[inline(always)]
 pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
-    let (addresses, th) = addresses_of_skb(skb, offsets)?;
+    let (addresses, th, _) = addresses_of_skb(skb, offsets)?;
     segment_at(th, addresses)
 }
 
 /// The 4-tuple of the incoming segment `skb` holds (local = destination).
 #[inline(always)]
 pub fn endpoints_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Endpoints> {
-    let (mut e, th) = addresses_of_skb(skb, offsets)?;
+    let (mut e, th, _) = addresses_of_skb(skb, offsets)?;
     let ports: [u8; 4] = kernel(th, 0)?;
     e.remote_port = u16::from_be_bytes([ports[0], ports[1]]);
     e.local_port = u16::from_be_bytes([ports[2], ports[3]]);
     Some(e)
 }
 
-/// The addresses of the segment `skb` holds (ports not filled in) and where
-/// its TCP header is.
+/// The TCP flags of the segment `skb` holds, and the TTL (IPv4) or hop
+/// limit (IPv6) it arrived with.
 #[inline(always)]
-fn addresses_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64)> {
+pub fn flags_and_ttl_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(u8, u8)> {
+    let head: u64 = kernel(skb, offsets.skb_head)?;
+    let network: u16 = kernel(skb, offsets.skb_network_header)?;
+    let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
+    let ip = head + network as u64;
+    let hops = ttl_at(ip)?;
+    let flags: u8 = kernel(head + transport as u64, 13)?;
+    Some((flags, hops))
+}
+
+#[inline(always)]
+fn ttl_at(ip: u64) -> Option<u8> {
+    match kernel::<u8>(ip, 0)? >> 4 {
+        4 => kernel(ip, 8),
+        6 => kernel(ip, 7),
+        _ => None,
+    }
+}
+
+/// The peer (source) of the segment `skb` holds, with the TTL or hop limit
+/// it arrived with.
+#[inline(always)]
+pub fn peer_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<PeerTtl> {
+    let (e, th, ip) = addresses_of_skb(skb, offsets)?;
+    let ttl = ttl_at(ip)?;
+    let ports: [u8; 2] = kernel(th, 0)?;
+    Some(PeerTtl { remote_addr: e.remote_addr, remote_port: u16::from_be_bytes(ports), ttl, _pad: [0; 5] })
+}
+
+/// The addresses of the segment `skb` holds (ports not filled in), and where
+/// its TCP and IP headers are.
+#[inline(always)]
+fn addresses_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64, u64)> {
     let head: u64 = kernel(skb, offsets.skb_head)?;
     let network: u16 = kernel(skb, offsets.skb_network_header)?;
     let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
@@ -115,7 +148,7 @@ fn addresses_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64
     } else {
         return None;
     }
-    Some((e, head + transport as u64))
+    Some((e, head + transport as u64, ip))
 }
 
 /// Parses the TCP header at `th`; `e` has the addresses, ports are added.

@@ -3,18 +3,20 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{fentry, fexit, kprobe, map, raw_tracepoint},
+    maps::{LruHashMap, PerCpuArray},
+    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
 };
 use rsttrace_common::{
+    endpoints::AF_INET6,
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
-    reset::{ResetConfig, ResetRecord, reset_flags},
+    reset::{PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, reset_flags},
 };
 
 use crate::{
     Draft, count, offsets, patched,
-    read::{self, ReadError},
+    read::{self, ReadError, TCP_RST},
 };
 
 /// Filled by the loader before the programs are verified.
@@ -30,28 +32,141 @@ static RESET_CONFIG: ResetConfig = ResetConfig { send_reset_has_reason: 0 };
 /// segment being answered, NULL for an abort.
 #[raw_tracepoint(tracepoint = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: RawTracePointContext) -> u32 {
-    let reason = (patched(&RESET_CONFIG).send_reset_has_reason != 0).then(|| ctx.arg::<u64>(2) as u32);
+    let reason = if patched(&RESET_CONFIG).send_reset_has_reason != 0 { ctx.arg::<u64>(2) as u32 } else { NO_REASON };
     on_reset(ctx.arg(0), ctx.arg(1), reason, RecordKind::RstSent)
 }
 
-/// `tcp_receive_reset(sk)`: a full socket.
+/// `tcp_receive_reset(sk)`: a full socket. It fires at the start of
+/// `tcp_reset(sk, skb)`, whose entry hook (fexit and kprobe strategies) left
+/// the segment on this CPU.
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
-    on_reset(ctx.arg(0), 0, None, RecordKind::RstReceived)
+    let sk: u64 = ctx.arg(0);
+    let segment = take_segment(sk);
+    let offsets = offsets();
+    let mut ttl = 0u32;
+    if segment != 0 {
+        let Some((flags, hops)) = read::flags_and_ttl_of_skb(segment, offsets) else {
+            count(counter::READ_ERRORS);
+            return 0;
+        };
+        // tcp_reset() also runs when the kernel aborts a connection itself
+        // because data came after the application shut it down
+        // (TCPAbortOnData): no RST came in, and the kernel's own RST is
+        // reported as sent.
+        if flags & TCP_RST == 0 {
+            return 0;
+        }
+        ttl = TTL_KNOWN | hops as u32;
+    }
+    on_reset(sk, 0, ttl, RecordKind::RstReceived)
 }
 
+/// `ttl` argument bit: the RST's TTL (low byte) is known.
+const TTL_KNOWN: u32 = 1 << 8;
+
 #[inline(always)]
-fn on_reset(sk: u64, skb: u64, reason: Option<u32>, kind: RecordKind) -> u32 {
+fn on_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
     let Some(mut record) = Draft::<ResetRecord>::new() else { return 0 };
-    if let Some(reason) = reason {
-        record.reason = reason;
-        record.flags |= reset_flags::HAS_REASON;
+    match kind {
+        RecordKind::RstSent if reason_or_ttl != NO_REASON => {
+            record.reason = reason_or_ttl;
+            record.flags |= reset_flags::HAS_REASON;
+        }
+        RecordKind::RstReceived if reason_or_ttl & TTL_KNOWN != 0 => {
+            record.ttl = reason_or_ttl as u8;
+            record.flags |= reset_flags::HAS_TTL;
+        }
+        _ => {}
     }
     match fill(sk, skb, offsets(), kind, &mut record) {
         Ok(()) => record.emit(),
         Err(ReadError) => count(counter::READ_ERRORS),
     }
     0
+}
+
+/// No reset reason (before Linux 6.10).
+const NO_REASON: u32 = u32::MAX;
+
+/// The segment `tcp_reset(sk, skb)` was entered with on this CPU.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ResetSegment {
+    sk: u64,
+    skb: u64,
+}
+
+/// Per CPU: the entry hook and the tracepoint run back to back in one call
+/// of tcp_reset(). A softirq interrupting in between overwrites the slot
+/// with its own socket, and the interrupted call then finds no segment
+/// (TTL unknown), never another's.
+#[map]
+static RESET_SEGMENT: PerCpuArray<ResetSegment> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn leave_segment(sk: u64, skb: u64) {
+    if let Some(slot) = RESET_SEGMENT.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot.
+        unsafe { *slot = ResetSegment { sk, skb } };
+    }
+}
+
+#[inline(always)]
+fn take_segment(sk: u64) -> u64 {
+    let Some(slot) = RESET_SEGMENT.get_ptr_mut(0) else { return 0 };
+    // SAFETY: this CPU's slot.
+    let segment = unsafe { *slot };
+    unsafe { (*slot).sk = 0 };
+    if segment.sk == sk { segment.skb } else { 0 }
+}
+
+#[fentry(function = "tcp_reset")]
+pub fn tcp_reset_fentry(ctx: FEntryContext) -> u32 {
+    leave_segment(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[kprobe]
+pub fn tcp_reset_kprobe(ctx: ProbeContext) -> u32 {
+    leave_segment(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
+    0
+}
+
+/// The TTL the peer's segments arrive with, per connection.
+#[map]
+static PEER_TTL: LruHashMap<u64, PeerTtl> = LruHashMap::with_max_entries(PEER_TTL_ENTRIES, 0);
+
+/// `tcp_v4_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)` returns
+/// the new connection; `skb` is the peer's ACK that completed it.
+#[fexit(function = "tcp_v4_syn_recv_sock")]
+pub fn syn_recv_sock4_fexit(ctx: FExitContext) -> u32 {
+    learn_peer_ttl(ctx.arg(6), ctx.arg(1));
+    0
+}
+
+#[fexit(function = "tcp_v6_syn_recv_sock")]
+pub fn syn_recv_sock6_fexit(ctx: FExitContext) -> u32 {
+    learn_peer_ttl(ctx.arg(6), ctx.arg(1));
+    0
+}
+
+/// `tcp_finish_connect(sk, skb)`: an active open completed by the peer's
+/// SYN-ACK (`skb`, NULL for some Fast Open paths).
+#[fentry(function = "tcp_finish_connect")]
+pub fn finish_connect_fentry(ctx: FEntryContext) -> u32 {
+    learn_peer_ttl(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn learn_peer_ttl(sk: u64, skb: u64) {
+    if sk == 0 || skb == 0 {
+        return;
+    }
+    if let Some(peer) = read::peer_of_skb(skb, offsets()) {
+        let _ = PEER_TTL.insert(sk, peer, 0);
+    }
 }
 
 // `fill` takes no `Option`: one is passed in two registers, and for `None`
@@ -125,6 +240,7 @@ fn fill(
                 record.flags |= reset_flags::HAS_ACTIVITY;
             }
             keepalive(sk, offsets, record);
+            path(sk, offsets, record);
         }
     }
     Ok(())
@@ -153,3 +269,42 @@ fn keepalive(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
         record.flags &= !reset_flags::KEEPALIVE_KNOWN;
     }
 }
+
+/// What the origin of a received RST is judged by: the socket's route
+/// (through a gateway or not), its smoothed RTT and last transmission, and
+/// the TTL its peer's segments came with.
+#[inline(always)]
+fn path(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
+    if let Some(dst) = read::kernel::<u64>(sk, offsets.sk_dst_cache).filter(|&dst| dst != 0) {
+        let via_gateway = if record.endpoints.family == AF_INET6 {
+            read::kernel::<u32>(dst, offsets.rt6i_flags).map(|flags| flags & RTF_GATEWAY != 0)
+        } else {
+            read::kernel::<u8>(dst, offsets.rt_uses_gateway).map(|uses| uses != 0)
+        };
+        if let Some(via_gateway) = via_gateway {
+            record.flags |= reset_flags::ROUTE_KNOWN;
+            if via_gateway {
+                record.flags |= reset_flags::VIA_GATEWAY;
+            }
+        }
+    }
+    if let (Some(srtt8), Some(sent_ns)) =
+        (read::kernel::<u32>(sk, offsets.tcp_srtt_us), read::kernel::<u64>(sk, offsets.tcp_wstamp_ns))
+    {
+        let now = unsafe { bpf_ktime_get_ns() };
+        record.srtt_us = srtt8 >> 3;
+        record.since_sent_us = (now.saturating_sub(sent_ns) / 1000).min(u32::MAX as u64) as u32;
+        record.flags |= reset_flags::HAS_RTT;
+    }
+    // SAFETY: the map value is plain data, copied out at once.
+    if let Some(peer) = unsafe { PEER_TTL.get(sk) }.copied()
+        && peer.remote_port == record.endpoints.remote_port
+        && peer.remote_addr == record.endpoints.remote_addr
+    {
+        record.peer_ttl = peer.ttl;
+        record.flags |= reset_flags::HAS_PEER_TTL;
+    }
+}
+
+/// `RTF_GATEWAY` of `rt6i_flags`: the route goes through a router.
+const RTF_GATEWAY: u32 = 0x0002;

@@ -117,6 +117,10 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.last_sent_jiffies = 9_625;
     r.last_received_jiffies = 9_600;
     r.last_ack_jiffies = 9_500;
+    // The peer's own RST: the TTL its segments come with.
+    r.ttl = 63;
+    r.peer_ttl = 63;
+    r.flags |= reset_flags::HAS_TTL | reset_flags::HAS_PEER_TTL;
     push(None, bytes(&r));
     // A device in between forgot the connection: this host wrote after 6
     // minutes of silence, an RST came back; keepalive off; appended to the
@@ -129,6 +133,17 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.last_sent_jiffies = 100_000;
     r.last_received_jiffies = 10_000;
     r.last_ack_jiffies = 10_000;
+    // A load balancer's forgery: its own TTL, not the peer's; answered
+    // sooner than the RTT allows (recorded when rst_received gained origin).
+    r.ttl = 64;
+    r.peer_ttl = 63;
+    r.srtt_us = 40_000;
+    r.since_sent_us = 150;
+    r.flags |= reset_flags::HAS_TTL
+        | reset_flags::HAS_PEER_TTL
+        | reset_flags::ROUTE_KNOWN
+        | reset_flags::VIA_GATEWAY
+        | reset_flags::HAS_RTT;
     push(None, bytes(&r));
     // Before 6.10: no reason; and numbers this build does not know.
     let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");

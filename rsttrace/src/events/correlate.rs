@@ -562,6 +562,7 @@ pub(crate) mod tests {
             idle_ms: None,
             peer_silent_ms: None,
             keepalive: None,
+            path: Default::default(),
             process: None,
         }
     }

@@ -9,7 +9,9 @@ use rsttrace_common::{
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 
-use super::{Direction, Event, Followup, FourTuple, Keepalive, Process, Reset, TimeWaitSegment, clock::Clock};
+use super::{
+    Direction, Event, Followup, FourTuple, Keepalive, Path, Process, Reset, Rtt, TimeWaitSegment, clock::Clock,
+};
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -122,6 +124,12 @@ impl Decoder {
             idle_ms,
             peer_silent_ms,
             keepalive,
+            path: Path {
+                ttl: has(reset_flags::HAS_TTL).then_some(r.ttl),
+                peer_ttl: has(reset_flags::HAS_PEER_TTL).then_some(r.peer_ttl),
+                via_gateway: has(reset_flags::ROUTE_KNOWN).then(|| has(reset_flags::VIA_GATEWAY)),
+                rtt: has(reset_flags::HAS_RTT).then_some(Rtt { srtt_us: r.srtt_us, since_sent_us: r.since_sent_us }),
+            },
             process,
         }
     }

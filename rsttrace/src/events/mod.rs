@@ -63,8 +63,109 @@ pub struct Reset {
     /// Received resets: how long the connection may be silent before
     /// keepalive probes it (SO_KEEPALIVE on); None when off or unknown.
     pub keepalive: Option<Keepalive>,
+    /// Received resets: what tells who sent it.
+    pub path: Path,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
+}
+
+/// What a received reset's origin is judged by; None: not seen here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Path {
+    /// The RST's IPv4 TTL or IPv6 hop limit.
+    pub ttl: Option<u8>,
+    /// What the peer's segments arrived with when the connection was set up.
+    pub peer_ttl: Option<u8>,
+    /// The socket's route to the peer goes through a gateway.
+    pub via_gateway: Option<bool>,
+    /// The connection's smoothed RTT, and how long before the RST this host
+    /// last transmitted on it.
+    pub rtt: Option<Rtt>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rtt {
+    pub srtt_us: u32,
+    pub since_sent_us: u32,
+}
+
+/// Who sent a received RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Peer,
+    /// A device in between (load balancer, NAT, firewall) forged it.
+    Middlebox,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Peer => "peer",
+            Origin::Middlebox => "middlebox",
+        }
+    }
+}
+
+impl serde::Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The rule that decided a received RST's origin, with its numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// The RST's TTL differs from the peer's: it came from elsewhere.
+    TtlDiffers { ttl: u8, peer_ttl: u8 },
+    /// An initial TTL (no router passed) from a peer behind a gateway.
+    InitialTtlViaGateway { ttl: u8 },
+    /// It answered this host's segment sooner than the peer could.
+    FasterThanRtt { since_sent_us: u32, srtt_us: u32 },
+    /// Same TTL as the peer's own segments.
+    SameTtl { ttl: u8 },
+}
+
+/// TTLs operating systems start from: a packet that still carries one has
+/// passed no router.
+const INITIAL_TTLS: [u8; 3] = [64, 128, 255];
+
+/// Below this smoothed RTT the timing rule is noise (a LAN, loopback).
+const MIN_SRTT_US: u32 = 1_000;
+
+/// The timing rule only judges an RST after the peer had been quiet this
+/// long: in a busy exchange a spontaneous RST can follow any segment.
+const MIN_SILENCE_FOR_TIMING_MS: u64 = 1_000;
+
+impl Path {
+    /// Who sent the RST, by the first rule the evidence satisfies; None when
+    /// it does not decide.
+    pub fn origin(&self, peer_silent_ms: Option<u64>) -> Option<(Origin, Evidence)> {
+        if let (Some(ttl), Some(peer_ttl)) = (self.ttl, self.peer_ttl)
+            && ttl != peer_ttl
+        {
+            return Some((Origin::Middlebox, Evidence::TtlDiffers { ttl, peer_ttl }));
+        }
+        if let Some(ttl) = self.ttl
+            && self.via_gateway == Some(true)
+            && INITIAL_TTLS.contains(&ttl)
+        {
+            return Some((Origin::Middlebox, Evidence::InitialTtlViaGateway { ttl }));
+        }
+        if let Some(rtt) = self.rtt
+            && rtt.srtt_us >= MIN_SRTT_US
+            && rtt.since_sent_us < rtt.srtt_us / 2
+            && peer_silent_ms.is_some_and(|ms| ms >= MIN_SILENCE_FOR_TIMING_MS)
+        {
+            return Some((
+                Origin::Middlebox,
+                Evidence::FasterThanRtt { since_sent_us: rtt.since_sent_us, srtt_us: rtt.srtt_us },
+            ));
+        }
+        match (self.ttl, self.peer_ttl) {
+            (Some(ttl), Some(peer_ttl)) if ttl == peer_ttl => Some((Origin::Peer, Evidence::SameTtl { ttl })),
+            _ => None,
+        }
+    }
 }
 
 /// The socket's keepalive setting, where it could be read.
@@ -125,22 +226,43 @@ pub struct Followup {
 const LONG_SILENCE_MS: u64 = 30_000;
 
 impl Reset {
-    /// What to change when a received reset came after a long silence from
-    /// the peer: the sign of a device in between that forgot the connection.
+    pub fn origin(&self) -> Option<(Origin, Evidence)> {
+        if self.direction != Direction::Received {
+            return None;
+        }
+        self.path.origin(self.peer_silent_ms)
+    }
+
+    /// What to change when a received reset came from a device in between,
+    /// or after a long silence from the peer (the sign of one that forgot
+    /// the connection).
     pub fn advice(&self) -> Option<String> {
-        let silence =
-            self.peer_silent_ms.filter(|&ms| self.direction == Direction::Received && ms >= LONG_SILENCE_MS)?;
+        if self.direction != Direction::Received {
+            return None;
+        }
+        let middlebox = matches!(self.origin(), Some((Origin::Middlebox, _)));
+        let silence = self.peer_silent_ms.unwrap_or(0);
+        if !middlebox && silence < LONG_SILENCE_MS {
+            return None;
+        }
         let peer = self.tuple.remote.ip();
-        let forgot = format!(
-            "Nothing had come from {peer} for {} s before this RST: a load balancer, NAT or firewall in between may have dropped the idle connection and answered for the peer (idle timeouts of 60 to 350 s are common)",
-            silence / 1000
-        );
+        let forgot = if middlebox {
+            format!(
+                "A device between this host and {peer} (load balancer, NAT, firewall) sent this RST after {} s without a segment from the peer: it most likely forgot the idle connection",
+                silence / 1000
+            )
+        } else {
+            format!(
+                "Nothing had come from {peer} for {} s before this RST: a load balancer, NAT or firewall in between may have dropped the idle connection and answered for the peer (idle timeouts of 60 to 350 s are common)",
+                silence / 1000
+            )
+        };
         let sysctl = "net.ipv4.tcp_keepalive_time only applies to sockets that enable SO_KEEPALIVE";
         Some(match self.keepalive {
             Some(Keepalive::Off) => format!(
                 "{forgot}; keepalive is off on this socket: enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout (or send keepalives in the application's protocol), or raise the device's idle timeout; {sysctl}"
             ),
-            Some(Keepalive::After(after)) if after >= silence => format!(
+            Some(Keepalive::After(after)) if after >= silence || middlebox => format!(
                 "{forgot}; keepalive is on but probes only after {} s of silence: lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below the device's idle timeout, or raise that timeout",
                 after / 1000
             ),
@@ -174,6 +296,7 @@ mod tests {
             idle_ms: Some(0),
             peer_silent_ms: Some(peer_silent_ms),
             keepalive,
+            path: Path::default(),
             process: None,
         }
     }
@@ -191,5 +314,46 @@ mod tests {
         let mut sent = received(400_000, None);
         sent.direction = Direction::Sent;
         assert_eq!(sent.advice(), None, "only received resets");
+    }
+
+    fn path(ttl: Option<u8>, peer_ttl: Option<u8>, via_gateway: Option<bool>, rtt: Option<(u32, u32)>) -> Path {
+        Path { ttl, peer_ttl, via_gateway, rtt: rtt.map(|(srtt_us, since_sent_us)| Rtt { srtt_us, since_sent_us }) }
+    }
+
+    #[test]
+    fn a_different_ttl_is_a_middlebox_the_same_the_peer() {
+        let forged = path(Some(64), Some(63), Some(true), None).origin(Some(8000));
+        assert_eq!(forged, Some((Origin::Middlebox, Evidence::TtlDiffers { ttl: 64, peer_ttl: 63 })));
+        let genuine = path(Some(63), Some(63), Some(true), None).origin(Some(8000));
+        assert_eq!(genuine, Some((Origin::Peer, Evidence::SameTtl { ttl: 63 })));
+    }
+
+    #[test]
+    fn an_initial_ttl_cannot_come_through_a_gateway() {
+        let forged = path(Some(64), None, Some(true), None).origin(None);
+        assert_eq!(forged, Some((Origin::Middlebox, Evidence::InitialTtlViaGateway { ttl: 64 })));
+        // On the same link an initial TTL is what the peer sends.
+        assert_eq!(path(Some(64), None, Some(false), None).origin(None), None);
+        assert_eq!(path(Some(63), None, Some(true), None).origin(None), None);
+    }
+
+    #[test]
+    fn an_answer_faster_than_the_rtt_is_a_middlebox() {
+        // 50 ms RTT, the RST came 200 µs after this host's segment.
+        let forged = path(None, None, None, Some((50_000, 200))).origin(Some(8000));
+        assert_eq!(forged, Some((Origin::Middlebox, Evidence::FasterThanRtt { since_sent_us: 200, srtt_us: 50_000 })));
+        // Not after an active exchange, not on a LAN, not in time.
+        assert_eq!(path(None, None, None, Some((50_000, 200))).origin(Some(10)), None);
+        assert_eq!(path(None, None, None, Some((300, 20))).origin(Some(8000)), None);
+        assert_eq!(path(None, None, None, Some((50_000, 40_000))).origin(Some(8000)), None);
+    }
+
+    #[test]
+    fn a_middlebox_gets_advice_however_short_the_silence() {
+        let mut r = received(5_000, Some(Keepalive::Off));
+        r.path = path(Some(64), Some(63), None, None);
+        let advice = r.advice().unwrap();
+        assert!(advice.starts_with("A device between this host and 10.77.0.1"), "{advice}");
+        assert!(advice.contains("enable SO_KEEPALIVE"), "{advice}");
     }
 }

@@ -37,7 +37,7 @@ fn map(path: &Path) -> anyhow::Result<Btf> {
 
 /// The named types rsttrace looks up, found in one pass at start-up: with
 /// the mapped BTF every lookup by name would otherwise scan all types.
-const INDEXED: [&str; 12] = [
+const INDEXED: [&str; 18] = [
     "sock_common",
     "net",
     "sock",
@@ -50,6 +50,12 @@ const INDEXED: [&str; 12] = [
     "tcp_tw_status",
     "tcp_timewait_state_process",
     "sock_flags",
+    "rtable",
+    "rt6_info",
+    "tcp_reset",
+    "tcp_v4_syn_recv_sock",
+    "tcp_v6_syn_recv_sock",
+    "tcp_finish_connect",
 ];
 
 pub struct KernelTypes {
@@ -138,6 +144,11 @@ impl KernelTypes {
             sk_lock_owned: self.offset_of("sock", &["sk_lock", "owned"], &[4]),
             sk_err: self.offset_of("sock", &["sk_err"], &[4]),
             skc_flags: self.offset_of("sock_common", &["skc_flags"], &[8]),
+            sk_dst_cache: self.offset_of("sock", &["sk_dst_cache"], &[8]),
+            rt_uses_gateway: self.offset_of("rtable", &["rt_uses_gateway"], &[1]),
+            rt6i_flags: self.offset_of("rt6_info", &["rt6i_flags"], &[4]),
+            tcp_srtt_us: self.offset_of("tcp_sock", &["srtt_us"], &[4]),
+            tcp_wstamp_ns: self.offset_of("tcp_sock", &["tcp_wstamp_ns"], &[8]),
             sock_flag_keepopen: self
                 .named_enum("sock_flags")
                 .and_then(|flags| flags.into_iter().find(|(_, n)| n == "SOCK_KEEPOPEN"))
@@ -403,6 +414,11 @@ mod tests {
             ("rfc1337", offsets.net_tcp_rfc1337),
             ("sk_err", offsets.sk_err),
             ("skc_flags", offsets.skc_flags),
+            ("sk_dst_cache", offsets.sk_dst_cache),
+            ("rt_uses_gateway", offsets.rt_uses_gateway),
+            ("rt6i_flags", offsets.rt6i_flags),
+            ("srtt_us", offsets.tcp_srtt_us),
+            ("tcp_wstamp_ns", offsets.tcp_wstamp_ns),
             ("SOCK_KEEPOPEN", offsets.sock_flag_keepopen),
             ("keepalive_time", offsets.tcp_keepalive_time),
             ("sysctl_tcp_keepalive_time", offsets.net_tcp_keepalive_time),

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{FExit, KProbe, RawTracePoint},
+    programs::{FEntry, FExit, KProbe, RawTracePoint},
 };
 use rsttrace_common::{
     kernel::{ABSENT, KernelOffsets},
@@ -49,6 +49,9 @@ struct Kernel {
     kfree_skb_has_rx_sk: bool,
     /// Parameter names of tcp_timewait_state_process.
     tw_process_params: Option<Vec<String>>,
+    /// Whether fentry, fexit or kprobe programs can read what each
+    /// origin hook needs: `(hook, why not)`.
+    origin_hooks: Vec<(Hook, Result<(), String>)>,
     limitations: Vec<String>,
 }
 
@@ -124,7 +127,26 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     }
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
-    Ok(Kernel { names, offsets, reset_config, kfree_skb_has_rx_sk, tw_process_params, limitations })
+    // The programs read these functions' arguments by position.
+    let expected: [(Hook, &[&str]); 4] = [
+        (Hook::FentryTcpReset, &["sk", "skb"]),
+        (Hook::FexitTcpV4SynRecvSock, &["sk", "skb", "req", "dst", "req_unhash", "own_req"]),
+        (Hook::FexitTcpV6SynRecvSock, &["sk", "skb", "req", "dst", "req_unhash", "own_req"]),
+        (Hook::FentryTcpFinishConnect, &["sk", "skb"]),
+    ];
+    let origin_hooks = expected
+        .into_iter()
+        .map(|(hook, wanted)| {
+            let function = hook.function().unwrap_or_default();
+            let found = match types.function_params(function) {
+                None => Err(format!("kernel BTF has no {function}")),
+                Some(params) if params == wanted => Ok(()),
+                Some(params) => Err(format!("{function}({}) here, not ({})", params.join(", "), wanted.join(", "))),
+            };
+            (hook, found)
+        })
+        .collect();
+    Ok(Kernel { names, offsets, reset_config, kfree_skb_has_rx_sk, tw_process_params, origin_hooks, limitations })
 }
 
 fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
@@ -163,6 +185,15 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         .load(PROGRAMS)
         .map_err(|e| anyhow!("cannot load the eBPF programs: {}", one_line(&e)))?;
 
+    // Parsed once for every fentry and fexit program (aya needs the types of
+    // the traced functions).
+    let kernel_btf = match strategy {
+        Strategy::Fexit => Some(
+            aya::Btf::parse_file(btf, aya::Endianness::default())
+                .map_err(|e| anyhow!("cannot read kernel BTF for fexit: {}", one_line(&e)))?,
+        ),
+        _ => None,
+    };
     // The strategy's own hook first: when it is refused, nothing else was
     // attached in vain.
     let mut attached = Vec::new();
@@ -174,11 +205,10 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
                 5 => "tw_process_fexit5",
                 n => bail!("{TW_PROCESS} has {n} parameters here; rsttrace knows 3 to 5"),
             };
-            let kernel_btf = aya::Btf::parse_file(btf, aya::Endianness::default())
-                .map_err(|e| anyhow!("cannot read kernel BTF for fexit: {}", one_line(&e)))?;
+            let kernel_btf = kernel_btf.as_ref().expect("parsed for fexit");
             let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
             fexit
-                .load(TW_PROCESS, &kernel_btf)
+                .load(TW_PROCESS, kernel_btf)
                 .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", one_line(&e)))?;
             fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", one_line(&e)))?;
             attached.push(Hook::FexitTimewaitProcess);
@@ -204,6 +234,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         }
         Strategy::Tracepoint => {}
     }
+    attach_origin_hooks(strategy, kernel, kernel_btf.as_ref(), &mut ebpf, &mut attached, &mut limitations);
     // Raw tracepoints, not classic ones: the kernel builds no trace record
     // (inet_sock_set_state fires on every state change of every TCP socket),
     // and attaching needs no perf event, which kernel.perf_event_paranoid=3
@@ -216,6 +247,86 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         attached.push(hook);
     }
     Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
+}
+
+/// Hooks that tell who sent a received RST: the segment tcp_reset()
+/// handles (its TTL, and whether it is an RST at all), and the TTL of the
+/// peer's segments, learned as connections are set up. They need fentry,
+/// fexit or kprobes; what cannot be attached leaves its key null and says
+/// why in `limitations`, without failing the strategy.
+fn attach_origin_hooks(
+    strategy: Strategy,
+    kernel: &Kernel,
+    kernel_btf: Option<&aya::Btf>,
+    ebpf: &mut Ebpf,
+    attached: &mut Vec<Hook>,
+    limitations: &mut Vec<String>,
+) {
+    let usable = |hook: Hook| -> Result<(), String> {
+        kernel.origin_hooks.iter().find(|(h, _)| *h == hook).map_or(Ok(()), |(_, found)| found.clone())
+    };
+    let mut attach = |hook: Hook, program: &str| -> Result<(), String> {
+        usable(hook)?;
+        let function = hook.function().unwrap_or_default();
+        let result = match kernel_btf {
+            Some(kernel_btf) => attach_tracing(ebpf, hook, program, function, kernel_btf),
+            None => attach_kprobe(ebpf, program, function),
+        };
+        result.map(|()| attached.push(hook))
+    };
+    let ttl = match strategy {
+        Strategy::Fexit => attach(Hook::FentryTcpReset, "tcp_reset_fentry"),
+        Strategy::Kprobe => attach(Hook::KprobeTcpReset, "tcp_reset_kprobe"),
+        Strategy::Tracepoint => Err("the tracepoint strategy has no hook on tcp_reset()'s segment".to_string()),
+    };
+    if let Err(why) = ttl {
+        limitations.push(format!("ttl of received resets is null: {why}"));
+    }
+    let peer_ttl = match strategy {
+        Strategy::Fexit => [
+            (Hook::FexitTcpV4SynRecvSock, "syn_recv_sock4_fexit"),
+            (Hook::FexitTcpV6SynRecvSock, "syn_recv_sock6_fexit"),
+            (Hook::FentryTcpFinishConnect, "finish_connect_fentry"),
+        ]
+        .into_iter()
+        .map(|(hook, program)| attach(hook, program))
+        .collect::<Result<Vec<()>, String>>()
+        .map(drop),
+        _ => Err(format!("learning it needs the fexit strategy (this is {})", strategy.as_str())),
+    };
+    if let Err(why) = peer_ttl {
+        limitations.push(format!("peer_ttl of received resets is null: {why}"));
+    }
+}
+
+fn attach_tracing(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    program: &str,
+    function: &str,
+    kernel_btf: &aya::Btf,
+) -> Result<(), String> {
+    let refused = |e: &dyn std::error::Error| format!("the kernel refused {}: {}", hook.name(), one_line(e));
+    let program = ebpf.program_mut(program).ok_or_else(|| format!("eBPF object has no program {program}"))?;
+    if hook.name().starts_with("fentry/") {
+        let fentry: &mut FEntry = program.try_into().map_err(|e| refused(&e))?;
+        fentry.load(function, kernel_btf).map_err(|e| refused(&e))?;
+        fentry.attach().map_err(|e| refused(&e))?;
+    } else {
+        let fexit: &mut FExit = program.try_into().map_err(|e| refused(&e))?;
+        fexit.load(function, kernel_btf).map_err(|e| refused(&e))?;
+        fexit.attach().map_err(|e| refused(&e))?;
+    }
+    Ok(())
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<(), String> {
+    let refused = |e: &dyn std::error::Error| format!("the kernel refused kprobe/{function}: {}", one_line(e));
+    let program = ebpf.program_mut(program).ok_or_else(|| format!("eBPF object has no program {program}"))?;
+    let probe: &mut KProbe = program.try_into().map_err(|e| refused(&e))?;
+    probe.load().map_err(|e| refused(&e))?;
+    probe.attach(function, 0).map_err(|e| refused(&e))?;
+    Ok(())
 }
 
 impl Hooks {

@@ -95,6 +95,13 @@ pub enum Hook {
     FexitTimewaitProcess,
     KprobeTimewaitProcess,
     KretprobeTimewaitProcess,
+    /// The segment `tcp_reset()` handles: a received RST's TTL.
+    FentryTcpReset,
+    KprobeTcpReset,
+    /// Connections being set up: the TTL the peer's segments come with.
+    FexitTcpV4SynRecvSock,
+    FexitTcpV6SynRecvSock,
+    FentryTcpFinishConnect,
 }
 
 /// The function whose return value is the kernel's TIME_WAIT verdict.
@@ -111,6 +118,11 @@ impl Hook {
             Hook::FexitTimewaitProcess => "fexit/tcp_timewait_state_process",
             Hook::KprobeTimewaitProcess => "kprobe/tcp_timewait_state_process",
             Hook::KretprobeTimewaitProcess => "kretprobe/tcp_timewait_state_process",
+            Hook::FentryTcpReset => "fentry/tcp_reset",
+            Hook::KprobeTcpReset => "kprobe/tcp_reset",
+            Hook::FexitTcpV4SynRecvSock => "fexit/tcp_v4_syn_recv_sock",
+            Hook::FexitTcpV6SynRecvSock => "fexit/tcp_v6_syn_recv_sock",
+            Hook::FentryTcpFinishConnect => "fentry/tcp_finish_connect",
         }
     }
 
@@ -119,13 +131,24 @@ impl Hook {
         self.name().strip_prefix("raw_tracepoint/")
     }
 
-    /// The strategy a TIME_WAIT record's hook belongs to.
+    /// The strategy that attaches this hook.
     pub fn strategy(self) -> Strategy {
         match self {
-            Hook::FexitTimewaitProcess => Strategy::Fexit,
-            Hook::KprobeTimewaitProcess | Hook::KretprobeTimewaitProcess => Strategy::Kprobe,
-            _ => Strategy::Tracepoint,
+            Hook::FexitTimewaitProcess
+            | Hook::FentryTcpReset
+            | Hook::FexitTcpV4SynRecvSock
+            | Hook::FexitTcpV6SynRecvSock
+            | Hook::FentryTcpFinishConnect => Strategy::Fexit,
+            Hook::KprobeTimewaitProcess | Hook::KretprobeTimewaitProcess | Hook::KprobeTcpReset => Strategy::Kprobe,
+            Hook::InetSockSetState | Hook::TcpSendReset | Hook::TcpReceiveReset | Hook::KfreeSkb => {
+                Strategy::Tracepoint
+            }
         }
+    }
+
+    /// The kernel function a fentry, fexit or kprobe hook attaches to.
+    pub fn function(self) -> Option<&'static str> {
+        self.name().split_once('/').filter(|(kind, _)| *kind != "raw_tracepoint").map(|(_, function)| function)
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Reset,
+        Direction, FourTuple, Keepalive, Origin, Reset,
         correlate::{Report, Verdict},
     },
     kernel::{
@@ -130,6 +130,9 @@ pub struct RstReceived<'a> {
     pub state: Option<&'a TcpState>,
     pub idle_ms: Option<u64>,
     pub peer_silent_ms: Option<u64>,
+    pub ttl: Option<u8>,
+    pub peer_ttl: Option<u8>,
+    pub origin: Option<Origin>,
     /// SO_KEEPALIVE's idle time in seconds; null when off or unknown.
     pub keepalive_s: Option<u64>,
     pub advice: Option<String>,
@@ -236,6 +239,9 @@ fn reset(r: &Reset) -> EventBody<'_> {
             state: r.state.as_ref(),
             idle_ms: r.idle_ms,
             peer_silent_ms: r.peer_silent_ms,
+            ttl: r.path.ttl,
+            peer_ttl: r.path.peer_ttl,
+            origin: r.origin().map(|(origin, _)| origin),
             keepalive_s: match r.keepalive {
                 Some(Keepalive::After(ms)) => Some(ms / 1000),
                 _ => None,

@@ -3,7 +3,7 @@
 
 use crate::{
     events::{
-        Direction, Keepalive, Reset, TimeWaitSegment,
+        Direction, Evidence, Keepalive, Origin, Reset, TimeWaitSegment,
         correlate::{Collision, Report, Verdict},
     },
     kernel::names::{ResetReason, TcpState},
@@ -119,6 +119,9 @@ fn reset_sentence(r: &Reset) -> String {
     if let Some(silent) = r.peer_silent_ms {
         s += &format!(", {} after the peer's last segment", human_duration(silent));
     }
+    if let Some((origin, evidence)) = r.origin() {
+        s += &format!("; sent by {}: {}", origin_name(origin), evidence_explained(evidence));
+    }
     match r.keepalive {
         Some(Keepalive::Off) => s += "; keepalive off",
         Some(Keepalive::After(ms)) => s += &format!("; keepalive after {}", human_duration(ms)),
@@ -129,6 +132,37 @@ fn reset_sentence(r: &Reset) -> String {
         Some(advice) => format!("{s}. {advice}"),
         None => s,
     }
+}
+
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Peer => "the peer",
+        Origin::Middlebox => "a device in between",
+    }
+}
+
+/// The rule that decided who sent an RST, with its numbers.
+fn evidence_explained(evidence: Evidence) -> String {
+    match evidence {
+        Evidence::TtlDiffers { ttl, peer_ttl } => {
+            format!("it arrived with TTL {ttl}, the peer's segments with {peer_ttl}")
+        }
+        Evidence::InitialTtlViaGateway { ttl } => {
+            format!(
+                "it arrived with TTL {ttl}, an initial value no router has decremented, yet the peer is reached through a gateway"
+            )
+        }
+        Evidence::FasterThanRtt { since_sent_us, srtt_us } => format!(
+            "it answered this host's segment after {}, sooner than the peer can (smoothed RTT {})",
+            human_micros(since_sent_us),
+            human_micros(srtt_us)
+        ),
+        Evidence::SameTtl { ttl } => format!("it arrived with TTL {ttl}, like the peer's own segments"),
+    }
+}
+
+fn human_micros(us: u32) -> String {
+    if us < 1_000 { format!("{us} µs") } else { human_duration(us as u64 / 1_000) }
 }
 
 /// What a kernel reset reason means for a user.
@@ -267,6 +301,7 @@ mod tests {
             idle_ms: None,
             peer_silent_ms: None,
             keepalive: None,
+            path: Default::default(),
             process: None,
         }
     }
