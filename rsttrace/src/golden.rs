@@ -145,6 +145,19 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | reset_flags::VIA_GATEWAY
         | reset_flags::HAS_RTT;
     push(None, bytes(&r));
+    // A second forgery from that peer network, after 5 minutes: with the
+    // first, the device's idle timeout (recorded with idle_timeout).
+    let mut r = reset(RecordKind::RstReceived, 1260, "10.77.0.2:8090", "10.77.0.3:40600");
+    r.state = 1;
+    r.flags |=
+        reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_ACTIVITY | reset_flags::KEEPALIVE_KNOWN;
+    r.now_jiffies = 100_000;
+    r.last_sent_jiffies = 100_000;
+    r.last_received_jiffies = 25_000;
+    r.last_ack_jiffies = 25_000;
+    r.ttl = 64;
+    r.flags |= reset_flags::HAS_TTL | reset_flags::ROUTE_KNOWN | reset_flags::VIA_GATEWAY;
+    push(None, bytes(&r));
     // Before 6.10: no reason; and numbers this build does not know.
     let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");
     r.state = 1;

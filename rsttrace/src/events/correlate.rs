@@ -5,7 +5,10 @@
 
 use std::{collections::HashMap, net::SocketAddr};
 
-use super::{Direction, Event, FourTuple, Reset, TimeWaitSegment};
+use super::{
+    Direction, Event, FourTuple, Reset, TimeWaitSegment,
+    idle_timeout::{IdleTimeout, IdleTimeouts},
+};
 use crate::kernel::{
     names::{DropReason, TcpState, TwStatus},
     strategy::Hook,
@@ -133,6 +136,8 @@ pub enum Report {
     Reset(Reset),
     Collision(Collision),
     Killed(TimeWaitSegment),
+    /// Middlebox resets from one peer network: the device's idle timeout.
+    IdleTimeout(IdleTimeout),
 }
 
 impl Report {
@@ -141,6 +146,7 @@ impl Report {
             Report::Reset(r) => &r.tuple,
             Report::Collision(c) => &c.event.tuple,
             Report::Killed(t) => &t.tuple,
+            Report::IdleTimeout(i) => &i.tuple,
         }
     }
 }
@@ -178,6 +184,7 @@ pub struct Correlator {
     aborts: HashMap<FourTuple, u64>,
     accepted: HashMap<PeerKey, Collision>,
     interval_start: Option<u64>,
+    idle_timeouts: IdleTimeouts,
 }
 
 impl Correlator {
@@ -186,6 +193,20 @@ impl Correlator {
     }
 
     pub fn push(&mut self, event: Event) -> Vec<Report> {
+        let reports = self.correlate(event);
+        self.note_middlebox_resets(&reports);
+        reports
+    }
+
+    fn note_middlebox_resets(&mut self, reports: &[Report]) {
+        for report in reports {
+            if let Report::Reset(r) = report {
+                self.idle_timeouts.push(r);
+            }
+        }
+    }
+
+    fn correlate(&mut self, event: Event) -> Vec<Report> {
         match event {
             Event::Reset(r) => self.on_reset(r),
             Event::Collision(t) => self.on_collision(t),
@@ -293,6 +314,7 @@ impl Correlator {
             .partition(|r| now_ns.saturating_sub(r.ktime_ns) >= SAME_SEGMENT_NS);
         self.held_resets = held;
         let mut reports: Vec<Report> = released.into_iter().map(Report::Reset).collect();
+        self.note_middlebox_resets(&reports);
         let followup = self.windows.followup_ns;
         let expired: Vec<FourTuple> = self
             .pending
@@ -310,12 +332,18 @@ impl Correlator {
         if self.interval_start.is_some_and(|start| now_ns.saturating_sub(start) >= self.windows.aggregate_ns) {
             reports.extend(self.flush_accepted(now_ns));
         }
+        let idle = self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, false);
+        reports.extend(idle.into_iter().map(Report::IdleTimeout));
         reports
     }
 
     /// Everything still held, at the end of a run.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
         let mut reports: Vec<Report> = self.held_resets.drain(..).map(Report::Reset).collect();
+        self.note_middlebox_resets(&reports);
+        reports.extend(
+            self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, true).into_iter().map(Report::IdleTimeout),
+        );
         let mut collisions: Vec<Report> = self.pending.drain().map(|(_, c)| Report::Collision(c)).collect();
         collisions.extend(self.flush_accepted(now_ns));
         collisions.sort_by_key(|r| match r {

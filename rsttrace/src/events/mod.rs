@@ -6,6 +6,7 @@ pub mod clock;
 pub mod correlate;
 pub mod decode;
 pub mod filter;
+pub mod idle_timeout;
 
 use std::{net::SocketAddr, time::SystemTime};
 

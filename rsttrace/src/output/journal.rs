@@ -30,6 +30,7 @@ pub fn connected() -> bool {
 pub fn priority(report: &Report) -> Priority {
     match report {
         Report::Collision(c) if c.verdict == Verdict::Accepted => Priority::Info,
+        Report::IdleTimeout(_) => Priority::Info,
         _ => Priority::Warning,
     }
 }

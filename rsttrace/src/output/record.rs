@@ -26,6 +26,7 @@ pub enum Kind {
     RstReceived,
     TwCollision,
     TwKilled,
+    IdleTimeout,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::RstReceived => "rst_received",
             Kind::TwCollision => "tw_collision",
             Kind::TwKilled => "tw_killed",
+            Kind::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -54,6 +56,7 @@ impl Report {
             Report::Reset(_) => Kind::RstReceived,
             Report::Collision(_) => Kind::TwCollision,
             Report::Killed(_) => Kind::TwKilled,
+            Report::IdleTimeout(_) => Kind::IdleTimeout,
         }
     }
 
@@ -62,6 +65,7 @@ impl Report {
             Report::Reset(r) => r.time,
             Report::Collision(c) => c.event.time,
             Report::Killed(t) => t.time,
+            Report::IdleTimeout(i) => i.time,
         }
     }
 }
@@ -173,6 +177,22 @@ pub struct TwKilled {
     pub hook: Hook,
 }
 
+/// Middlebox resets from one peer network (`IdleTimeout`).
+#[derive(Serialize)]
+pub struct IdleTimeoutRecord {
+    pub family: &'static str,
+    /// The peer network: `10.0.1.0/24`, `2001:db8::/64`.
+    pub network: ipnet::IpNet,
+    pub netns: Option<u32>,
+    pub count: u64,
+    pub silence_min_ms: u64,
+    pub silence_max_ms: u64,
+    /// The device forgets connections idle for at most this long.
+    pub timeout_s: u64,
+    pub interval_ms: u64,
+    pub advice: String,
+}
+
 /// An event record's body, by kind.
 #[derive(Serialize)]
 #[serde(untagged)]
@@ -181,6 +201,7 @@ pub enum EventBody<'a> {
     RstReceived(RstReceived<'a>),
     TwCollision(TwCollision),
     TwKilled(TwKilled),
+    IdleTimeout(IdleTimeoutRecord),
 }
 
 static TIME_WAIT: TcpState = TcpState::TimeWait;
@@ -219,6 +240,17 @@ pub fn event(report: &Report) -> Line<EventBody<'_>> {
             rst_seq: t.seq,
             source: t.hook.strategy(),
             hook: t.hook,
+        }),
+        Report::IdleTimeout(i) => EventBody::IdleTimeout(IdleTimeoutRecord {
+            family: Endpoints::from(&i.tuple).family,
+            network: i.network,
+            netns: i.tuple.netns,
+            count: i.count,
+            silence_min_ms: i.silence_min_ms,
+            silence_max_ms: i.silence_max_ms,
+            timeout_s: i.timeout_s(),
+            interval_ms: i.interval_ms,
+            advice: i.advice(),
         }),
     };
     Line { time: Timestamp(report.time()), kind: report.kind(), body }
@@ -270,16 +302,18 @@ pub struct Counts {
     pub rst_received: u64,
     pub tw_collision: u64,
     pub tw_killed: u64,
+    pub idle_timeout: u64,
 }
 
 impl Counts {
     /// In the contract's order, with their kinds.
-    pub fn by_kind(&self) -> [(Kind, u64); 4] {
+    pub fn by_kind(&self) -> [(Kind, u64); 5] {
         [
             (Kind::RstSent, self.rst_sent),
             (Kind::RstReceived, self.rst_received),
             (Kind::TwCollision, self.tw_collision),
             (Kind::TwKilled, self.tw_killed),
+            (Kind::IdleTimeout, self.idle_timeout),
         ]
     }
 }
@@ -319,6 +353,7 @@ impl Summary {
                 *self.verdicts.entry(c.verdict).or_default() += c.count;
             }
             Report::Killed(_) => self.counts.tw_killed += 1,
+            Report::IdleTimeout(_) => self.counts.idle_timeout += 1,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::{
     events::{
         Direction, Evidence, Keepalive, Origin, Reset, TimeWaitSegment,
         correlate::{Collision, Report, Verdict},
+        idle_timeout::IdleTimeout,
     },
     kernel::names::{ResetReason, TcpState},
     output::record::{Ready, Summary},
@@ -17,7 +18,22 @@ pub fn sentence(report: &Report) -> String {
         Report::Reset(r) => reset_sentence(r),
         Report::Killed(t) => killed_sentence(t),
         Report::Collision(c) => collision_sentence(c),
+        Report::IdleTimeout(i) => idle_timeout_sentence(i),
     }
+}
+
+fn idle_timeout_sentence(i: &IdleTimeout) -> String {
+    let s = format!(
+        "{} RSTs forged by a device between {} and {} after {} to {} of silence over {}: it forgets idle connections after at most {} s",
+        i.count,
+        i.tuple.local.ip(),
+        i.network,
+        human_duration(i.silence_min_ms),
+        human_duration(i.silence_max_ms),
+        human_duration(i.interval_ms),
+        i.timeout_s()
+    );
+    format!("{}. {}", netns_suffix(s, i.tuple.netns), i.advice())
 }
 
 fn killed_sentence(t: &TimeWaitSegment) -> String {
