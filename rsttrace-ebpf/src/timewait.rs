@@ -267,11 +267,7 @@ pub fn on_segment(
     if !is_syn && !is_rst {
         return;
     }
-    let (Some(tw_rcv_nxt), Some(tw_ts_recent), Some(tw_ts_recent_stamp)) = (
-        read::kernel::<u32>(tw, offsets.tw_rcv_nxt),
-        read::kernel::<u32>(tw, offsets.tw_ts_recent),
-        read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp),
-    ) else {
+    let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) else {
         count(counter::READ_ERRORS);
         return;
     };
@@ -307,12 +303,21 @@ pub fn on_segment(
         record.drop_reason = reason;
         record.flags |= tw_flags::HAS_DROP_REASON;
     }
+    // Read straight into the record: the kretprobe's stack (with the
+    // segment's) has no room for more (6.1's verifier: "combined stack size
+    // of 2 calls is 544").
     record.tw_rcv_nxt = tw_rcv_nxt;
-    record.tw_ts_recent = tw_ts_recent;
-    record.tw_ts_recent_stamp = tw_ts_recent_stamp;
+    let (Some(ts_recent), Some(stamp)) =
+        (read::kernel::<u32>(tw, offsets.tw_ts_recent), read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp))
+    else {
+        count(counter::READ_ERRORS);
+        return;
+    };
+    record.tw_ts_recent = ts_recent;
+    record.tw_ts_recent_stamp = stamp;
     record.flags |= tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
     // The kernel keeps ts_recent_stamp zero unless timestamps were used.
-    if tw_ts_recent_stamp != 0 {
+    if stamp != 0 {
         record.flags |= tw_flags::TW_TIMESTAMPS;
     }
 
