@@ -86,7 +86,8 @@ fn main() -> anyhow::Result<()> {
                 // Integration tests load eBPF programs and create namespaces.
                 cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
             }
-            cmd.arg("--").args(&args);
+            // Root-only tests are #[ignore]d for a plain `cargo test`.
+            cmd.args(["--", "--include-ignored"]).args(&args);
             run(cmd)?;
             if host {
                 return Ok(());
