@@ -8,7 +8,7 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{Shutdown, TcpListener, TcpStream},
     time::{Duration, Instant},
 };
 
@@ -352,4 +352,65 @@ fn reset_from_packet_processing_names_no_process() {
         let reason = sent["reason"].as_str().unwrap();
         assert!(["TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET"].contains(&reason), "{sent}");
     }
+}
+
+/// A server that shuts its connections down (shutdown(SHUT_RDWR), the socket
+/// kept open) while its clients still send: data arriving in FIN_WAIT1/2
+/// after RCV_SHUTDOWN makes the kernel abort each connection from packet
+/// processing (TCPAbortOnData) and send an RST. Nothing arrived that carried
+/// RST: the server's namespace has one rst_sent per connection and no
+/// rst_received, although the kernel calls tcp_reset() on that path, where
+/// its tcp_receive_reset tracepoint sits.
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn abort_on_data_reports_no_received_reset() {
+    require_root();
+    const CONNECTIONS: usize = 3;
+    let traced = Traced::pair("abortdata", &[]);
+    let pair = &traced.net;
+    let listener = listen(pair, Pair::SERVER_V4);
+    let server_addr = listener.local_addr().unwrap();
+    let reasons = traced.daemon.has_reset_reasons();
+    let aborts_before = pair.server.counter("TcpExt.TCPAbortOnData");
+    let mut shut_down = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
+        let (mut accepted, _) = listener.accept().unwrap();
+        client.write_all(b"request").unwrap();
+        accepted.read_exact(&mut [0u8; 7]).unwrap();
+        accepted.shutdown(Shutdown::Both).unwrap();
+        // The server's FIN: the client reads EOF and sends on, one segment.
+        assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
+        client.write_all(b"more").unwrap();
+        let err = reset_error(&client);
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "an RST in CLOSE_WAIT: {err}");
+        clients.push(client.local_addr().unwrap());
+        // Closed only after the run: no close() path is involved.
+        shut_down.push(accepted);
+    }
+    let aborts = pair.server.counter("TcpExt.TCPAbortOnData") - aborts_before;
+    assert_eq!(aborts, CONNECTIONS as u64, "the kernel took the abort-on-data path once per connection");
+    let observed = traced.stop();
+    drop(shut_down);
+    let (pair, records) = (&observed.net, &observed.records);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+
+    let sent = records.of("rst_sent", &pair.server);
+    assert_eq!(sent.len(), CONNECTIONS, "one abort per connection:\n{}", records.dump(&pair.server));
+    for (record, client) in sent.iter().zip(&clients) {
+        assert_eq!(record["remote"], client.to_string(), "{record}");
+        assert_eq!(record["pid"], Value::Null, "sent from packet processing: {record}");
+        if reasons {
+            assert_eq!(record["reason"], "TCP_ABORT_ON_DATA", "{record}");
+        }
+    }
+    // Counted as reported: every rst_received event of the run (all
+    // namespaces, no filter) is a record, so the phantom is not counted
+    // either.
+    let summary = records.summary();
+    let received = records.0.iter().filter(|r| r["kind"] == "rst_received").count() as u64;
+    assert_eq!(summary["counts"]["rst_received"].as_u64(), Some(received), "{summary}");
+    assert_eq!(summary["lost"], 0, "{summary}");
 }

@@ -14,7 +14,8 @@ use std::{
 
 use serde_json::Value;
 use support::{
-    Arrivals, Netns, Pair, Sends, Traced, addr, connect_from, connection_closed_by_server, linger_zero, require_root,
+    Arrivals, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from, connection_closed_by_server,
+    linger_zero, require_root,
 };
 
 const CLIENT_PORT: u16 = 40021;
@@ -250,4 +251,42 @@ fn loopback_churn_is_aggregated() {
     let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     // Every connection after the first round through the 16 ports reused one.
     assert!(total >= CONNECTIONS - 16, "{total} reuses counted: {reuse:?}");
+}
+
+/// With net.ipv4.tcp_max_tw_buckets=0 the server's kernel cannot create
+/// TIME_WAIT sockets: closing first ends each connection without one
+/// (TcpExt.TCPTimeWaitOverflow), through the same FIN_WAIT2 -> CLOSE change
+/// of state that entering TIME_WAIT shows. A SYN that reuses the 4-tuple then
+/// meets no TIME_WAIT socket: there is no collision of any verdict and no
+/// kill to report, with any strategy.
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn no_verdict_without_a_time_wait_socket() {
+    require_root();
+    // Each connection after the first reuses the previous one's 4-tuple.
+    const CONNECTIONS: u64 = 4;
+    let traced = Traced::pair("notw", &["--port", "8095"]);
+    let pair = &traced.net;
+    pair.server.sysctl("net.ipv4.tcp_max_tw_buckets", "0");
+    let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8095)).unwrap());
+    let local = addr(Pair::CLIENT_V4, CLIENT_PORT);
+    let overflows_before = pair.server.counter("TcpExt.TCPTimeWaitOverflow");
+    for _ in 0..CONNECTIONS {
+        let server_sockets = closed_by_server(pair, &listener, local, false);
+        assert!(!server_sockets.contains(&TIME_WAIT), "a TIME_WAIT socket despite tcp_max_tw_buckets=0");
+    }
+    let overflows = pair.server.counter("TcpExt.TCPTimeWaitOverflow") - overflows_before;
+    assert_eq!(overflows, CONNECTIONS, "each close went without a TIME_WAIT socket");
+    let observed = traced.stop();
+    let (pair, records) = (&observed.net, &observed.records);
+    observed.assert_resets_match(&pair.client, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
+
+    let ours: Vec<&Value> = ["tw_collision", "tw_killed"]
+        .into_iter()
+        .flat_map(|kind| records.of(kind, &pair.server))
+        .filter(|r| r["remote"] == local.to_string())
+        .collect();
+    let ours: Vec<String> = ours.iter().map(|r| r.to_string()).collect();
+    assert!(ours.is_empty(), "no TIME_WAIT socket ever held {local}, yet rsttrace reports:\n{}", ours.join("\n"));
 }
