@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod deb;
+mod host_tests;
 mod vm;
 
 #[derive(Parser)]
@@ -81,14 +82,20 @@ fn main() -> anyhow::Result<()> {
         Task::Test { host, args } => {
             let mut cmd = Command::new("cargo");
             // The eBPF crate only builds for the bpf target (rsttrace/build.rs).
-            cmd.args(["test", "--workspace", "--exclude", "rsttrace-ebpf"]);
+            // Every test binary runs, so the counts below cover the suite.
+            cmd.args(["test", "--workspace", "--exclude", "rsttrace-ebpf", "--no-fail-fast"]);
             if !is_root() {
                 // Integration tests load eBPF programs and create namespaces.
                 cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
             }
-            // Root-only tests are #[ignore]d for a plain `cargo test`.
-            cmd.args(["--", "--include-ignored"]).args(&args);
-            run(cmd)?;
+            // Root-only tests are #[ignore]d for a plain `cargo test`;
+            // --show-output prints what passing tests said, skips included.
+            cmd.args(["--", "--include-ignored", "--show-output"]).args(&args);
+            let outcome = host_tests::run(cmd)?;
+            outcome.print(std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+            if !outcome.success {
+                bail!("the tests on this machine's kernel failed");
+            }
             if host {
                 return Ok(());
             }

@@ -227,6 +227,11 @@ fn print_table(rows: &[Row]) {
         println!("{line}");
     }
     println!("(skipped: tests that printed a line starting with `skipped`; also counted as passed or failed)");
+    for (kernel, _, strategy, o, _) in rows {
+        for (test, reason) in &o.skipped {
+            println!("  {} {} skipped {test}: {reason}", kernel.name, strategy.as_str());
+        }
+    }
 }
 
 fn select(names: &[String]) -> anyhow::Result<Vec<&'static Kernel>> {
