@@ -279,8 +279,12 @@ fn no_verdict_without_a_time_wait_socket() {
     assert_eq!(overflows, CONNECTIONS, "each close went without a TIME_WAIT socket");
     let observed = traced.stop();
     let (pair, records) = (&observed.net, &observed.records);
-    observed.assert_resets_match(&pair.client, Arrivals::EndNoConnection, Sends::FromFullSockets);
-    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    // The orphaned server socket cannot become a FIN_WAIT2 minisocket either:
+    // when the client acknowledges the server's FIN apart from its own FIN
+    // (its delayed ACK, seen under QEMU), the server's socket ends there, and
+    // the client's FIN meets no socket: an RST ends the client's LAST_ACK.
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
 
     let ours: Vec<&Value> = ["tw_collision", "tw_killed"]
         .into_iter()
