@@ -327,9 +327,9 @@ pub fn compare(
     let unreported = excess(&sent_packets, &sent_records);
     if !unreported.is_empty() && sends == Sends::MaybeWithoutSocket && !socketless_visible {
         eprintln!(
-            "skipped: {} RSTs sent from {} without their rst_sent record: this kernel's tcp_send_reset misses resets sent without a full socket (before 6.10)",
-            unreported.len(),
-            netns.name
+            "skipped: RSTs sent from {} without their rst_sent record ({}): this kernel's tcp_send_reset misses resets sent without a full socket (before 6.10)",
+            netns.name,
+            unreported.join(", ")
         );
     } else {
         assert!(

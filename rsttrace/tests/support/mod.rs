@@ -107,7 +107,7 @@ impl Netns {
     }
 
     /// A counter of this namespace's /proc/net/netstat or /proc/net/snmp,
-    /// as `TcpExt.TCPAbortOnData` (nstat's names).
+    /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`).
     pub fn counter(&self, name: &str) -> u64 {
         let name = name.to_string();
         self.run("proc-net-netstat", move || {
