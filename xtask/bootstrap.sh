@@ -13,13 +13,14 @@ as_root() {
 }
 
 # Debian packages: LLVM for bpf-linker, iproute2/nftables for the network
-# namespace tests, qemu + busybox for the kernel matrix, tcpdump/bpftrace for
-# the comparison benchmarks.
+# namespace tests and tcpdump for their packet capture (the ground truth they
+# compare rsttrace with; the QEMU guests get it too), qemu + busybox for the
+# kernel matrix, bpftrace (and tcpdump) for the comparison benchmarks.
 packages=(
   "llvm-${LLVM_VERSION}-dev" "libpolly-${LLVM_VERSION}-dev" libzstd-dev zlib1g-dev
-  iproute2 nftables procps
+  iproute2 nftables procps tcpdump
   # cargo xtask bench: BPF program statistics, and what rsttrace is compared with.
-  bpftool bpftrace tcpdump
+  bpftool bpftrace
   # cargo xtask vm-test: QEMU, the guest's static shell, modinfo and xz for
   # kernel modules, the key that checks Debian's archive for kernel packages.
   qemu-system-x86 busybox-static kmod xz-utils debian-archive-keyring

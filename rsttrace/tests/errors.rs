@@ -32,10 +32,9 @@ fn bad_arguments_exit_2_with_clap_message() {
 }
 
 #[test]
+#[ignore = "needs root: run cargo xtask test"]
 fn missing_privileges_name_the_capability() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     // Drop to nobody with no capabilities at all.
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
@@ -48,29 +47,26 @@ fn missing_privileges_name_the_capability() {
 }
 
 #[test]
+#[ignore = "needs root: run cargo xtask test"]
 fn missing_btf_says_which_kernel_option() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let line = one_line_error(&rsttrace(&["--btf", "/nonexistent/vmlinux"]), 1);
     assert!(line.contains("CONFIG_DEBUG_INFO_BTF") && line.contains("/nonexistent/vmlinux"), "{line}");
 }
 
 #[test]
+#[ignore = "needs root: run cargo xtask test"]
 fn a_directory_that_is_not_tracefs_is_refused() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let dir = tempdir("notracefs");
     let line = one_line_error(&rsttrace(&["--tracefs", dir.to_str().unwrap()]), 1);
     assert!(line.contains("mount -t tracefs"), "{line}");
 }
 
 #[test]
+#[ignore = "needs root: run cargo xtask test"]
 fn a_kernel_without_the_tracepoint_is_named() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     // A tracefs-like tree whose kernel has no tcp events.
     let dir = tempdir("notcp");
     std::fs::create_dir_all(dir.join("events/sched")).unwrap();
@@ -82,10 +78,9 @@ fn a_kernel_without_the_tracepoint_is_named() {
 /// kernel refuses it, exits 1 with one line naming it (fexit and kprobes are
 /// both refused on some kernels, this project's 6.18 among them).
 #[test]
+#[ignore = "needs root: run cargo xtask test"]
 fn a_forced_strategy_runs_or_says_why_not() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     for strategy in ["fexit", "kprobe", "tracepoint"] {
         let out = rsttrace(&["--format", "json", "--strategy", strategy, "--duration", "0.2"]);
         if out.status.success() {

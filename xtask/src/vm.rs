@@ -124,7 +124,8 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let initrd = out_dir.join("initrd.cpio");
     let modules: Vec<_> = images.iter().map(|(_, image, modules)| (image.uname.clone(), modules.clone())).collect();
-    let programs = [rsttrace.1.clone(), which("ip")?, which("setpriv")?];
+    // tcpdump: the tests' packet capture, their ground truth for resets.
+    let programs = [rsttrace.1.clone(), which("ip")?, which("setpriv")?, which("tcpdump")?];
     initramfs::write(
         &initrd,
         &initramfs::Contents {
@@ -226,6 +227,11 @@ fn print_table(rows: &[Row]) {
         println!("{line}");
     }
     println!("(skipped: tests that printed a line starting with `skipped`; also counted as passed or failed)");
+    for (kernel, _, strategy, o, _) in rows {
+        for (test, reason) in &o.skipped {
+            println!("  {} {} skipped {test}: {reason}", kernel.name, strategy.as_str());
+        }
+    }
 }
 
 fn select(names: &[String]) -> anyhow::Result<Vec<&'static Kernel>> {

@@ -1,7 +1,9 @@
 //! Shared by the integration tests: network namespace topologies, running
-//! code inside a namespace, and the rsttrace daemon as a child process.
+//! code inside a namespace, the rsttrace daemon as a child process, and the
+//! fixture that runs both with a packet capture (`Traced`).
 #![allow(dead_code)] // each test file uses a different part
 
+mod capture;
 // rsttrace's own /proc parser, so that tests and doctor read /proc alike.
 #[path = "../../src/procfs.rs"]
 pub mod procfs;
@@ -27,15 +29,17 @@ use nix::{
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 
+pub use capture::{Arrivals, Capture, RstPacket, Sends};
+
 /// Integration tests load eBPF programs and create namespaces: root only.
-/// Returns false (and says so) when not root, so `cargo test` as a user
-/// still runs the unit tests.
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: needs root (run `cargo xtask test`)");
-    false
+/// They are `#[ignore]`d, so a plain `cargo test` lists them as ignored;
+/// `cargo xtask test` runs them as root with `--include-ignored`. Started
+/// without root anyway, one fails here, saying why.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (loads eBPF programs, creates network namespaces): run `cargo xtask test`"
+    );
 }
 
 fn ip(args: &[&str]) {
@@ -97,6 +101,23 @@ impl Netns {
                         .collect::<Vec<u8>>()
                 })
                 .collect()
+        })
+    }
+
+    /// A counter of this namespace's /proc/net/netstat or /proc/net/snmp,
+    /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`).
+    pub fn counter(&self, name: &str) -> u64 {
+        let name = name.to_string();
+        self.run("proc-net-netstat", move || {
+            let (group, field) = name.split_once('.').expect("GROUP.Name");
+            let mut text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("read /proc/net/netstat");
+            text += &std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read /proc/net/snmp");
+            // Each group is two lines: "Group: names…" then "Group: values…".
+            let prefix = format!("{group}:");
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+            let [names, values] = lines[..] else { panic!("{group} in /proc/net/netstat: {lines:?}") };
+            let at = names.split_whitespace().position(|n| n == field).unwrap_or_else(|| panic!("no counter {name}"));
+            values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}: {values}"))
         })
     }
 
@@ -200,13 +221,13 @@ impl Daemon {
     /// Whether this kernel's tcp_send_reset fires for resets sent without a
     /// full socket (Linux 6.10+); the ready record lists the limitation.
     pub fn sees_socketless_resets(&self) -> bool {
-        !self.limitations().iter().any(|l| l.contains("without a full socket"))
+        sees_socketless_resets(&self.ready)
     }
 
     /// Whether this strategy on this kernel sees what a TIME_WAIT socket
     /// does with a SYN (tracepoints need Linux 6.11+).
     pub fn sees_timewait_verdicts(&self) -> bool {
-        !self.limitations().iter().any(|l| l.contains("invisible to tracepoints"))
+        !limitations(&self.ready).iter().any(|l| l.contains("invisible to tracepoints"))
     }
 
     pub fn strategy(&self) -> &str {
@@ -214,16 +235,7 @@ impl Daemon {
     }
 
     pub fn has_reset_reasons(&self) -> bool {
-        !self.limitations().iter().any(|l| l.contains("no reset reason"))
-    }
-
-    fn limitations(&self) -> Vec<String> {
-        self.ready["limitations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
+        !limitations(&self.ready).iter().any(|l| l.contains("no reset reason"))
     }
 
     /// SIGTERM, then every record written after `ready` (the summary last).
@@ -241,6 +253,14 @@ impl Daemon {
         assert!(status.success(), "rsttrace exited with {status} after SIGTERM");
         Records(records)
     }
+}
+
+fn limitations(ready: &Value) -> Vec<String> {
+    ready["limitations"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
+}
+
+fn sees_socketless_resets(ready: &Value) -> bool {
+    !limitations(ready).iter().any(|l| l.contains("without a full socket"))
 }
 
 impl Drop for Daemon {
@@ -287,6 +307,106 @@ impl Records {
     }
 }
 
+/// The namespaces a test captures in: a `Pair`, one `Netns`, or a tuple of
+/// those.
+pub trait Namespaces {
+    fn namespaces(&self) -> Vec<&Netns>;
+}
+
+impl Namespaces for Netns {
+    fn namespaces(&self) -> Vec<&Netns> {
+        vec![self]
+    }
+}
+
+impl Namespaces for Pair {
+    fn namespaces(&self) -> Vec<&Netns> {
+        vec![&self.client, &self.server]
+    }
+}
+
+impl<A: Namespaces, B: Namespaces> Namespaces for (A, B) {
+    fn namespaces(&self) -> Vec<&Netns> {
+        let mut all = self.0.namespaces();
+        all.extend(self.1.namespaces());
+        all
+    }
+}
+
+/// A test's namespaces with tcpdump capturing RSTs in each (started first,
+/// and capturing before anything else happens) and rsttrace running.
+pub struct Traced<N: Namespaces> {
+    pub net: N,
+    pub daemon: Daemon,
+    captures: Vec<Capture>,
+}
+
+impl Traced<Pair> {
+    /// A new client/server pair (`Pair::new`), captured and traced.
+    pub fn pair(label: &str, daemon_args: &[&str]) -> Self {
+        Self::start(Pair::new(label), daemon_args)
+    }
+}
+
+impl<N: Namespaces> Traced<N> {
+    pub fn start(net: N, daemon_args: &[&str]) -> Self {
+        let captures = net.namespaces().into_iter().map(Capture::start).collect();
+        let daemon = Daemon::start(daemon_args);
+        Traced { net, daemon, captures }
+    }
+
+    /// Stops rsttrace, then the captures (once each has written everything
+    /// up to now).
+    pub fn stop(self) -> Observed<N> {
+        let Traced { net, daemon, captures } = self;
+        let ready = daemon.ready.clone();
+        let records = daemon.stop();
+        let packets = net.namespaces().into_iter().zip(captures).map(|(ns, c)| (ns.name.clone(), c.stop(ns))).collect();
+        Observed { net, records, ready, packets }
+    }
+}
+
+/// What a traced test produced: rsttrace's records and the RSTs captured.
+pub struct Observed<N: Namespaces> {
+    pub net: N,
+    pub records: Records,
+    pub ready: Value,
+    /// Per namespace name.
+    packets: Vec<(String, Vec<RstPacket>)>,
+}
+
+impl<N: Namespaces> Observed<N> {
+    /// Whether the kernel traced resets sent without a full socket (6.10+).
+    pub fn sees_socketless_resets(&self) -> bool {
+        sees_socketless_resets(&self.ready)
+    }
+
+    /// The RSTs captured in `netns`, in capture order.
+    pub fn packets(&self, netns: &Netns) -> &[RstPacket] {
+        let found = self.packets.iter().find(|(name, _)| *name == netns.name);
+        &found.unwrap_or_else(|| panic!("{} was not captured", netns.name)).1
+    }
+
+    /// rsttrace's resets in `netns` are the captured RSTs, count for count
+    /// per 4-tuple: see `capture::compare`.
+    pub fn assert_resets_match(&self, netns: &Netns, arrivals: Arrivals, sends: Sends) {
+        self.assert_resets_match_where(netns, arrivals, sends, &|_| true);
+    }
+
+    /// The same for the RSTs `reported` keeps (what rsttrace's --port and
+    /// --addr filters let through).
+    pub fn assert_resets_match_where(
+        &self,
+        netns: &Netns,
+        arrivals: Arrivals,
+        sends: Sends,
+        reported: &dyn Fn(&RstPacket) -> bool,
+    ) {
+        let socketless = sees_socketless_resets(&self.ready);
+        capture::compare(netns, &self.records, self.packets(netns), socketless, arrivals, sends, reported);
+    }
+}
+
 /// Sets SO_LINGER {on, 0}: close() then aborts with an RST.
 pub fn linger_zero(stream: &std::net::TcpStream) {
     nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 })
@@ -302,12 +422,30 @@ pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<Tc
     Ok(socket.into())
 }
 
+/// TCP state number of TIME_WAIT in /proc/net/tcp.
+pub const TIME_WAIT: u8 = 6;
+
 /// One connection from `local` that the server closes first, leaving it in
 /// TIME_WAIT on the server. Enough data goes through that the client's next
 /// ISN (which advances ~15.6 M per second) stays below the old rcv_nxt.
 /// Returns once the client's socket is gone, with whether the server holds
 /// the connection in TIME_WAIT (rarely it does not: then it says why).
 pub fn connection_closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: bool) -> bool {
+    let server_sockets = closed_by_server(pair, listener, local, bulk);
+    if server_sockets.contains(&TIME_WAIT) {
+        return true;
+    }
+    let nstat = Command::new("ip").args(["netns", "exec", &pair.server.name, "nstat", "-a"]).output();
+    let nstat = nstat.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; ")).unwrap_or_default();
+    eprintln!(
+        "the server did not keep the connection from {local} in TIME_WAIT ({server_sockets:?}); its counters: {nstat}"
+    );
+    false
+}
+
+/// The same connection; returns the TCP states of the server's sockets for
+/// it (/proc/net/tcp) once the client's socket is gone.
+pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: bool) -> Vec<u8> {
     let server = listener.local_addr().unwrap();
     let mut stream = pair.client.run("lb", move || connect_from(local, server).expect("first connection"));
     let (mut accepted, _) = listener.accept().unwrap();
@@ -344,26 +482,23 @@ pub fn connection_closed_by_server(pair: &Pair, listener: &TcpListener, local: S
     drop(stream);
     // The last ACK may still be on its way (the kernel defers packet
     // processing under load): until it arrives the client's socket holds
-    // the port, and the server's may not be in TIME_WAIT yet.
-    const TIME_WAIT: u8 = 6;
+    // the port, and the server's may not be in TIME_WAIT yet. Once the
+    // client's is gone the server has handled the client's FIN: it holds a
+    // TIME_WAIT socket, or none at all (killed, or tcp_max_tw_buckets).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let client_sockets = pair.client.tcp_states(local.port(), false);
         let server_sockets = pair.server.tcp_states(local.port(), true);
-        if client_sockets.is_empty() && server_sockets.contains(&TIME_WAIT) {
-            return true;
+        let settled = server_sockets.contains(&TIME_WAIT) || server_sockets.is_empty();
+        if client_sockets.is_empty() && settled {
+            return server_sockets;
         }
         if Instant::now() >= deadline {
-            let nstat = Command::new("ip").args(["netns", "exec", &pair.server.name, "nstat", "-a"]).output();
-            let nstat = nstat.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; ")).unwrap_or_default();
             assert!(
                 client_sockets.is_empty(),
                 "the client's connection from {local} did not close: {client_sockets:?}"
             );
-            eprintln!(
-                "the server did not keep the connection from {local} in TIME_WAIT ({server_sockets:?}); its counters: {nstat}"
-            );
-            return false;
+            return server_sockets;
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -37,8 +37,9 @@ pub struct Outcome {
     pub failure: Option<String>,
     pub passed: u32,
     pub failed: u32,
-    /// binary::test names whose output had a line starting with `skipped`.
-    pub skipped: Vec<String>,
+    /// binary::test names whose output had a line starting with `skipped`,
+    /// with the first such line.
+    pub skipped: Vec<(String, String)>,
     /// binary::test of each failed test, with its output.
     pub failures: Vec<(String, Vec<String>)>,
     /// From starting QEMU to the init's first line.
@@ -219,7 +220,7 @@ struct Parser {
     failure: Option<String>,
     passed: u32,
     failed: u32,
-    skipped: Vec<String>,
+    skipped: Vec<(String, String)>,
     boot: Option<Duration>,
     tests: Option<Duration>,
 }
@@ -283,8 +284,8 @@ impl Parser {
             self.test = None;
             return;
         }
-        if text.starts_with("skipped") && !self.skipped.contains(&test) {
-            self.skipped.push(test.clone());
+        if text.starts_with("skipped") && !self.skipped.iter().any(|(t, _)| *t == test) {
+            self.skipped.push((test.clone(), text.to_string()));
         }
         self.output.entry(test).or_default().push(text.to_string());
     }
@@ -359,7 +360,7 @@ mod tests {
              rsttrace-vm: failure resets\n",
         );
         assert_eq!((out.passed, out.failed), (2, 1));
-        assert_eq!(out.skipped, ["resets::a"]);
+        assert_eq!(out.skipped, [("resets::a".to_string(), "skipped the rst_sent half: old kernel".to_string())]);
         assert_eq!(out.failures.len(), 1);
         assert_eq!(out.failures[0].0, "resets::c");
         assert_eq!(out.failures[0].1, ["thread 'c' panicked at tests/resets.rs:1:1:", "boom"]);

@@ -1,8 +1,8 @@
 //! The guest's root file system: one uncompressed newc cpio archive (TCG is
 //! slow at gunzip) holding a static busybox, the init below, the test
 //! binaries and rsttrace at their host paths with their shared libraries,
-//! `ip` and `setpriv`, and the modules of every kernel of the run (under
-//! their `uname -r`, so one archive boots them all).
+//! `ip`, `setpriv` and `tcpdump`, and the modules of every kernel of the run
+//! (under their `uname -r`, so one archive boots them all).
 
 use std::{
     collections::HashSet,
@@ -51,7 +51,8 @@ cd "$(cat /rsttrace-vm/cwd)"
 failed=
 while read -r name path <&3; do
   echo "rsttrace-vm: running $name (RSTTRACE_TEST_STRATEGY=$strategy)"
-  "$path" --test-threads=1 --nocapture "$@" || failed="$failed $name"
+  # The guest is root: the tests ignored for want of root run too.
+  "$path" --test-threads=1 --nocapture --include-ignored "$@" || failed="$failed $name"
 done 3< /rsttrace-vm/tests
 if [ -z "$failed" ]; then
   echo "rsttrace-vm: success"
@@ -66,7 +67,8 @@ pub struct Contents<'a> {
     pub busybox: &'a Path,
     /// (name, path) of each test binary.
     pub tests: &'a [(String, PathBuf)],
-    /// Further host programs needed at their own paths (rsttrace, ip, setpriv).
+    /// Further host programs needed at their own paths (rsttrace, ip,
+    /// setpriv, tcpdump).
     pub programs: &'a [PathBuf],
     /// Working directory of the tests (cargo runs them in the package's).
     pub cwd: &'a Path,
@@ -99,6 +101,10 @@ fn write_archive(path: &Path, contents: &Contents) -> anyhow::Result<()> {
     archive.char_device(Path::new("dev/console"), 0o600, 5, 1)?;
     archive.host_file_as(Path::new("busybox/busybox"), contents.busybox)?;
     archive.bytes(Path::new("init"), INIT.as_bytes(), 0o755)?;
+    // tcpdump -Z root looks the user up before it captures.
+    archive.dir(Path::new("etc"), 0o755)?;
+    archive.bytes(Path::new("etc/passwd"), b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    archive.bytes(Path::new("etc/group"), b"root:x:0:\n", 0o644)?;
 
     let mut tests = String::new();
     let mut programs: Vec<PathBuf> = contents.programs.to_vec();
