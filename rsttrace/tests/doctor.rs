@@ -44,12 +44,6 @@ fn counter(report: &Value, name: &str) -> i64 {
     c.and_then(|c| c["value"].as_i64()).unwrap_or_else(|| panic!("{name} in {report}"))
 }
 
-/// `6.18.44-fc-v857` -> (6, 18).
-fn kernel_version(release: &str) -> (u32, u32) {
-    let mut numbers = release.trim().split(['.', '-']).map(|n| n.parse().unwrap_or(0));
-    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
-}
-
 /// What /proc says inside the namespace (a thread there reads its own).
 fn proc_in(netns: &Netns, path: &'static str) -> String {
     netns.run("proc", move || std::fs::read_to_string(path).expect(path))
