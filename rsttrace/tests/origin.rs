@@ -16,7 +16,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, Netns, Records, addr, linger_zero, require_root};
+use support::{Arrivals, Namespaces, Netns, Observed, Records, Sends, Traced, addr, linger_zero, require_root};
 
 /// How long the router remembers an idle established connection.
 const CONNTRACK_TIMEOUT_S: u64 = 2;
@@ -120,6 +120,22 @@ impl Routed {
     }
 }
 
+/// The captured ends: every RST either of them sends or receives is on the
+/// wire there (the router's own forgeries arrive, never leave).
+impl Namespaces for Routed {
+    fn namespaces(&self) -> Vec<&Netns> {
+        vec![&self.client, &self.server]
+    }
+}
+
+/// Every RST that reached client or server ended a connection and has its
+/// record; every record its packet.
+fn assert_records_are_the_capture(observed: &Observed<Routed>) {
+    for netns in [&observed.net.client, &observed.net.server] {
+        observed.assert_resets_match(netns, Arrivals::EndConnections, Sends::FromFullSockets);
+    }
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -181,9 +197,9 @@ fn write_after_silence(writer: &mut TcpStream, silence: Duration) -> Instant {
 }
 
 /// The ready record says this kernel and strategy show `key`.
-fn shows(daemon: &Daemon, key: &str) -> bool {
+fn shows(ready: &Value, key: &str) -> bool {
     let limitation = format!("{key} of received resets is null");
-    !daemon.ready["limitations"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().starts_with(&limitation))
+    !ready["limitations"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().starts_with(&limitation))
 }
 
 fn only_received(records: &Records, netns: &Netns, local: SocketAddr) -> Value {
@@ -194,17 +210,21 @@ fn only_received(records: &Records, netns: &Netns, local: SocketAddr) -> Value {
 fn forged(label: &str, v6: bool, server_writes: bool) {
     require_root();
     let Some(net) = Routed::new(label, v6) else { return };
-    let daemon = Daemon::start(&[]);
-    let (ttl_shown, peer_ttl_shown) = (shows(&daemon, "ttl"), shows(&daemon, "peer_ttl"));
-    let (mut client, mut server) = connected(&net, 0);
+    let traced = Traced::start(net, &[]);
+    let (ttl_shown, peer_ttl_shown) = (shows(&traced.daemon.ready, "ttl"), shows(&traced.daemon.ready, "peer_ttl"));
+    let (mut client, mut server) = connected(&traced.net, 0);
     let silence = Duration::from_secs(CONNTRACK_TIMEOUT_S + 1);
-    let (writer, netns) = if server_writes { (&mut server, &net.server) } else { (&mut client, &net.client) };
+    let writer = if server_writes { &mut server } else { &mut client };
     let local = writer.local_addr().unwrap();
     let began = write_after_silence(writer, silence);
     let measured = began.elapsed();
-    let records = daemon.stop();
+    drop((client, server));
+    let observed = traced.stop();
+    assert_records_are_the_capture(&observed);
+    let net = &observed.net;
+    let netns = if server_writes { &net.server } else { &net.client };
 
-    let r = only_received(&records, netns, local);
+    let r = only_received(&observed.records, netns, local);
     let silent = r["peer_silent_ms"].as_u64().unwrap_or_else(|| panic!("no peer_silent_ms: {r}"));
     assert!(
         silent.abs_diff(silence.as_millis() as u64) <= 1000 && silent <= measured.as_millis() as u64 + 1000,
@@ -257,9 +277,9 @@ fn forged_reset_seen_by_the_client_ipv6() {
 fn genuine(label: &str, v6: bool) {
     require_root();
     let Some(net) = Routed::new(label, v6) else { return };
-    let daemon = Daemon::start(&[]);
-    let (ttl_shown, peer_ttl_shown) = (shows(&daemon, "ttl"), shows(&daemon, "peer_ttl"));
-    let (client, mut server) = connected(&net, 0);
+    let traced = Traced::start(net, &[]);
+    let (ttl_shown, peer_ttl_shown) = (shows(&traced.daemon.ready, "ttl"), shows(&traced.daemon.ready, "peer_ttl"));
+    let (client, mut server) = connected(&traced.net, 0);
     let local = server.local_addr().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     linger_zero(&client);
@@ -267,9 +287,11 @@ fn genuine(label: &str, v6: bool) {
     server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let err = server.read(&mut [0u8; 8]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    let records = daemon.stop();
+    drop(server);
+    let observed = traced.stop();
+    assert_records_are_the_capture(&observed);
 
-    let r = only_received(&records, &net.server, local);
+    let r = only_received(&observed.records, &observed.net.server, local);
     assert_ne!(r["origin"], "middlebox", "the peer's own abort: {r}");
     assert_eq!(r["advice"], Value::Null, "{r}");
     if ttl_shown && peer_ttl_shown {
@@ -301,13 +323,13 @@ fn the_peers_own_abort_through_the_router_ipv6() {
 fn several_forged_resets_give_the_idle_timeout() {
     require_root();
     let Some(net) = Routed::new("idle", false) else { return };
-    let daemon = Daemon::start(&[]);
+    let traced = Traced::start(net, &[]);
     let silences = [3000u64, 3500, 4000];
     let handles: Vec<_> = silences
         .into_iter()
         .map(|silence| {
             // Each silence starts when its connection's warm-up ends.
-            let (client, mut server) = connected(&net, 0);
+            let (client, mut server) = connected(&traced.net, 0);
             std::thread::spawn(move || {
                 write_after_silence(&mut server, Duration::from_millis(silence));
                 drop(client);
@@ -317,7 +339,9 @@ fn several_forged_resets_give_the_idle_timeout() {
     for handle in handles {
         handle.join().unwrap();
     }
-    let records = daemon.stop();
+    let observed = traced.stop();
+    assert_records_are_the_capture(&observed);
+    let (net, records) = (&observed.net, &observed.records);
 
     let forged = records.of("rst_received", &net.server);
     assert_eq!(forged.iter().filter(|r| r["origin"] == "middlebox").count(), 3, "{}", records.dump(&net.server));
@@ -335,5 +359,4 @@ fn several_forged_resets_give_the_idle_timeout() {
     assert!((CONNTRACK_TIMEOUT_S..=3).contains(&timeout), "timeout_s {timeout}: {idle}");
     let all_idle = records.0.iter().filter(|r| r["kind"] == "idle_timeout").count();
     assert_eq!(records.summary()["counts"]["idle_timeout"], all_idle, "the summary counts every one");
-    drop(net.router);
 }
