@@ -24,7 +24,8 @@ const CONNTRACK_TIMEOUT_S: u64 = 2;
 /// client (.1) -- router (.254 on both sides) -- server (.1).
 struct Routed {
     client: Netns,
-    router: Netns,
+    /// Held for its lifetime: dropping it deletes the namespace.
+    _router: Netns,
     server: Netns,
     client_ip: &'static str,
     server_ip: &'static str,
@@ -116,7 +117,7 @@ impl Routed {
         }
         router.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0");
         router.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established", &CONNTRACK_TIMEOUT_S.to_string());
-        Some(Routed { client, router, server, client_ip, server_ip })
+        Some(Routed { client, _router: router, server, client_ip, server_ip })
     }
 }
 
