@@ -125,7 +125,8 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     let initrd = out_dir.join("initrd.cpio");
     let modules: Vec<_> = images.iter().map(|(_, image, modules)| (image.uname.clone(), modules.clone())).collect();
     // tcpdump: the tests' packet capture, their ground truth for resets.
-    let programs = [rsttrace.1.clone(), which("ip")?, which("setpriv")?, which("tcpdump")?];
+    // nft: the router of the origin tests forges RSTs with nftables.
+    let programs = [rsttrace.1.clone(), which("ip")?, which("setpriv")?, which("tcpdump")?, which("nft")?];
     initramfs::write(
         &initrd,
         &initramfs::Contents {

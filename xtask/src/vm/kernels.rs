@@ -24,12 +24,16 @@ pub struct Kernel {
     pub package: &'static str,
     /// What `--strategy all` runs on this kernel.
     pub strategies: &'static [Strategy],
-    /// Modules the tests need (their dependencies are added): veth for the
-    /// namespace pairs, tcp_diag for sock_diag dumps (`rsttrace doctor`). The
-    /// guest has no modprobe, so nothing loads on demand; everything else
-    /// the tests use is built into Debian's cloud kernels (IPv6, netns, BPF).
+    /// Modules the tests need (their dependencies are added). The guest has
+    /// no modprobe, so nothing loads on demand; everything else the tests
+    /// use is built into Debian's cloud kernels (IPv6, netns, BPF).
     pub modules: &'static [&'static str],
 }
+
+/// veth for the namespace pairs, tcp_diag for sock_diag dumps (`rsttrace
+/// doctor`), nftables with connection tracking and reject for the router
+/// that forges RSTs (tests/origin.rs).
+const TEST_MODULES: &[&str] = &["veth", "tcp_diag", "nf_tables", "nft_ct", "nft_reject_inet"];
 
 pub const KERNELS: &[Kernel] = &[
     Kernel {
@@ -37,21 +41,21 @@ pub const KERNELS: &[Kernel] = &[
         release: Release::Bullseye,
         package: "linux-image-5.10.0-*-cloud-amd64",
         strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
-        modules: &["veth", "tcp_diag"],
+        modules: TEST_MODULES,
     },
     Kernel {
         name: "6.1",
         release: Release::Bookworm,
         package: "linux-image-6.1.0-*-cloud-amd64",
         strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
-        modules: &["veth", "tcp_diag"],
+        modules: TEST_MODULES,
     },
     Kernel {
         name: "6.12",
         release: Release::Bookworm,
         package: "linux-image-6.12.*+deb12-cloud-amd64",
         strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
-        modules: &["veth", "tcp_diag"],
+        modules: TEST_MODULES,
     },
 ];
 
