@@ -30,6 +30,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 5] =
+        [Verdict::Accepted, Verdict::PawsDrop, Verdict::Rst, Verdict::StaleAck, Verdict::Unknown];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Accepted => "accepted",
