@@ -567,6 +567,21 @@ mod tests {
     }
 
     #[test]
+    fn every_metric_is_in_the_contract() {
+        let contract = include_str!("../../../docs/output.md");
+        let metrics = Metrics::new(&ready(), &[]);
+        for report in reports() {
+            metrics.count(&report);
+        }
+        let text = metrics.encode();
+        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+        assert_eq!(names.len(), 9, "{text}");
+        for name in names {
+            assert!(contract.contains(&format!("| `{name}` |")), "docs/output.md does not list {name}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped_by_the_encoder() {
         let mut ready = ready();
         ready.kernel = "6.1.0-\"odd\"\\build".into();
