@@ -16,6 +16,8 @@ pub mod reset_flags {
     pub const HAS_ACTIVITY: u8 = 1 << 4;
     /// `netns` was read.
     pub const HAS_NETNS: u8 = 1 << 5;
+    /// `cgroup_id` was read from the (full) socket.
+    pub const HAS_CGROUP: u8 = 1 << 6;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -41,9 +43,12 @@ pub struct ResetRecord {
     /// `reset_flags` bits.
     pub flags: u8,
     pub _pad: [u8; 2],
+    /// The id of the cgroup that owns the socket (`HAS_CGROUP`): the inode
+    /// number of its directory under /sys/fs/cgroup.
+    pub cgroup_id: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 104);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 112);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}

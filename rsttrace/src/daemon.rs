@@ -25,6 +25,7 @@ use crate::{
         record::{Ready, Summary, Timestamp},
         sink::Sink,
     },
+    owners::Owners,
     service,
 };
 
@@ -77,7 +78,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
         }
         None => None,
     };
-    let mut out = Output { sink: Sink::new(options.format), filter: options.filter, metrics };
+    let mut out = Output { sink: Sink::new(options.format), filter: options.filter, metrics, owners: Owners::new() };
     out.sink.ready(Timestamp(std::time::SystemTime::now()), &ready)?;
     service::ready();
     let watchdog = service::watchdog_interval();
@@ -183,11 +184,12 @@ struct Output {
     sink: Sink,
     filter: Filter,
     metrics: Option<Metrics>,
+    owners: Owners,
 }
 
 impl Output {
     fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
-        for report in reports {
+        for mut report in reports {
             summary.count(&report);
             if let Some(metrics) = &self.metrics {
                 metrics.count(&report);
@@ -197,6 +199,9 @@ impl Output {
                 continue;
             }
             summary.reported += 1;
+            if let Report::Reset(reset) = &mut report {
+                self.owners.name(reset);
+            }
             self.sink.report(&report)?;
         }
         Ok(())

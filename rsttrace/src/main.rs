@@ -11,6 +11,7 @@ mod generate;
 mod golden;
 mod kernel;
 mod output;
+mod owners;
 mod procfs;
 mod service;
 

@@ -564,6 +564,9 @@ pub(crate) mod tests {
             reason: None,
             idle_ms: None,
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 

@@ -58,6 +58,14 @@ pub struct Reset {
     pub idle_ms: Option<u64>,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
+    /// The cgroup that owns the socket (full sockets, Linux 5.15+): the
+    /// inode number of its directory under /sys/fs/cgroup.
+    pub cgroup_id: Option<u64>,
+    /// Filled in by `owners::Owners` once the reset passed the filters: the
+    /// systemd unit (or cgroup path) of `cgroup_id`, and the `ip netns`
+    /// name of the network namespace.
+    pub unit: Option<String>,
+    pub netns_name: Option<String>,
 }
 
 /// The task whose system call made the kernel send a reset.

@@ -116,6 +116,11 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     if offsets.tcp_lsndtime == ABSENT || offsets.icsk_lrcvtime == ABSENT || offsets.tcp_rcv_tstamp == ABSENT {
         limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
     }
+    if offsets.sk_cgroup == ABSENT || offsets.cgroup_kn == ABSENT || offsets.kernfs_node_id == ABSENT {
+        // Before 5.15 sock_cgroup_data is a tagged pointer with no member
+        // for it.
+        limitations.push("unit is null: kernel BTF lacks sock.sk_cgrp_data.cgroup (Linux 5.15+)".to_string());
+    }
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
     Ok(Kernel { names, offsets, reset_config, kfree_skb_has_rx_sk, tw_process_params, limitations })

@@ -428,6 +428,9 @@ mod tests {
             reason,
             idle_ms: None,
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         })
     }
 

@@ -121,6 +121,8 @@ pub struct RstSent<'a> {
     pub reason: Option<&'a ResetReason>,
     pub pid: Option<u32>,
     pub comm: Option<&'a str>,
+    pub unit: Option<&'a str>,
+    pub netns_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +131,8 @@ pub struct RstReceived<'a> {
     pub endpoints: Endpoints,
     pub state: Option<&'a TcpState>,
     pub idle_ms: Option<u64>,
+    pub unit: Option<&'a str>,
+    pub netns_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -226,10 +230,16 @@ fn reset(r: &Reset) -> EventBody<'_> {
             reason: r.reason.as_ref(),
             pid: r.process.as_ref().map(|p| p.pid),
             comm: r.process.as_ref().map(|p| p.comm.as_str()),
+            unit: r.unit.as_deref(),
+            netns_name: r.netns_name.as_deref(),
         }),
-        Direction::Received => {
-            EventBody::RstReceived(RstReceived { endpoints, state: r.state.as_ref(), idle_ms: r.idle_ms })
-        }
+        Direction::Received => EventBody::RstReceived(RstReceived {
+            endpoints,
+            state: r.state.as_ref(),
+            idle_ms: r.idle_ms,
+            unit: r.unit.as_deref(),
+            netns_name: r.netns_name.as_deref(),
+        }),
     }
 }
 

@@ -116,7 +116,13 @@ fn reset_sentence(r: &Reset) -> String {
     } else if r.direction == Direction::Received && r.state == Some(TcpState::SynSent) {
         s += ": connection refused by the peer";
     }
-    netns_suffix(s, r.tuple.netns)
+    if let Some(unit) = &r.unit {
+        s += &format!(" (socket of {unit})");
+    }
+    match (&r.netns_name, r.tuple.netns) {
+        (Some(name), Some(n)) => format!("{s} [netns {n} {name}]"),
+        _ => netns_suffix(s, r.tuple.netns),
+    }
 }
 
 /// What a kernel reset reason means for a user.
@@ -254,6 +260,9 @@ mod tests {
             reason: None,
             idle_ms: None,
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 
@@ -277,8 +286,15 @@ mod tests {
         received.idle_ms = Some(300_500);
         received.tuple.netns = None;
         assert_eq!(
-            sentence(&Report::Reset(received)),
+            sentence(&Report::Reset(received.clone())),
             "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
+        );
+        received.tuple.netns = Some(4026532001);
+        received.unit = Some("nginx.service".into());
+        received.netns_name = Some("blue".into());
+        assert_eq!(
+            sentence(&Report::Reset(received)),
+            "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle (socket of nginx.service) [netns 4026532001 blue]"
         );
     }
 
