@@ -66,8 +66,9 @@ pub struct KernelOffsets {
     pub skb_network_header: u32,
     /// `net_device.nd_net`: `struct net *`.
     pub netdev_nd_net: u32,
-    /// `sock.sk_cgrp_data.cgroup` (`struct cgroup *`, Linux 5.15+: before, a
-    /// tagged pointer this build does not read), `cgroup.kn` (`struct
+    /// `sock.sk_cgrp_data.cgroup` (`struct cgroup *`, the layout of Linux
+    /// 5.15, backported to some stable kernels; before, a tagged pointer this
+    /// build does not read), `cgroup.kn` (`struct
     /// kernfs_node *`) and `kernfs_node.id` (u64): the cgroup that owns a
     /// full socket, by the id userspace sees as its directory's inode number.
     pub sk_cgroup: u32,

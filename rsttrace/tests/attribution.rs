@@ -39,6 +39,36 @@ fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// cgroup v2 mounted by the test where nothing mounts it (the QEMU guests'
+/// init); unmounted on drop.
+struct Cgroup2Mount(PathBuf);
+
+impl Cgroup2Mount {
+    fn new() -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("rsttrace-cgroup2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let target = CString::new(dir.clone().into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: valid C strings; no data argument.
+        let mounted =
+            unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) } == 0;
+        if !mounted {
+            eprintln!("cannot mount cgroup2: {}", std::io::Error::last_os_error());
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(Cgroup2Mount(dir))
+    }
+}
+
+impl Drop for Cgroup2Mount {
+    fn drop(&mut self) {
+        let target = CString::new(self.0.clone().into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        unsafe { libc::umount(target.as_ptr()) };
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// A cgroup of the test's own, removed on drop.
 struct Cgroup {
     path: PathBuf,
@@ -72,9 +102,17 @@ fn resets_name_the_unit_that_owns_the_socket() {
     if !require_root() {
         return;
     }
-    let Some(root) = cgroup2_mount() else {
-        eprintln!("skipped: no cgroup v2 hierarchy mounted here");
-        return;
+    // Mounted before rsttrace starts: it looks for the hierarchy then.
+    let mut mounted = None;
+    let root = match cgroup2_mount() {
+        Some(root) => root,
+        None => match Cgroup2Mount::new() {
+            Some(mount) => mounted.insert(mount).0.clone(),
+            None => {
+                eprintln!("skipped: no cgroup v2 hierarchy here, and none can be mounted");
+                return;
+            }
+        },
     };
     let pair = Pair::new("unit");
     // An orphaned socket that has its FIN acked stays a full socket in
@@ -83,7 +121,7 @@ fn resets_name_the_unit_that_owns_the_socket() {
     pair.server.sysctl("net.ipv4.tcp_fin_timeout", "120");
     let daemon = Daemon::start(&[]);
     if daemon.ready["limitations"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("unit is null")) {
-        eprintln!("skipped: this kernel's BTF has no sock.sk_cgrp_data.cgroup (before 5.15)");
+        eprintln!("skipped: this kernel's BTF has no sock.sk_cgrp_data.cgroup (the 5.15 layout)");
         return;
     }
     let (socketless, daemon_reasons) = (daemon.sees_socketless_resets(), daemon.has_reset_reasons());

@@ -58,7 +58,8 @@ pub struct Reset {
     pub idle_ms: Option<u64>,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
-    /// The cgroup that owns the socket (full sockets, Linux 5.15+): the
+    /// The cgroup that owns the socket (full sockets; kernels with the 5.15
+    /// layout of `sock_cgroup_data`): the
     /// inode number of its directory under /sys/fs/cgroup.
     pub cgroup_id: Option<u64>,
     /// Filled in by `owners::Owners` once the reset passed the filters: the
