@@ -28,6 +28,9 @@ packages=(
   systemd man-db
   # cargo xtask deb: dpkg-shlibdeps for the package's dependencies.
   dpkg-dev
+  # tests/metrics.rs scrapes rsttrace with a real Prometheus; promtool checks
+  # the exposition and the shipped alert rules (packaging/prometheus/).
+  prometheus
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -39,6 +42,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # llvm-22 comes from bookworm-security: a stale package list does not know it.
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package enables and starts its own server on :9090; the tests start
+  # theirs on free ports and need no other. Where systemd runs, a server
+  # this script brought in is stopped and disabled again.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Nightly with rust-src builds the eBPF crate (-Z build-std=core).

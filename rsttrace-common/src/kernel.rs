@@ -84,6 +84,14 @@ pub struct KernelOffsets {
     pub skb_network_header: u32,
     /// `net_device.nd_net`: `struct net *`.
     pub netdev_nd_net: u32,
+    /// `sock.sk_cgrp_data.cgroup` (`struct cgroup *`, the layout of Linux
+    /// 5.15, backported to some stable kernels; before, a tagged pointer this
+    /// build does not read), `cgroup.kn` (`struct
+    /// kernfs_node *`) and `kernfs_node.id` (u64): the cgroup that owns a
+    /// full socket, by the id userspace sees as its directory's inode number.
+    pub sk_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     /// Bit `1 << state` set for TCP states whose socket is not a full `struct
     /// sock` (TIME_WAIT, NEW_SYN_RECV).
     pub minisock_state_mask: u32,
@@ -141,6 +149,9 @@ impl KernelOffsets {
             skb_transport_header: ABSENT,
             skb_network_header: ABSENT,
             netdev_nd_net: ABSENT,
+            sk_cgroup: ABSENT,
+            cgroup_kn: ABSENT,
+            kernfs_node_id: ABSENT,
             minisock_state_mask: 0,
             state_established: ABSENT,
             state_syn_sent: ABSENT,

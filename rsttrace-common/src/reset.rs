@@ -31,6 +31,8 @@ pub mod reset_flags {
     pub const VIA_GATEWAY: u16 = 1 << 11;
     /// `srtt_us` and `since_sent_us` were read.
     pub const HAS_RTT: u16 = 1 << 12;
+    /// `cgroup_id` was read from the (full) socket.
+    pub const HAS_CGROUP: u16 = 1 << 13;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -66,9 +68,12 @@ pub struct ResetRecord {
     /// `reset_flags` bits.
     pub flags: u16,
     pub _pad2: [u8; 2],
+    /// The id of the cgroup that owns the socket (`HAS_CGROUP`): the inode
+    /// number of its directory under /sys/fs/cgroup.
+    pub cgroup_id: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 120);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 128);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}

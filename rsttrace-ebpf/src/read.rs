@@ -29,6 +29,15 @@ pub fn netns_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u32> {
     kernel(netns_net(sk, offsets)?, offsets.net_ns_inum)
 }
 
+/// The id of the cgroup (v2) that owns a full socket: set when the socket
+/// was created, from the creating task, so it names the service whatever
+/// context the reset is sent from.
+pub fn cgroup_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u64> {
+    let cgroup: u64 = kernel(sk, offsets.sk_cgroup)?;
+    let kn: u64 = kernel(cgroup, offsets.cgroup_kn)?;
+    kernel(kn, offsets.kernfs_node_id)
+}
+
 pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
     let dev: u64 = kernel(skb, offsets.skb_dev)?;
     let net: u64 = kernel(dev, offsets.netdev_nd_net)?;

@@ -216,6 +216,10 @@ fn fill(
     if !full_socket {
         return Ok(());
     }
+    if let Some(cgroup_id) = read::cgroup_of_sock(sk, offsets) {
+        record.cgroup_id = cgroup_id;
+        record.flags |= reset_flags::HAS_CGROUP;
+    }
     match kind {
         RecordKind::RstSent => {
             // The socket lock is only held by a task in process context

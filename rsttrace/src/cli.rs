@@ -1,13 +1,13 @@
 //! The command line (docs/output.md has the exit codes).
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::{
     kernel::{btf::DEFAULT_BTF, strategy::StrategyRequest},
-    output::Format,
+    output::{Format, metrics::MAX_PORT_LABELS},
 };
 
 /// Explains TCP resets on this host from inside the kernel: every RST sent or
@@ -117,6 +117,49 @@ pub struct RunOptions {
     /// tracefs mount point [default: found or mounted].
     #[arg(long, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, e.g.
+    /// 127.0.0.1:9747 or [::]:9747 [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Give the metrics a `port` label: this local port by its number, every
+    /// other one as `other` (repeatable, at most 32) [default: no port label].
+    #[arg(long = "metrics-port-label", value_name = "N")]
+    pub metrics_port_labels: Vec<u16>,
+}
+
+impl Cli {
+    /// The command line, checked: bad arguments exit 2 with clap's message.
+    pub fn parse_checked() -> Self {
+        let cli = <Cli as Parser>::parse();
+        if let Err(e) = cli.run.check() {
+            e.exit();
+        }
+        cli
+    }
+}
+
+impl RunOptions {
+    /// What clap's attributes cannot say.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let ports = distinct_ports(&self.metrics_port_labels);
+        if ports > MAX_PORT_LABELS {
+            use clap::CommandFactory as _;
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::TooManyValues,
+                format!(
+                    "--metrics-port-label names {ports} ports; at most {MAX_PORT_LABELS} get a label of their own (each one multiplies the number of series)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Ports named more than once count once.
+pub fn distinct_ports(ports: &[u16]) -> usize {
+    ports.iter().collect::<std::collections::BTreeSet<_>>().len()
 }
 
 pub fn parse_network(s: &str) -> Result<IpNet, String> {
@@ -178,6 +221,12 @@ mod tests {
             "tracepoint",
             "--duration",
             "2.5",
+            "--metrics",
+            "[::1]:9747",
+            "--metrics-port-label",
+            "8090",
+            "--metrics-port-label",
+            "443",
         ])
         .unwrap();
         assert!(cli.command.is_none());
@@ -187,6 +236,21 @@ mod tests {
         assert_eq!(run.networks[1].to_string(), "2001:db8::1/128");
         assert_eq!(run.strategy, Some(StrategyRequest::Only(crate::kernel::strategy::Strategy::Tracepoint)));
         assert_eq!(run.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(run.metrics, Some("[::1]:9747".parse().unwrap()));
+        assert_eq!(run.metrics_port_labels, [8090, 443]);
+        assert!(run.check().is_ok());
+    }
+
+    #[test]
+    fn port_labels_are_bounded() {
+        let ports: Vec<String> = (1..=40).map(|p| format!("--metrics-port-label={}", 1000 + p % 33)).collect();
+        let cli = Cli::try_parse_from(std::iter::once("rsttrace".to_string()).chain(ports)).unwrap();
+        let error = cli.run.check().unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("names 33 ports; at most 32"), "{error}");
+        let ports: Vec<String> = (1..=40).map(|p| format!("--metrics-port-label={}", 1000 + p % 32)).collect();
+        let cli = Cli::try_parse_from(std::iter::once("rsttrace".to_string()).chain(ports)).unwrap();
+        assert!(cli.run.check().is_ok(), "a port named twice counts once");
     }
 
     #[test]
@@ -199,6 +263,11 @@ mod tests {
             &["rsttrace", "--duration=-1"],
             &["rsttrace", "--duration", "0"],
             &["rsttrace", "--duration", "soon"],
+            &["rsttrace", "--metrics", "9747"],
+            &["rsttrace", "--metrics", "localhost:9747"],
+            &["rsttrace", "--metrics", "127.0.0.1"],
+            &["rsttrace", "--metrics", "127.0.0.1:70000"],
+            &["rsttrace", "--metrics-port-label", "http"],
             // Run options belong to the run, not to a subcommand.
             &["rsttrace", "--port", "80", "doctor"],
             &["rsttrace", "doctor", "--port", "80"],

@@ -2,6 +2,7 @@
 //! run options by their long names; the command line overrides it.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -11,10 +12,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    cli::{RunOptions, parse_network, parse_seconds},
+    cli::{RunOptions, distinct_ports, parse_network, parse_seconds},
     kernel::btf::DEFAULT_BTF,
     kernel::strategy::StrategyRequest,
-    output::Format,
+    output::{Format, metrics::MAX_PORT_LABELS},
 };
 
 pub const DEFAULT_PATH: &str = "/etc/rsttrace/rsttrace.toml";
@@ -32,6 +33,9 @@ pub struct ConfigFile {
     duration: Option<Duration>,
     btf: Option<PathBuf>,
     tracefs: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
+    #[serde(default, rename = "metrics-port-label", deserialize_with = "port_labels")]
+    metrics_port_label: Option<Vec<u16>>,
 }
 
 /// A run's options once file and command line are merged.
@@ -44,6 +48,8 @@ pub struct Settings {
     pub duration: Option<Duration>,
     pub btf: PathBuf,
     pub tracefs: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+    pub metrics_port_labels: Vec<u16>,
 }
 
 /// Reads `explicit`, or the default file when it exists.
@@ -75,6 +81,8 @@ pub fn merge(cli: RunOptions, file: ConfigFile) -> Settings {
         duration: cli.duration.or(file.duration),
         btf: cli.btf.or(file.btf).unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
         tracefs: cli.tracefs.or(file.tracefs),
+        metrics: cli.metrics.or(file.metrics),
+        metrics_port_labels: pick_list(cli.metrics_port_labels, file.metrics_port_label),
     }
 }
 
@@ -85,6 +93,17 @@ fn pick_list<T>(cli: Vec<T>, file: Option<Vec<T>>) -> Vec<T> {
 fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
     let texts = Vec::<String>::deserialize(d)?;
     texts.iter().map(|t| parse_network(t)).collect::<Result<_, _>>().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn port_labels<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u16>>, D::Error> {
+    let ports = Vec::<u16>::deserialize(d)?;
+    let distinct = distinct_ports(&ports);
+    if distinct > MAX_PORT_LABELS {
+        return Err(serde::de::Error::custom(format!(
+            "{distinct} ports; at most {MAX_PORT_LABELS} get a label of their own (each one multiplies the number of series)"
+        )));
+    }
+    Ok(Some(ports))
 }
 
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -117,6 +136,8 @@ strategy = "kprobe"
 duration = 30
 btf = "/boot/vmlinux.btf"
 tracefs = "/sys/kernel/tracing"
+metrics = "127.0.0.1:9747"
+metrics-port-label = [8090, 443]
 "#;
         let settings = merge(run_options(&[]), parse(Path::new("f"), text).unwrap());
         assert_eq!(settings.format, Some(Format::Journal));
@@ -125,6 +146,8 @@ tracefs = "/sys/kernel/tracing"
         assert_eq!(settings.strategy, StrategyRequest::Only(Strategy::Kprobe));
         assert_eq!(settings.duration, Some(Duration::from_secs(30)));
         assert_eq!(settings.btf, PathBuf::from("/boot/vmlinux.btf"));
+        assert_eq!(settings.metrics, Some("127.0.0.1:9747".parse().unwrap()));
+        assert_eq!(settings.metrics_port_labels, [8090, 443]);
     }
 
     #[test]
@@ -142,6 +165,7 @@ tracefs = "/sys/kernel/tracing"
         assert_eq!(settings.strategy, StrategyRequest::Auto);
         assert_eq!(settings.btf, PathBuf::from(DEFAULT_BTF));
         assert!(settings.ports.is_empty() && settings.format.is_none());
+        assert!(settings.metrics.is_none() && settings.metrics_port_labels.is_empty(), "metrics are off");
     }
 
     #[test]
@@ -157,6 +181,11 @@ tracefs = "/sys/kernel/tracing"
         );
         let bad_port = error("port = [70000]\n");
         assert!(bad_port.contains("line 1"), "{bad_port}");
+        let bad_metrics = error("\nmetrics = \"localhost\"\n");
+        assert!(bad_metrics.contains("line 2") && bad_metrics.contains("invalid socket address"), "{bad_metrics}");
+        let ports: Vec<String> = (1..=33).map(|p| p.to_string()).collect();
+        let many_labels = error(&format!("metrics-port-label = [{}]\n", ports.join(", ")));
+        assert!(many_labels.contains("line 1") && many_labels.contains("at most 32"), "{many_labels}");
         let bad_enum = error("strategy = \"magic\"\n");
         assert!(bad_enum.contains("unknown variant `magic`"), "{bad_enum}");
         assert!(!unknown.contains('\n') && !bad_cidr.contains('\n'), "one line");

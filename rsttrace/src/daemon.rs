@@ -21,9 +21,11 @@ use crate::{
     kernel::hooks::Hooks,
     output::{
         Format,
+        metrics::Metrics,
         record::{Ready, Summary, Timestamp},
         sink::Sink,
     },
+    owners::Owners,
     service,
 };
 
@@ -37,6 +39,13 @@ pub struct Options {
     pub filter: Filter,
     pub duration: Option<Duration>,
     pub kernel: String,
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// `--metrics`: the socket already bound, and the ports to label.
+pub struct MetricsEndpoint {
+    pub listener: std::net::TcpListener,
+    pub port_labels: Vec<u16>,
 }
 
 pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> anyhow::Result<()> {
@@ -54,7 +63,6 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
-    let mut out = Output { sink: Sink::new(options.format), filter: options.filter };
     let ready = Ready {
         version: env!("CARGO_PKG_VERSION"),
         strategy: hooks.strategy,
@@ -62,6 +70,15 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
         kernel: options.kernel.clone(),
         limitations: hooks.limitations.clone(),
     };
+    let metrics = match options.metrics {
+        Some(endpoint) => {
+            let metrics = Metrics::new(&ready, &endpoint.port_labels);
+            metrics.serve(endpoint.listener)?;
+            Some(metrics)
+        }
+        None => None,
+    };
+    let mut out = Output { sink: Sink::new(options.format), filter: options.filter, metrics, owners: Owners::new() };
     out.sink.ready(Timestamp(std::time::SystemTime::now()), &ready)?;
     service::ready();
     let watchdog = service::watchdog_interval();
@@ -87,6 +104,11 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
                 let reports = correlator.tick(monotonic_ns());
                 out.reports(reports, &mut summary)?;
                 out.sink.flush()?;
+                if let Some(metrics) = &out.metrics {
+                    kernel_counts(&hooks, &counters, &mut summary);
+                    summary.unwritten = out.sink.unwritten;
+                    metrics.totals(&summary);
+                }
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::watchdog_ping(),
             _ = sigterm.recv() => break,
@@ -101,10 +123,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let reports = correlator.finish(monotonic_ns());
     out.reports(reports, &mut summary)?;
     summary.unwritten = out.sink.unwritten;
-
-    summary.lost = sum_counter(&counters, counter::LOST);
-    summary.read_errors = sum_counter(&counters, counter::READ_ERRORS);
-    summary.missed_runs = hooks.missed_runs();
+    kernel_counts(&hooks, &counters, &mut summary);
     summary.duration_ms = started.elapsed().as_millis() as u64;
     out.sink.summary(Timestamp(std::time::SystemTime::now()), &summary)?;
     Ok(())
@@ -142,6 +161,13 @@ fn release_startup_memory() {
     }
 }
 
+/// What the kernel counted: records lost, failed reads, skipped runs.
+fn kernel_counts(hooks: &Hooks, counters: &PerCpuArray<MapData, u64>, summary: &mut Summary) {
+    summary.lost = sum_counter(counters, counter::LOST);
+    summary.read_errors = sum_counter(counters, counter::READ_ERRORS);
+    summary.missed_runs = hooks.missed_runs();
+}
+
 fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
     match counters.get(&slot, 0) {
         Ok(values) => values.iter().sum(),
@@ -152,21 +178,30 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
     }
 }
 
-/// Reports through the filters to the sink; every report counted first.
+/// Reports through the filters to the sink; every report counted first, in
+/// the summary and the metrics alike.
 struct Output {
     sink: Sink,
     filter: Filter,
+    metrics: Option<Metrics>,
+    owners: Owners,
 }
 
 impl Output {
     fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
-        for report in reports {
+        for mut report in reports {
             summary.count(&report);
+            if let Some(metrics) = &self.metrics {
+                metrics.count(&report);
+            }
             let tuple = report.tuple();
             if !self.filter.matches(&tuple.local, &tuple.remote) {
                 continue;
             }
             summary.reported += 1;
+            if let Report::Reset(reset) = &mut report {
+                self.owners.name(reset);
+            }
             self.sink.report(&report)?;
         }
         Ok(())

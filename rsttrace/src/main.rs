@@ -11,23 +11,22 @@ mod generate;
 mod golden;
 mod kernel;
 mod output;
+mod owners;
 mod procfs;
 mod service;
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
-use clap::Parser as _;
-
 use crate::{
     cli::{Cli, Command, RunOptions},
     events::{clock::Clock, decode::Decoder, filter::Filter},
     kernel::{hooks, privileges, tracefs},
-    output::{Format, journal, sink},
+    output::{Format, journal, metrics, sink},
 };
 
 fn main() -> ExitCode {
     // Bad arguments exit 2 with clap's message.
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     init_logging();
     let result = match cli.command {
         Some(Command::Doctor(options)) => return doctor::main(&options),
@@ -47,6 +46,12 @@ fn main() -> ExitCode {
 fn run(cli: RunOptions) -> anyhow::Result<()> {
     let file = config::load(cli.config.as_deref())?;
     let settings = config::merge(cli, file);
+    // Before anything is loaded into the kernel: an address in use stops
+    // the start with nothing half-started.
+    let metrics = settings.metrics.map(metrics::bind).transpose()?;
+    if metrics.is_none() && !settings.metrics_port_labels.is_empty() {
+        log::warn!("--metrics-port-label has no effect without --metrics");
+    }
     privileges::check()?;
     let tracefs = tracefs::locate(settings.tracefs.as_deref())?;
     let hooks = hooks::load(&tracefs, &settings.btf, settings.strategy)?;
@@ -57,6 +62,8 @@ fn run(cli: RunOptions) -> anyhow::Result<()> {
         filter: Filter { ports: settings.ports, networks: settings.networks },
         duration: settings.duration,
         kernel: kernel_release(),
+        metrics: metrics
+            .map(|listener| daemon::MetricsEndpoint { listener, port_labels: settings.metrics_port_labels }),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(daemon::run(hooks, decoder, options))

@@ -17,13 +17,24 @@ fn shipped() -> String {
 fn uncommented(text: &str) -> String {
     text.lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase())) => {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '-')) =>
+            {
                 rest
             }
             _ => l,
         })
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// The shipped metrics address with a port nothing else here listens on
+/// (other runs of this test, a real rsttrace).
+fn on_a_free_port(text: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    text.replace("metrics = \"127.0.0.1:9747\"", &format!("metrics = \"127.0.0.1:{port}\""))
 }
 
 #[test]
@@ -42,6 +53,10 @@ fn every_run_option_has_a_commented_key() {
         assert!(text.contains(&format!("\n# {option} = ")), "packaging/rsttrace.toml lacks a `# {option} = …` line");
     }
     assert!(!uncommented(&text).contains("\n# format = "), "uncommenting works");
+    assert!(!uncommented(&text).contains("\n# metrics-port-label = "), "uncommenting works");
+    let listening = on_a_free_port(&uncommented(&text));
+    let address = listening.lines().find(|l| l.starts_with("metrics = ")).expect("a metrics line");
+    assert!(!address.contains(":9747"), "the address is replaced: {address}");
 }
 
 #[test]
@@ -50,7 +65,7 @@ fn rsttrace_accepts_the_file_as_shipped_and_uncommented() {
     require_root();
     let dir = std::env::temp_dir().join(format!("rsttrace-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, text) in [("shipped.toml", shipped()), ("uncommented.toml", uncommented(&shipped()))] {
+    for (name, text) in [("shipped.toml", shipped()), ("uncommented.toml", on_a_free_port(&uncommented(&shipped())))] {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         // The command line wins over the file's format and duration.

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use crate::{cargo, run};
 
 /// What the package must hold (paths as `dpkg -c` prints them).
-const REQUIRED: [&str; 10] = [
+const REQUIRED: [&str; 13] = [
     "./usr/bin/rsttrace",
     "./usr/lib/systemd/system/rsttrace.service",
     "./etc/rsttrace/rsttrace.toml",
@@ -27,6 +27,10 @@ const REQUIRED: [&str; 10] = [
     "./usr/share/doc/rsttrace/copyright",
     // docs/output.md: the output contract users and other tools rely on.
     "./usr/share/doc/rsttrace/output.md",
+    // For --metrics (xtask/src/fleet.rs checks them).
+    "./usr/share/rsttrace/prometheus/rsttrace.rules.yml",
+    "./usr/share/rsttrace/prometheus/rsttrace.rules.test.yml",
+    "./usr/share/rsttrace/grafana/rsttrace.json",
 ];
 
 pub fn run_task(root: &Path) -> anyhow::Result<()> {

@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod deb;
+#[cfg(test)]
+mod fleet;
 mod host_tests;
 mod vm;
 

@@ -33,6 +33,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 5] =
+        [Verdict::Accepted, Verdict::PawsDrop, Verdict::Rst, Verdict::StaleAck, Verdict::Unknown];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Accepted => "accepted",
@@ -592,6 +595,9 @@ pub(crate) mod tests {
             keepalive: None,
             path: Default::default(),
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 

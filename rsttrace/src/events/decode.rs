@@ -131,6 +131,9 @@ impl Decoder {
                 rtt: has(reset_flags::HAS_RTT).then_some(Rtt { srtt_us: r.srtt_us, since_sent_us: r.since_sent_us }),
             },
             process,
+            cgroup_id: has(reset_flags::HAS_CGROUP).then_some(r.cgroup_id),
+            unit: None,
+            netns_name: None,
         }
     }
 }
@@ -311,7 +314,22 @@ pub(crate) mod tests {
         assert_eq!(e.state, None);
         assert_eq!(e.tuple.netns, Some(4026532001));
         assert_eq!(e.process, None);
+        assert_eq!(e.cgroup_id, None, "no socket, no cgroup");
         assert_eq!(e.time.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis(), 1500);
+    }
+
+    #[test]
+    fn decodes_the_cgroup_of_the_socket() {
+        let mut r = v4_record(RecordKind::RstReceived);
+        r.flags = reset_flags::HAS_SOCKET | reset_flags::HAS_STATE | reset_flags::HAS_CGROUP;
+        r.state = 2;
+        r.cgroup_id = 8812;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.cgroup_id, Some(8812));
+        assert_eq!((e.unit, e.netns_name), (None, None), "named later, after the filters");
+        r.flags &= !reset_flags::HAS_CGROUP;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!() };
+        assert_eq!(e.cgroup_id, None);
     }
 
     #[test]

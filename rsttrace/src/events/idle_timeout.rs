@@ -140,6 +140,9 @@ mod tests {
             keepalive: Some(Keepalive::Off),
             path: Path { rtt: Some(Rtt { srtt_us: 40_000, since_sent_us: 100 }), ..Default::default() },
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 

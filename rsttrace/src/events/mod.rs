@@ -68,6 +68,15 @@ pub struct Reset {
     pub path: Path,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
+    /// The cgroup that owns the socket (full sockets; kernels with the 5.15
+    /// layout of `sock_cgroup_data`): the
+    /// inode number of its directory under /sys/fs/cgroup.
+    pub cgroup_id: Option<u64>,
+    /// Filled in by `owners::Owners` once the reset passed the filters: the
+    /// systemd unit (or cgroup path) of `cgroup_id`, and the `ip netns`
+    /// name of the network namespace.
+    pub unit: Option<String>,
+    pub netns_name: Option<String>,
 }
 
 /// What a received reset's origin is judged by; None: not seen here.
@@ -299,6 +308,9 @@ mod tests {
             keepalive,
             path: Path::default(),
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 

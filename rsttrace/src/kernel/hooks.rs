@@ -125,6 +125,11 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     {
         limitations.push("keepalive_s is null: kernel BTF lacks the keepalive settings".to_string());
     }
+    if offsets.sk_cgroup == ABSENT || offsets.cgroup_kn == ABSENT || offsets.kernfs_node_id == ABSENT {
+        // Mainline before 5.15 (and stable kernels without the backport)
+        // keeps a tagged pointer there, with no member for it.
+        limitations.push("unit is null: kernel BTF lacks sock.sk_cgrp_data.cgroup (the Linux 5.15 layout)".to_string());
+    }
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
     // The programs read these functions' arguments by position.

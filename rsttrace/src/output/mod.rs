@@ -1,8 +1,10 @@
 //! The output: what is written (`record`: the contract's records;
 //! `sentence`: their text) and where it goes (`sink`: stdout or the
-//! journal, `journal`: the journal's protocol).
+//! journal, `journal`: the journal's protocol); `metrics`: the summary's
+//! counts for Prometheus.
 
 pub mod journal;
+pub mod metrics;
 pub mod record;
 pub mod sentence;
 pub mod sink;

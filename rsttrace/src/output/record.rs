@@ -125,6 +125,8 @@ pub struct RstSent<'a> {
     pub reason: Option<&'a ResetReason>,
     pub pid: Option<u32>,
     pub comm: Option<&'a str>,
+    pub unit: Option<&'a str>,
+    pub netns_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +142,8 @@ pub struct RstReceived<'a> {
     /// SO_KEEPALIVE's idle time in seconds; null when off or unknown.
     pub keepalive_s: Option<u64>,
     pub advice: Option<String>,
+    pub unit: Option<&'a str>,
+    pub netns_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -265,6 +269,8 @@ fn reset(r: &Reset) -> EventBody<'_> {
             reason: r.reason.as_ref(),
             pid: r.process.as_ref().map(|p| p.pid),
             comm: r.process.as_ref().map(|p| p.comm.as_str()),
+            unit: r.unit.as_deref(),
+            netns_name: r.netns_name.as_deref(),
         }),
         Direction::Received => EventBody::RstReceived(RstReceived {
             endpoints,
@@ -279,6 +285,8 @@ fn reset(r: &Reset) -> EventBody<'_> {
                 _ => None,
             },
             advice: r.advice(),
+            unit: r.unit.as_deref(),
+            netns_name: r.netns_name.as_deref(),
         }),
     }
 }

@@ -143,7 +143,13 @@ fn reset_sentence(r: &Reset) -> String {
         Some(Keepalive::After(ms)) => s += &format!("; keepalive after {}", human_duration(ms)),
         None => {}
     }
-    s = netns_suffix(s, r.tuple.netns);
+    if let Some(unit) = &r.unit {
+        s += &format!(" (socket of {unit})");
+    }
+    s = match (&r.netns_name, r.tuple.netns) {
+        (Some(name), Some(n)) => format!("{s} [netns {n} {name}]"),
+        _ => netns_suffix(s, r.tuple.netns),
+    };
     match r.advice() {
         Some(advice) => format!("{s}. {advice}"),
         None => s,
@@ -319,6 +325,9 @@ mod tests {
             keepalive: None,
             path: Default::default(),
             process: None,
+            cgroup_id: None,
+            unit: None,
+            netns_name: None,
         }
     }
 
@@ -345,6 +354,14 @@ mod tests {
             sentence(&Report::Reset(received.clone())),
             "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
         );
+        received.tuple.netns = Some(4026532001);
+        received.unit = Some("nginx.service".into());
+        received.netns_name = Some("blue".into());
+        assert_eq!(
+            sentence(&Report::Reset(received.clone())),
+            "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle (socket of nginx.service) [netns 4026532001 blue]"
+        );
+        (received.tuple.netns, received.unit, received.netns_name) = (None, None, None);
         // The forgotten connection: this host just wrote, the peer has been
         // silent for minutes, keepalive off.
         received.idle_ms = Some(0);
