@@ -137,17 +137,13 @@ pub fn tcp_reset_kprobe(ctx: ProbeContext) -> u32 {
 #[map]
 static PEER_TTL: LruHashMap<u64, PeerTtl> = LruHashMap::with_max_entries(PEER_TTL_ENTRIES, 0);
 
-/// `tcp_v4_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)` returns
-/// the new connection; `skb` is the peer's ACK that completed it.
-#[fexit(function = "tcp_v4_syn_recv_sock")]
-pub fn syn_recv_sock4_fexit(ctx: FExitContext) -> u32 {
-    learn_peer_ttl(ctx.arg(6), ctx.arg(1));
-    0
-}
-
-#[fexit(function = "tcp_v6_syn_recv_sock")]
-pub fn syn_recv_sock6_fexit(ctx: FExitContext) -> u32 {
-    learn_peer_ttl(ctx.arg(6), ctx.arg(1));
+/// `tcp_create_openreq_child(sk, req, skb)` returns the new connection of
+/// either family; `skb` is the peer's ACK that completed it. (Not
+/// `tcp_v4_syn_recv_sock`: its seventh argument on recent kernels is more
+/// than BPF trampolines take before 6.5, "error 524" on Debian's 6.1.)
+#[fexit(function = "tcp_create_openreq_child")]
+pub fn create_openreq_child_fexit(ctx: FExitContext) -> u32 {
+    learn_peer_ttl(ctx.arg(3), ctx.arg(2));
     0
 }
 

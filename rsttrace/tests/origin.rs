@@ -300,7 +300,14 @@ fn genuine(label: &str, v6: bool) {
         assert_eq!(r["origin"], "peer", "{r}");
     } else {
         assert_eq!(r["origin"], Value::Null, "{r}");
-        eprintln!("skipped: origin peer needs ttl and peer_ttl, which this kernel and strategy do not show");
+        let why: Vec<&str> = observed.ready["limitations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .filter(|l| l.contains("ttl of received resets"))
+            .collect();
+        eprintln!("skipped: origin peer needs ttl and peer_ttl: {}", why.join("; "));
     }
 }
 

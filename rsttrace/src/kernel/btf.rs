@@ -37,7 +37,7 @@ fn map(path: &Path) -> anyhow::Result<Btf> {
 
 /// The named types rsttrace looks up, found in one pass at start-up: with
 /// the mapped BTF every lookup by name would otherwise scan all types.
-const INDEXED: [&str; 18] = [
+const INDEXED: [&str; 17] = [
     "sock_common",
     "net",
     "sock",
@@ -53,8 +53,7 @@ const INDEXED: [&str; 18] = [
     "rtable",
     "rt6_info",
     "tcp_reset",
-    "tcp_v4_syn_recv_sock",
-    "tcp_v6_syn_recv_sock",
+    "tcp_create_openreq_child",
     "tcp_finish_connect",
 ];
 

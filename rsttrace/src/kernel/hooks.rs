@@ -49,8 +49,8 @@ struct Kernel {
     kfree_skb_has_rx_sk: bool,
     /// Parameter names of tcp_timewait_state_process.
     tw_process_params: Option<Vec<String>>,
-    /// Whether fentry, fexit or kprobe programs can read what each
-    /// origin hook needs: `(hook, why not)`.
+    /// Whether fentry, fexit or kprobe programs can read what each origin
+    /// hook needs: `(hook, why not)`.
     origin_hooks: Vec<(Hook, Result<(), String>)>,
     limitations: Vec<String>,
 }
@@ -133,10 +133,9 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
     // The programs read these functions' arguments by position.
-    let expected: [(Hook, &[&str]); 4] = [
+    let expected: [(Hook, &[&str]); 3] = [
         (Hook::FentryTcpReset, &["sk", "skb"]),
-        (Hook::FexitTcpV4SynRecvSock, &["sk", "skb", "req", "dst", "req_unhash", "own_req"]),
-        (Hook::FexitTcpV6SynRecvSock, &["sk", "skb", "req", "dst", "req_unhash", "own_req"]),
+        (Hook::FexitTcpCreateOpenreqChild, &["sk", "req", "skb"]),
         (Hook::FentryTcpFinishConnect, &["sk", "skb"]),
     ];
     let origin_hooks = expected
@@ -289,8 +288,7 @@ fn attach_origin_hooks(
     }
     let peer_ttl = match strategy {
         Strategy::Fexit => [
-            (Hook::FexitTcpV4SynRecvSock, "syn_recv_sock4_fexit"),
-            (Hook::FexitTcpV6SynRecvSock, "syn_recv_sock6_fexit"),
+            (Hook::FexitTcpCreateOpenreqChild, "create_openreq_child_fexit"),
             (Hook::FentryTcpFinishConnect, "finish_connect_fentry"),
         ]
         .into_iter()

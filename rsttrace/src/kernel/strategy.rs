@@ -99,8 +99,7 @@ pub enum Hook {
     FentryTcpReset,
     KprobeTcpReset,
     /// Connections being set up: the TTL the peer's segments come with.
-    FexitTcpV4SynRecvSock,
-    FexitTcpV6SynRecvSock,
+    FexitTcpCreateOpenreqChild,
     FentryTcpFinishConnect,
 }
 
@@ -120,8 +119,7 @@ impl Hook {
             Hook::KretprobeTimewaitProcess => "kretprobe/tcp_timewait_state_process",
             Hook::FentryTcpReset => "fentry/tcp_reset",
             Hook::KprobeTcpReset => "kprobe/tcp_reset",
-            Hook::FexitTcpV4SynRecvSock => "fexit/tcp_v4_syn_recv_sock",
-            Hook::FexitTcpV6SynRecvSock => "fexit/tcp_v6_syn_recv_sock",
+            Hook::FexitTcpCreateOpenreqChild => "fexit/tcp_create_openreq_child",
             Hook::FentryTcpFinishConnect => "fentry/tcp_finish_connect",
         }
     }
@@ -136,8 +134,7 @@ impl Hook {
         match self {
             Hook::FexitTimewaitProcess
             | Hook::FentryTcpReset
-            | Hook::FexitTcpV4SynRecvSock
-            | Hook::FexitTcpV6SynRecvSock
+            | Hook::FexitTcpCreateOpenreqChild
             | Hook::FentryTcpFinishConnect => Strategy::Fexit,
             Hook::KprobeTimewaitProcess | Hook::KretprobeTimewaitProcess | Hook::KprobeTcpReset => Strategy::Kprobe,
             Hook::InetSockSetState | Hook::TcpSendReset | Hook::TcpReceiveReset | Hook::KfreeSkb => {
