@@ -35,6 +35,10 @@ pub struct Options {
     /// Fetch Debian's package lists again first (to pick up a newer kernel).
     #[arg(long)]
     refresh: bool,
+    /// Guests booted at once, one emulated CPU each [default: this machine's
+    /// CPUs].
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// Arguments for every test binary: a name filter, --exact, …
     #[arg(last = true)]
     args: Vec<String>,
@@ -43,14 +47,28 @@ pub struct Options {
 impl Options {
     /// Every kernel, the whole suite, with the strategy rsttrace picks there.
     pub fn whole_suite(args: Vec<String>) -> Self {
-        Self { kernel: vec!["all".into()], strategy: StrategyChoice::Auto, timeout: 900, refresh: false, args }
+        Self {
+            kernel: vec!["all".into()],
+            strategy: StrategyChoice::Auto,
+            timeout: 900,
+            refresh: false,
+            jobs: None,
+            args,
+        }
     }
 
     /// Every kernel with each strategy it supports, one boot each, running
     /// the tests whose names contain one of `filters`.
     pub fn every_strategy(filters: &[&str]) -> Self {
         let args = filters.iter().map(|f| f.to_string()).collect();
-        Self { kernel: vec!["all".into()], strategy: StrategyChoice::All, timeout: 900, refresh: false, args }
+        Self {
+            kernel: vec!["all".into()],
+            strategy: StrategyChoice::All,
+            timeout: 900,
+            refresh: false,
+            jobs: None,
+            args,
+        }
     }
 }
 
@@ -140,30 +158,57 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     )?;
     eprintln!("vm-test: {} ({} MiB)", initrd.display(), std::fs::metadata(&initrd)?.len() >> 20);
 
-    let mut rows: Vec<Row> = Vec::new();
-    for (kernel, image, _) in &images {
-        for strategy in strategies(options.strategy, kernel) {
-            let label = format!("{} {}", kernel.name, strategy.as_str());
-            let log = out_dir.join(format!("{}-{}.log", kernel.name, strategy.as_str()));
-            eprintln!("vm-test: booting {} {} with --strategy {}", image.package, image.version, strategy.as_str());
-            let outcome = console::boot(&console::Boot {
-                label: label.clone(),
-                vmlinuz: &image.vmlinuz,
-                initrd: &initrd,
-                strategy: strategy.as_str(),
-                timeout: Duration::from_secs(options.timeout),
-                log: &log,
-                about: format!(
-                    "{} {} (uname -r {}), RSTTRACE_TEST_STRATEGY={}, test args {:?}",
-                    image.package,
-                    image.version,
-                    image.uname,
-                    strategy.as_str(),
-                    options.args
-                ),
-            })?;
-            rows.push((*kernel, image, strategy, outcome, log));
+    // Each guest emulates one CPU in one host thread: as many at once as the
+    // host has CPUs (2 on CI's machines) halves the matrix's wall time.
+    let boots: Vec<(&Kernel, &kernels::Image, Strategy)> = images
+        .iter()
+        .flat_map(|(kernel, image, _)| {
+            strategies(options.strategy, kernel).into_iter().map(move |s| (*kernel, image, s))
+        })
+        .collect();
+    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(boots.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(kernel, image, strategy)) = boots.get(i) else { break };
+                    let label = format!("{} {}", kernel.name, strategy.as_str());
+                    let log = out_dir.join(format!("{}-{}.log", kernel.name, strategy.as_str()));
+                    eprintln!(
+                        "vm-test: booting {} {} with --strategy {}",
+                        image.package,
+                        image.version,
+                        strategy.as_str()
+                    );
+                    let outcome = console::boot(&console::Boot {
+                        label: label.clone(),
+                        vmlinuz: &image.vmlinuz,
+                        initrd: &initrd,
+                        strategy: strategy.as_str(),
+                        timeout: Duration::from_secs(options.timeout),
+                        log: &log,
+                        about: format!(
+                            "{} {} (uname -r {}), RSTTRACE_TEST_STRATEGY={}, test args {:?}",
+                            image.package,
+                            image.version,
+                            image.uname,
+                            strategy.as_str(),
+                            options.args
+                        ),
+                    });
+                    done.lock().unwrap().push((i, kernel, image, strategy, outcome, log));
+                }
+            });
         }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, ..)| *i);
+    let mut rows: Vec<Row> = Vec::new();
+    for (_, kernel, image, strategy, outcome, log) in done {
+        rows.push((kernel, image, strategy, outcome?, log));
     }
 
     print_table(&rows);
