@@ -139,20 +139,15 @@ pub fn fetch(kernel: &Kernel, cache: &Path, refresh: bool) -> anyhow::Result<Ima
         if let Some(deb) = cached_deb(&debs, &package, &version)? {
             break (package, version, deb);
         }
-        eprintln!("vm-test: downloading {package} {version}");
-        match apt.download(&package, &version, &debs) {
-            Ok(()) => {}
+        match download(&apt, &package, &version, &debs) {
+            Ok(deb) => break (package, version, deb),
             // The mirror moved on since the lists were fetched.
             Err(_) if !refreshed => {
                 apt.update()?;
                 refreshed = true;
-                continue;
             }
             Err(e) => return Err(e),
         }
-        let deb = cached_deb(&debs, &package, &version)?
-            .with_context(|| format!("apt-get download left no .deb for {package} in {}", debs.display()))?;
-        break (package, version, deb);
     };
 
     let unpacked = cache.join("unpacked").join(format!("{package}_{version}"));
@@ -162,18 +157,13 @@ pub fn fetch(kernel: &Kernel, cache: &Path, refresh: bool) -> anyhow::Result<Ima
         fs::create_dir_all(&partial)?;
         unpack(&deb, &partial)?;
         if kernel_files(&partial).is_err() {
-            let depends = command_output(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg("Depends"))?;
+            let depends = command_output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"))?;
             for piece in pieces(&depends, &version) {
                 let piece_deb = match cached_deb(&debs, &piece, &version)? {
                     Some(deb) => deb,
-                    None => {
-                        eprintln!("vm-test: downloading {piece} {version}");
-                        apt.download(&piece, &version, &debs).with_context(|| {
-                            format!("{package} needs {piece} {version}, which Debian {} does not offer", kernel.release.name())
-                        })?;
-                        cached_deb(&debs, &piece, &version)?
-                            .with_context(|| format!("apt-get download left no .deb for {piece} in {}", debs.display()))?
-                    }
+                    None => download(&apt, &piece, &version, &debs).with_context(|| {
+                        format!("{package} needs {piece}, which Debian {} does not offer", kernel.release.name())
+                    })?,
                 };
                 unpack(&piece_deb, &partial)?;
             }
@@ -185,6 +175,14 @@ pub fn fetch(kernel: &Kernel, cache: &Path, refresh: bool) -> anyhow::Result<Ima
     let (vmlinuz, uname, modules_dir) =
         kernel_files(&unpacked).with_context(|| format!("{package} {version} in {}", unpacked.display()))?;
     Ok(Image { package, version, uname, vmlinuz, modules_dir })
+}
+
+/// Downloads `package` at `version` into `debs`; returns the .deb.
+fn download(apt: &Apt, package: &str, version: &str, debs: &Path) -> anyhow::Result<PathBuf> {
+    eprintln!("vm-test: downloading {package} {version}");
+    apt.download(package, version, debs)?;
+    cached_deb(debs, package, version)?
+        .with_context(|| format!("apt-get download left no .deb for {package} in {}", debs.display()))
 }
 
 fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {
@@ -215,7 +213,9 @@ fn kernel_files(root: &Path) -> anyhow::Result<(PathBuf, String, PathBuf)> {
                 found.push(dir);
             }
         }
-        let [dir] = &found[..] else { bail!("expected one vmlinuz in {}/*/, found {}", modules.display(), found.len()) };
+        let [dir] = &found[..] else {
+            bail!("expected one vmlinuz in {}/*/, found {}", modules.display(), found.len())
+        };
         let uname = dir.file_name().and_then(|n| n.to_str()).context("kernel directory name")?.to_string();
         (dir.join("vmlinuz"), uname)
     };
