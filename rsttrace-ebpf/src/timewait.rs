@@ -5,7 +5,8 @@
 //! segment by a TIME_WAIT socket is seen by `kfree_skb` (tracepoint strategy).
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    EbpfContext as _,
+    helpers::{bpf_get_func_arg, bpf_ktime_get_ns},
     macros::{fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
@@ -196,7 +197,14 @@ pub fn tw_process_fexit4(ctx: FExitContext) -> u32 {
 
 #[fexit(function = "tcp_timewait_state_process")]
 pub fn tw_process_fexit5(ctx: FExitContext) -> u32 {
-    on_process(ctx.arg(0), ctx.arg(1), ctx.arg::<u64>(5) as u8, ctx.arg(4), source::FEXIT)
+    // drop_reason is an `enum skb_drop_reason *`: the verifier refuses a
+    // context read of a pointer to neither an integer nor a struct ("arg4
+    // type ENUM is not a struct", seen on Debian's 6.18). The helper reads
+    // it untyped (Linux 5.17+; this prototype is 6.16+).
+    let mut drop_reason = 0u64;
+    // SAFETY: a tracing program's context, a valid out pointer.
+    unsafe { bpf_get_func_arg(ctx.as_ptr(), 4, &mut drop_reason) };
+    on_process(ctx.arg(0), ctx.arg(1), ctx.arg::<u64>(5) as u8, drop_reason, source::FEXIT)
 }
 
 /// Arguments saved at entry for the return probe.

@@ -6,8 +6,8 @@
 //! - CAP_PERFMON: loading tracing, tracepoint and kprobe programs, which read
 //!   kernel memory, and kprobe perf events (without it: EPERM at
 //!   BPF_PROG_LOAD); CAP_SYS_ADMIN also covers both;
-//! - CAP_DAC_READ_SEARCH, unless the user owns tracefs: the tracefs root is
-//!   mode 0700 and the `format` files 0440, both root's.
+//! - CAP_DAC_READ_SEARCH, unless the user owns tracefs: the `format` files
+//!   are mode 0440 and root's (so is the tracefs root, 0700, on most kernels).
 //!
 //! Debian's and Ubuntu's kernels add kernel.perf_event_paranoid levels above
 //! 2 (their default is 3), at which perf_event_open needs CAP_SYS_ADMIN:
@@ -58,8 +58,12 @@ impl Privileges {
         let unreadable_tracefs = tracefs_mounts(&mounts)
             .into_iter()
             // Whatever lets this process in (ownership, CAP_DAC_READ_SEARCH,
-            // CAP_DAC_OVERRIDE, a gid= mount option) is good enough.
-            .filter(|dir| dir.join("events").metadata().is_err_and(|e| e.kind() == ErrorKind::PermissionDenied))
+            // CAP_DAC_OVERRIDE, a gid= mount option) is good enough. A format
+            // file, not a directory: Debian's 6.18 leaves the root open (0755).
+            .filter(|dir| {
+                std::fs::File::open(dir.join("events/tcp/tcp_send_reset/format"))
+                    .is_err_and(|e| e.kind() == ErrorKind::PermissionDenied)
+            })
             .collect();
         let perf_event_paranoid =
             std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok().and_then(|v| v.trim().parse().ok());
@@ -89,7 +93,7 @@ impl Privileges {
             }
         }
         if let Some(dir) = self.unreadable_tracefs.first() {
-            missing.push(("CAP_DAC_READ_SEARCH", format!("to read tracefs at {} (root's, mode 0700)", dir.display())));
+            missing.push(("CAP_DAC_READ_SEARCH", format!("to read tracefs at {} (root's only)", dir.display())));
         }
         missing
     }

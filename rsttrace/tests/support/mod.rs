@@ -470,8 +470,10 @@ pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, 
     // The next ISN must stay below this connection's last sequence number:
     // 48 MB per second of transfer outruns the ISN clock (15.6 M/s), and
     // 32 MiB more covers ~2 s between this connect and the next (a loaded
-    // machine, or QEMU).
-    while bulk && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+    // machine, or QEMU). Never 2 GiB, half the sequence space: past it the
+    // next ISN is "after" rcv_nxt again and the kernel accepts the SYN (a
+    // loaded QEMU below 48 MB/s kept sending that long).
+    while bulk && sent < 1 << 30 && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
         stream.write_all(&chunk).unwrap();
         sent += chunk.len();
     }

@@ -1,6 +1,9 @@
 //! The Debian kernels the tests boot, and getting them: apt by package name
 //! (a private apt configuration per Debian release, the host's sources are
 //! never touched), one download and one `dpkg -x` per package version.
+//! Since 6.19 Debian splits a kernel into `linux-binary-*` (vmlinuz),
+//! `linux-modules-*` and `linux-base-*`, which the `linux-image-*` package
+//! only depends on: those pieces are fetched and unpacked with it.
 
 use std::{
     collections::BTreeMap,
@@ -57,19 +60,52 @@ pub const KERNELS: &[Kernel] = &[
         strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
         modules: TEST_MODULES,
     },
+    // The newest 6.16-6.19 Debian carries whole: trixie-backports has 6.19
+    // images too, but not their linux-modules-6.19.* (veth), as of 2026-12.
+    Kernel {
+        name: "6.18",
+        release: Release::TrixieBackports,
+        package: "linux-image-6.18.*+deb13-cloud-amd64",
+        strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
+        modules: TEST_MODULES,
+    },
+    // Whatever 7.x is newest: where new servers go first.
+    Kernel {
+        name: "7.x",
+        release: Release::TrixieBackports,
+        package: "linux-image-7.*+deb13-cloud-amd64",
+        strategies: &[Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint],
+        modules: TEST_MODULES,
+    },
 ];
 
 #[derive(Clone, Copy)]
 pub enum Release {
     Bookworm,
     Bullseye,
+    TrixieBackports,
 }
 
 impl Release {
-    fn codename(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Release::Bookworm => "bookworm",
             Release::Bullseye => "bullseye",
+            Release::TrixieBackports => "trixie-backports",
+        }
+    }
+
+    /// (archive, suite) pairs apt reads.
+    fn suites(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Release::Bookworm => {
+                &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")]
+            }
+            Release::Bullseye => {
+                &[("debian", "bullseye"), ("debian", "bullseye-updates"), ("debian-security", "bullseye-security")]
+            }
+            // Only downloads by exact version: trixie itself is not needed.
+            Release::TrixieBackports => &[("debian", "trixie-backports")],
         }
     }
 }
@@ -102,50 +138,109 @@ pub fn fetch(kernel: &Kernel, cache: &Path, refresh: bool) -> anyhow::Result<Ima
                 refreshed = true;
                 continue;
             }
-            None => bail!("no package matches {} in Debian {}", kernel.package, kernel.release.codename()),
+            None => bail!("no package matches {} in Debian {}", kernel.package, kernel.release.name()),
         };
         if let Some(deb) = cached_deb(&debs, &package, &version)? {
             break (package, version, deb);
         }
-        eprintln!("vm-test: downloading {package} {version}");
-        match apt.download(&package, &version, &debs) {
-            Ok(()) => {}
+        match download(&apt, &package, &version, &debs) {
+            Ok(deb) => break (package, version, deb),
             // The mirror moved on since the lists were fetched.
             Err(_) if !refreshed => {
                 apt.update()?;
                 refreshed = true;
-                continue;
             }
             Err(e) => return Err(e),
         }
-        let deb = cached_deb(&debs, &package, &version)?
-            .with_context(|| format!("apt-get download left no .deb for {package} in {}", debs.display()))?;
-        break (package, version, deb);
     };
 
     let unpacked = cache.join("unpacked").join(format!("{package}_{version}"));
     if !unpacked.join(".complete").exists() {
-        eprintln!("vm-test: unpacking {}", deb.display());
         let partial = unpacked.with_extension("partial");
         let _ = fs::remove_dir_all(&partial);
         fs::create_dir_all(&partial)?;
-        run_quiet(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))?;
+        unpack(&deb, &partial)?;
+        if kernel_files(&partial).is_err() {
+            let depends = command_output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"))?;
+            for piece in pieces(&depends, &version) {
+                let piece_deb = match cached_deb(&debs, &piece, &version)? {
+                    Some(deb) => deb,
+                    None => download(&apt, &piece, &version, &debs).with_context(|| {
+                        format!("{package} needs {piece}, which Debian {} does not offer", kernel.release.name())
+                    })?,
+                };
+                unpack(&piece_deb, &partial)?;
+            }
+        }
         fs::write(partial.join(".complete"), format!("{package} {version}\n"))?;
         let _ = fs::remove_dir_all(&unpacked);
         fs::rename(&partial, &unpacked)?;
     }
-    let vmlinuz = single_entry(&unpacked.join("boot"), "vmlinuz-")?;
-    let uname = vmlinuz
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .context("kernel file name")?
-        .to_string();
-    let modules_dir = unpacked.join("lib/modules").join(&uname);
-    if !modules_dir.is_dir() {
-        bail!("{package} has no {}", modules_dir.display());
-    }
+    let (vmlinuz, uname, modules_dir) =
+        kernel_files(&unpacked).with_context(|| format!("{package} {version} in {}", unpacked.display()))?;
     Ok(Image { package, version, uname, vmlinuz, modules_dir })
+}
+
+/// Downloads `package` at `version` into `debs`; returns the .deb.
+fn download(apt: &Apt, package: &str, version: &str, debs: &Path) -> anyhow::Result<PathBuf> {
+    eprintln!("vm-test: downloading {package} {version}");
+    apt.download(package, version, debs)?;
+    cached_deb(debs, package, version)?
+        .with_context(|| format!("apt-get download left no .deb for {package} in {}", debs.display()))
+}
+
+fn unpack(deb: &Path, into: &Path) -> anyhow::Result<()> {
+    eprintln!("vm-test: unpacking {}", deb.display());
+    run_quiet(Command::new("dpkg").arg("-x").arg(deb).arg(into))
+}
+
+/// (vmlinuz, `uname -r`, modules directory) of an unpacked kernel: vmlinuz
+/// in `boot/`, or in `usr/lib/modules/UNAME/` in Debian's 7.x packages; the
+/// modules in `lib/modules` before Debian 13's merged /usr, `usr/lib/modules`
+/// since.
+fn kernel_files(root: &Path) -> anyhow::Result<(PathBuf, String, PathBuf)> {
+    let (vmlinuz, uname) = if root.join("boot").is_dir() {
+        let vmlinuz = single_entry(&root.join("boot"), "vmlinuz-")?;
+        let uname = vmlinuz
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("vmlinuz-"))
+            .context("kernel file name")?
+            .to_string();
+        (vmlinuz, uname)
+    } else {
+        let modules = root.join("usr/lib/modules");
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&modules).with_context(|| format!("no boot/ and no {}", modules.display()))? {
+            let dir = entry?.path();
+            if dir.join("vmlinuz").is_file() {
+                found.push(dir);
+            }
+        }
+        let [dir] = &found[..] else {
+            bail!("expected one vmlinuz in {}/*/, found {}", modules.display(), found.len())
+        };
+        let uname = dir.file_name().and_then(|n| n.to_str()).context("kernel directory name")?.to_string();
+        (dir.join("vmlinuz"), uname)
+    };
+    let modules_dir = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|dir| root.join(dir).join(&uname))
+        .find(|dir| dir.join("kernel").is_dir())
+        .with_context(|| format!("no modules of {uname} in {}", root.display()))?;
+    Ok((vmlinuz, uname, modules_dir))
+}
+
+/// The packages a split kernel image depends on at exactly its own
+/// `version` (linux-binary-*, linux-modules-*, linux-base-*).
+fn pieces(depends: &str, version: &str) -> Vec<String> {
+    let exact = format!("(= {version})");
+    depends
+        .split([',', '|'])
+        .filter_map(|d| d.trim().split_once(' '))
+        .filter(|(_, constraint)| constraint.trim() == exact)
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 fn cached_deb(debs: &Path, package: &str, version: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -182,8 +277,7 @@ struct Apt {
 
 impl Apt {
     fn new(cache: &Path, release: Release) -> anyhow::Result<Self> {
-        let codename = release.codename();
-        let dir = cache.join(format!("apt-{codename}"));
+        let dir = cache.join(format!("apt-{}", release.name()));
         fs::create_dir_all(dir.join("lists/partial"))?;
         fs::create_dir_all(dir.join("cache/archives/partial"))?;
         let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -191,11 +285,11 @@ impl Apt {
             bail!("{keyring} is missing (apt-get install debian-archive-keyring)");
         }
         let options = format!("[arch=amd64 signed-by={keyring}]");
-        let sources = format!(
-            "deb {options} http://deb.debian.org/debian {codename} main\n\
-             deb {options} http://deb.debian.org/debian {codename}-updates main\n\
-             deb {options} http://deb.debian.org/debian-security {codename}-security main\n"
-        );
+        let sources: String = release
+            .suites()
+            .iter()
+            .map(|(archive, suite)| format!("deb {options} http://deb.debian.org/{archive} {suite} main\n"))
+            .collect();
         let path = dir.join("sources.list");
         if fs::read_to_string(&path).ok().as_deref() != Some(sources.as_str()) {
             fs::write(&path, sources)?;
@@ -414,6 +508,25 @@ mod tests {
         let p = "linux-image-6.12.*+deb12-cloud-amd64";
         assert!(glob_match(p, "linux-image-6.12.117+deb12-cloud-amd64"));
         assert!(!glob_match(p, "linux-image-6.12-cloud-amd64"));
+        let p = "linux-image-7.*+deb13-cloud-amd64";
+        assert!(glob_match(p, "linux-image-7.3.4+deb13-cloud-amd64"));
+        assert!(!glob_match(p, "linux-image-7.3.4+deb13-cloud-amd64-dbg"));
+        assert!(!glob_match(p, "linux-image-7.2.13+deb14-cloud-amd64"));
+    }
+
+    #[test]
+    fn split_image_pieces() {
+        // linux-image-7.3.4+deb13-cloud-amd64 7.3.4-1~bpo13+1, as dpkg-deb -f prints it.
+        let depends = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), linux-modules-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1)";
+        assert_eq!(
+            pieces(depends, "7.3.4-1~bpo13+1"),
+            [
+                "linux-base-7.3.4+deb13-cloud-amd64",
+                "linux-binary-7.3.4+deb13-cloud-amd64",
+                "linux-modules-7.3.4+deb13-cloud-amd64"
+            ]
+        );
+        assert!(pieces("kmod, initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool", "6.12.117-1").is_empty());
     }
 
     #[test]
