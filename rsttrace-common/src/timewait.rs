@@ -151,7 +151,12 @@ pub struct TimeWaitConfig {
     pub drop_reason_arg: u32,
     /// `TCP_TW_SYN`: the kernel accepted the SYN (number from BTF).
     pub tw_status_syn: u32,
-    pub _pad: u32,
+    /// Non-zero: the kernel gives a connection accepted by a TIME_WAIT
+    /// socket the ISN derived from it (its `tcp_timewait_state_process` has
+    /// a `tw_isn` parameter: Debian's 6.12 and newer), which proves the
+    /// socket existed. Measured on Debian's 5.10 and 6.1 (no such
+    /// parameter): such connections get a random ISN.
+    pub isn_proves_accept: u32,
 }
 
 impl TimeWaitConfig {
@@ -160,7 +165,7 @@ impl TimeWaitConfig {
             accepted_from_set_state: 0,
             drop_reason_arg: crate::kernel::ABSENT,
             tw_status_syn: crate::kernel::ABSENT,
-            _pad: 0,
+            isn_proves_accept: 0,
         }
     }
 }

@@ -162,8 +162,13 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         accepted_from_set_state: (strategy == Strategy::Tracepoint) as u32,
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
         tw_status_syn: kernel.names.tw_status_number(&TwStatus::Syn).unwrap_or(ABSENT),
-        _pad: 0,
+        isn_proves_accept: params.iter().any(|p| p == "tw_isn") as u32,
     };
+    if strategy == Strategy::Tracepoint && config.isn_proves_accept == 0 {
+        limitations.push(
+            "accepted reuse is inferred from a new connection on a 4-tuple that entered TIME_WAIT less than 60 s before; where tcp_max_tw_buckets refused the TIME_WAIT socket that inference is wrong on this kernel (its tcp_timewait_state_process passes no tw_isn: fexit and kprobe see the kernel's verdict)".to_string(),
+        );
+    }
     if strategy == Strategy::Tracepoint {
         // Linux 6.11+ tells which socket a freed segment was for: the
         // TIME_WAIT socket's rejections and kills become visible.
