@@ -42,7 +42,8 @@ enum Task {
         args: Vec<OsString>,
     },
     /// The whole test suite: unit and integration tests on this kernel, then
-    /// the integration tests in Debian's 5.10, 6.1 and 6.12 under QEMU.
+    /// the integration tests in Debian's 5.10, 6.1, 6.12, 6.18 and newest 7.x
+    /// under QEMU.
     Test {
         /// Only this machine's kernel (no QEMU).
         #[arg(long)]
@@ -54,8 +55,8 @@ enum Task {
     },
     /// Clippy over userspace and over the eBPF crate (bpf target).
     Clippy,
-    /// Run the integration tests inside Debian kernels (5.10, 6.1, 6.12)
-    /// booted under QEMU.
+    /// Run the integration tests inside Debian kernels (5.10, 6.1, 6.12, 6.18,
+    /// 7.x) booted under QEMU.
     VmTest(vm::Options),
     /// Build the Debian package (cargo-deb) with its man pages and shell
     /// completions, and check what it holds.

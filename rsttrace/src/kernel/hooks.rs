@@ -410,9 +410,13 @@ mod tests {
 
     #[test]
     fn event_arguments_from_the_format_files() {
-        for (kernel, reason, rx_sk) in
-            [("5.10", false, false), ("6.1", false, false), ("6.12", true, true), ("6.18", true, true)]
-        {
+        for (kernel, reason, rx_sk) in [
+            ("5.10", false, false),
+            ("6.1", false, false),
+            ("6.12", true, true),
+            ("6.18", true, true),
+            ("7.3", true, true),
+        ] {
             assert_eq!(send_reset_has_reason(&fixture(kernel, "tcp", "tcp_send_reset")), reason, "{kernel}");
             assert_eq!(kfree_skb_has_rx_sk(&fixture(kernel, "skb", "kfree_skb")), rx_sk, "{kernel}");
         }
