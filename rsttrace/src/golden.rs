@@ -20,6 +20,7 @@ use crate::{
         clock::Clock,
         correlate::{Correlator, Windows},
         decode::Decoder,
+        decode::tests::record_bytes,
     },
     kernel::strategy::{Hook, Strategy},
     output::{
@@ -58,11 +59,6 @@ fn endpoints(local: &str, remote: &str) -> Endpoints {
     e
 }
 
-fn bytes<T>(r: &T) -> Vec<u8> {
-    // SAFETY: records are repr(C) plain data.
-    unsafe { std::slice::from_raw_parts((r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
-}
-
 fn reset(kind: RecordKind, at_ms: u64, local: &str, remote: &str) -> ResetRecord {
     let mut r = ResetRecord::default();
     r.header.kind = kind as u32;
@@ -94,13 +90,13 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     let mut r = reset(RecordKind::RstSent, 1000, "10.77.0.2:9", "10.77.0.1:41146");
     r.reason = 1;
     r.flags |= reset_flags::HAS_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = reset(RecordKind::RstReceived, 1000, "10.77.0.1:41146", "10.77.0.2:9");
     r.state = 2;
     r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_ACTIVITY;
     r.now_jiffies = 500;
     r.last_sent_jiffies = 499;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // SO_LINGER 0 over IPv6, by a process.
     let mut r = reset(RecordKind::RstSent, 1100, "[fd77::2]:7777", "[fd77::1]:35850");
     r.state = 7;
@@ -108,7 +104,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.pid = 14110;
     r.comm[..7].copy_from_slice(b"python3");
     r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON | reset_flags::FROM_PROCESS;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // Received after 1.5 s idle, namespace unknown.
     let mut r = reset(RecordKind::RstReceived, 1200, "10.77.0.1:50530", "10.77.0.2:45865");
     r.state = 1;
@@ -121,7 +117,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.ttl = 63;
     r.peer_ttl = 63;
     r.flags |= reset_flags::HAS_TTL | reset_flags::HAS_PEER_TTL;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // A device in between forgot the connection: this host wrote after 6
     // minutes of silence, an RST came back; keepalive off; appended to the
     // recorded set when rst_received gained peer_silent_ms.
@@ -144,7 +140,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | reset_flags::ROUTE_KNOWN
         | reset_flags::VIA_GATEWAY
         | reset_flags::HAS_RTT;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // A second forgery from that peer network, after 5 minutes: with the
     // first, the device's idle timeout (recorded with idle_timeout).
     let mut r = reset(RecordKind::RstReceived, 1260, "10.77.0.2:8090", "10.77.0.3:40600");
@@ -157,17 +153,17 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.last_ack_jiffies = 25_000;
     r.ttl = 64;
     r.flags |= reset_flags::HAS_TTL | reset_flags::ROUTE_KNOWN | reset_flags::VIA_GATEWAY;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // Before 6.10: no reason; and numbers this build does not know.
     let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");
     r.state = 1;
     r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = reset(RecordKind::RstSent, 1310, "10.77.0.2:8080", "10.77.0.1:40001");
     r.state = 99;
     r.reason = 77;
     r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
 
     // The seed case (tracepoint strategy): SYN answered with a stale ACK,
     // the peer's RST kills the TIME_WAIT socket, its retry 11 ms later.
@@ -182,7 +178,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::ENTERED_KNOWN
         | tw_flags::HAS_DROP_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = timewait(RecordKind::TwKilled, 2001, source::KFREE_SKB, server, lb);
     r.segment_seq = 1469966126;
     r.tw_rcv_nxt = 1469966126;
@@ -193,12 +189,12 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::ENTERED_KNOWN
         | tw_flags::HAS_DROP_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = timewait(RecordKind::TwFollowup, 2011, source::SET_STATE, server, lb);
     r.marked_ns = 2000 * MS;
     r.entered_ns = 1950 * MS;
     r.flags = tw_flags::WAS_KILLED | tw_flags::ENTERED_KNOWN;
-    push(Some(2100), bytes(&r));
+    push(Some(2100), record_bytes(&r));
 
     // fexit: the kernel's RST verdict (half-closed TIME_WAIT), no retry.
     let mut r = timewait(RecordKind::TwCollision, 3000, source::FEXIT, server, "10.77.0.1:40022");
@@ -206,7 +202,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.segment_seq = 100;
     r.tw_rcv_nxt = 200;
     r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // fexit: PAWS, timestamps on both sides, entered before rsttrace began.
     let mut r = timewait(RecordKind::TwCollision, 3500, source::FEXIT, "[fd77::2]:8090", "[fd77::1]:40023");
     r.tw_status = 2;
@@ -220,7 +216,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_FIELDS
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::TW_TIMESTAMPS;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // kprobe: a status this build does not know.
     let mut r = timewait(RecordKind::TwCollision, 3600, source::KPROBE, server, "10.77.0.1:40024");
     r.tw_status = 9;
@@ -228,7 +224,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.tw_rcv_nxt = 200;
     r.flags =
         tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN | tw_flags::TW_TIMESTAMPS;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // A stale ACK turned RST: this host's RST from the TIME_WAIT socket.
     let mut r = timewait(RecordKind::TwCollision, 3700, source::KFREE_SKB, server, "10.77.0.1:40025");
     r.segment_seq = 100;
@@ -238,13 +234,13 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_FIELDS
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::HAS_DROP_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = reset(RecordKind::RstSent, 3700, server, "10.77.0.1:40025");
     r.netns = 4026532002;
     r.state = 6;
     r.reason = 1;
     r.flags |= reset_flags::HAS_STATE | reset_flags::HAS_SOCKET | reset_flags::HAS_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     // Harmless reuse: three accepted SYNs by fexit, one by the tracepoint
     // strategy from another peer; a repeated SYN on a pending collision.
     for (i, port) in [40100u16, 40101, 40102].into_iter().enumerate() {
@@ -258,7 +254,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
             | tw_flags::TW_FIELDS
             | tw_flags::TW_TIMESTAMPS_KNOWN
             | tw_flags::ENTERED_KNOWN;
-        push(None, bytes(&r));
+        push(None, record_bytes(&r));
     }
     let mut r = timewait(RecordKind::TwCollision, 4500, source::SET_STATE, server, "10.77.0.3:40200");
     r.segment_seq = 5000;
@@ -266,13 +262,13 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.entered_ns = 4400 * MS;
     r.flags =
         tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN | tw_flags::ENTERED_KNOWN;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     let mut r = timewait(RecordKind::TwCollision, 4600, source::FEXIT, server, "10.77.0.1:40022");
     r.tw_status = 1;
     r.segment_seq = 100;
     r.tw_rcv_nxt = 200;
     r.flags = tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
-    push(Some(8100), bytes(&r));
+    push(Some(8100), record_bytes(&r));
     // After the follow-up window: a collision still pending at the end.
     let mut r = timewait(RecordKind::TwCollision, 9000, source::KFREE_SKB, server, "10.77.0.1:40026");
     r.segment_seq = 100;
@@ -284,7 +280,7 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_FIELDS
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::HAS_DROP_REASON;
-    push(None, bytes(&r));
+    push(None, record_bytes(&r));
     out
 }
 

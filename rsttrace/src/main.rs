@@ -61,7 +61,7 @@ fn run(cli: RunOptions) -> anyhow::Result<()> {
         format,
         filter: Filter { ports: settings.ports, networks: settings.networks },
         duration: settings.duration,
-        kernel: kernel_release(),
+        kernel: kernel::release(),
         metrics: metrics
             .map(|listener| daemon::MetricsEndpoint { listener, port_labels: settings.metrics_port_labels }),
     };
@@ -98,8 +98,4 @@ fn output_format(requested: Option<Format>) -> Format {
         return Format::TextOnStderr;
     }
     format
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -61,7 +61,7 @@ pub fn report(options: &DoctorOptions) -> Report {
     let mut tables = procfs::counter_tables(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default());
     tables.extend(procfs::counter_tables(&std::fs::read_to_string("/proc/net/snmp").unwrap_or_default()));
     Report {
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel: crate::kernel::release(),
         netns: netns(),
         privileges,
         privileges_problem,

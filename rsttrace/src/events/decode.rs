@@ -236,7 +236,7 @@ pub(crate) mod tests {
         r
     }
 
-    fn record_bytes<T>(r: &T) -> Vec<u8> {
+    pub(crate) fn record_bytes<T>(r: &T) -> Vec<u8> {
         // SAFETY: records are repr(C) plain data.
         unsafe { std::slice::from_raw_parts((r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }

@@ -88,7 +88,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
             "kernel BTF ({}) lacks {}, which rsttrace reads on every event: this kernel ({}) is not supported",
             btf.display(),
             missing.join(", "),
-            kernel_release()
+            super::release()
         );
     }
 
@@ -385,10 +385,6 @@ fn raise_memlock_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         log::debug!("cannot raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

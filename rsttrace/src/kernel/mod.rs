@@ -7,3 +7,8 @@ pub mod names;
 pub mod privileges;
 pub mod strategy;
 pub mod tracefs;
+
+/// The running kernel's release (`uname -r`); empty when unreadable.
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
