@@ -122,27 +122,44 @@ impl Parser {
         }
     }
 
-    /// "ok. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; …"
     fn count(&mut self, summary: &str) {
-        for part in summary.split(';') {
-            let mut words = part.split_whitespace().rev();
-            let (Some(what), Some(n)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u32>() else { continue };
-            match what {
-                "passed" => self.outcome.passed += n,
-                "failed" => self.outcome.failed += n,
-                "ignored" => self.outcome.ignored += n,
-                _ => {}
-            }
-        }
+        let counts = libtest_counts(summary);
+        self.outcome.passed += counts.passed;
+        self.outcome.failed += counts.failed;
+        self.outcome.ignored += counts.ignored;
     }
 
     fn finish(mut self, success: bool) -> Outcome {
         self.outcome.success = success;
         self.outcome
     }
+}
+
+/// A test binary's result line, here and in the QEMU guests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LibtestCounts {
+    pub passed: u32,
+    pub failed: u32,
+    pub ignored: u32,
+}
+
+/// "ok. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; …"
+pub fn libtest_counts(summary: &str) -> LibtestCounts {
+    let mut counts = LibtestCounts::default();
+    for part in summary.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(what), Some(n)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u32>() else { continue };
+        match what {
+            "passed" => counts.passed += n,
+            "failed" => counts.failed += n,
+            "ignored" => counts.ignored += n,
+            _ => {}
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

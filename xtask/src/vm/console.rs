@@ -290,20 +290,10 @@ impl Parser {
         self.output.entry(test).or_default().push(text.to_string());
     }
 
-    /// "ok. 3 passed; 1 failed; 0 ignored; 0 measured; 2 filtered out; …"
     fn count(&mut self, summary: &str) {
-        for part in summary.split(';') {
-            let mut words = part.split_whitespace().rev();
-            let (Some(what), Some(n)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u32>() else { continue };
-            match what {
-                "passed" => self.passed += n,
-                "failed" => self.failed += n,
-                _ => {}
-            }
-        }
+        let counts = crate::host_tests::libtest_counts(summary);
+        self.passed += counts.passed;
+        self.failed += counts.failed;
     }
 
     fn finish(mut self) -> Outcome {
