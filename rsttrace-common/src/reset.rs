@@ -33,6 +33,10 @@ pub mod reset_flags {
     pub const HAS_RTT: u16 = 1 << 12;
     /// `cgroup_id` was read from the (full) socket.
     pub const HAS_CGROUP: u16 = 1 << 13;
+    /// A received RST the kernel freed without ending a connection (seen by
+    /// `kfree_skb`): `reason` holds its `enum skb_drop_reason`; `state`
+    /// (`HAS_STATE`) is that of the socket it reached, if any.
+    pub const DISCARDED: u16 = 1 << 14;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -100,6 +104,24 @@ pub struct ResetConfig {
     /// Non-zero: `tcp_send_reset(sk, skb, reason)` (Linux 6.10+); zero:
     /// `tcp_send_reset(sk, skb)`.
     pub send_reset_has_reason: u32,
+    pub _pad: u32,
+    /// Bit `n` (word `n / 64`): a segment freed with `enum skb_drop_reason`
+    /// `n` was discarded by TCP's receive path (no socket, out of window,
+    /// …), so a freed RST with it is one the kernel ignored. Other reasons
+    /// (netfilter, a full queue, forwarding) are not about this host's TCP.
+    pub discard_reasons: [u64; DISCARD_REASON_WORDS],
+}
+
+/// Drop reasons up to 64 × this are looked up (Linux 6.18 has about 120).
+pub const DISCARD_REASON_WORDS: usize = 4;
+
+impl ResetConfig {
+    /// Whether `reason` is one of `discard_reasons`.
+    #[inline(always)]
+    pub fn discards(&self, reason: u32) -> bool {
+        let word = (reason / 64) as usize;
+        word < DISCARD_REASON_WORDS && self.discard_reasons[word] & (1 << (reason % 64)) != 0
+    }
 }
 
 #[cfg(feature = "user")]

@@ -157,6 +157,10 @@ pub struct TimeWaitConfig {
     /// socket existed. Measured on Debian's 5.10 and 6.1 (no such
     /// parameter): such connections get a random ISN.
     pub isn_proves_accept: u32,
+    /// Non-zero: `kfree_skb` reports what TIME_WAIT sockets did with SYNs
+    /// and RSTs (the tracepoint strategy; fexit and kprobe hook the kernel's
+    /// verdict instead).
+    pub segments_from_kfree_skb: u32,
 }
 
 impl TimeWaitConfig {
@@ -166,6 +170,7 @@ impl TimeWaitConfig {
             drop_reason_arg: crate::kernel::ABSENT,
             tw_status_syn: crate::kernel::ABSENT,
             isn_proves_accept: 0,
+            segments_from_kfree_skb: 0,
         }
     }
 }

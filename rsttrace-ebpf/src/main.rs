@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod freed;
 mod read;
 mod reset;
 mod timewait;

@@ -11,7 +11,7 @@ use rsttrace_common::{
     endpoints::AF_INET6,
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
-    reset::{PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, reset_flags},
+    reset::{DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, reset_flags},
 };
 
 use crate::{
@@ -21,7 +21,8 @@ use crate::{
 
 /// Filled by the loader before the programs are verified.
 #[unsafe(no_mangle)]
-static RESET_CONFIG: ResetConfig = ResetConfig { send_reset_has_reason: 0 };
+pub static RESET_CONFIG: ResetConfig =
+    ResetConfig { send_reset_has_reason: 0, _pad: 0, discard_reasons: [0; DISCARD_REASON_WORDS] };
 
 // Raw tracepoints: the arguments are read in place and the kernel builds no
 // trace record; attaching them needs no perf event (which Debian's
@@ -60,6 +61,31 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
         ttl = TTL_KNOWN | hops as u32;
     }
     on_reset(sk, 0, ttl, RecordKind::RstReceived)
+}
+
+/// A received RST the kernel freed with the drop `reason` instead of ending
+/// a connection: it found no socket, reached a listener or a half-open
+/// connection (`rx_sk`, in `state`), or was outside the window.
+#[inline(always)]
+pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offsets: &KernelOffsets) {
+    let Some((endpoints, ttl)) = read::rst_of_skb(skb, offsets) else { return };
+    let Some(mut record) = Draft::<ResetRecord>::new() else { return };
+    record.header =
+        RecordHeader { kind: RecordKind::RstReceived as u32, _pad: 0, ktime_ns: unsafe { bpf_ktime_get_ns() } };
+    record.endpoints = endpoints;
+    record.reason = reason;
+    record.ttl = ttl;
+    record.flags = reset_flags::DISCARDED | reset_flags::HAS_TTL;
+    if let Some(state) = state {
+        record.state = state;
+        record.flags |= reset_flags::HAS_SOCKET | reset_flags::HAS_STATE;
+    }
+    let netns = if rx_sk != 0 { read::netns_of_sock(rx_sk, offsets) } else { read::netns_of_skb(skb, offsets) };
+    if let Some(netns) = netns {
+        record.netns = netns;
+        record.flags |= reset_flags::HAS_NETNS;
+    }
+    record.emit();
 }
 
 /// `ttl` argument bit: the RST's TTL (low byte) is known.

@@ -159,25 +159,36 @@ fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> Option<bool> {
     read::kernel::<u8>(sk, offsets.tcp_tstamp_ok_byte).map(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
 }
 
-/// `kfree_skb(skb, location, reason, rx_sk)` (Linux 6.11+): a segment freed
-/// after a TIME_WAIT socket handled it, a rejected SYN, or an RST that may
-/// have killed the socket.
-#[raw_tracepoint(tracepoint = "kfree_skb")]
-pub fn kfree_skb(ctx: RawTracePointContext) -> u32 {
-    let tw: u64 = ctx.arg(3);
-    if tw == 0 {
-        return 0;
-    }
-    let offsets = offsets();
-    if read::kernel::<u8>(tw, offsets.skc_state).map(u32::from) != Some(offsets.state_time_wait) {
-        return 0;
-    }
-    let Some(segment) = read::segment_of_skb(ctx.arg(0), offsets) else {
+/// A segment freed after the TIME_WAIT socket `tw` handled it (seen by
+/// `kfree_skb`): a SYN (rejected or accepted), or an RST. An RST that did not
+/// kill the socket is reported as discarded; what killed it, and SYNs, are
+/// reported here only by the tracepoint strategy (fexit and kprobe see the
+/// kernel's verdict).
+#[inline(always)]
+pub fn on_freed(tw: u64, skb: u64, reason: u32, offsets: &KernelOffsets) {
+    let Some(segment) = read::segment_of_skb(skb, offsets) else {
         count(counter::READ_ERRORS);
-        return 0;
+        return;
     };
-    on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, Some(ctx.arg::<u64>(2) as u32), offsets);
-    0
+    if segment.flags & TCP_RST != 0 && rst_kills(tw, &segment, offsets) == Some(false) {
+        crate::reset::on_discarded(skb, reason, tw, Some(offsets.state_time_wait as u8), offsets);
+        return;
+    }
+    if patched(&TIME_WAIT_CONFIG).segments_from_kfree_skb != 0 {
+        on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, Some(reason), offsets);
+    }
+}
+
+/// Whether an RST kills the TIME_WAIT socket `tw`: tcp_timewait_state_process
+/// kills on an in-window RST (seq == rcv_nxt) unless net.ipv4.tcp_rfc1337
+/// protects TIME_WAIT (the loader refuses to start without the sysctl's
+/// offset). None when `rcv_nxt` cannot be read.
+#[inline(always)]
+fn rst_kills(tw: u64, segment: &Segment, offsets: &KernelOffsets) -> Option<bool> {
+    let tw_rcv_nxt = read::kernel::<u32>(tw, offsets.tw_rcv_nxt)?;
+    let rfc1337 =
+        read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
+    Some(segment.seq == tw_rcv_nxt && rfc1337 == 0)
 }
 
 // fexit and kprobe strategies: the kernel's own verdict, the return value
@@ -282,15 +293,8 @@ pub fn on_segment(
     };
     let config = patched(&TIME_WAIT_CONFIG);
     let accepted = is_syn && tw_status as u32 == config.tw_status_syn;
-    if is_rst {
-        // tcp_timewait_state_process kills on an in-window RST (seq ==
-        // rcv_nxt) unless net.ipv4.tcp_rfc1337 protects TIME_WAIT (the
-        // loader refuses to start without the sysctl's offset).
-        let rfc1337 =
-            read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
-        if segment.seq != tw_rcv_nxt || rfc1337 != 0 {
-            return;
-        }
+    if is_rst && rst_kills(tw, segment, offsets) != Some(true) {
+        return;
     }
     // Decided: the record is written from here on.
     let now = unsafe { bpf_ktime_get_ns() };

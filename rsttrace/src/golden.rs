@@ -281,6 +281,25 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
         | tw_flags::TW_TIMESTAMPS_KNOWN
         | tw_flags::HAS_DROP_REASON;
     push(None, record_bytes(&r));
+    // RSTs the kernel discarded, aggregated per peer and outcome until the
+    // end: a scan of a closed port, a health check's half-open connection,
+    // an RST inside the window but not at rcv_nxt.
+    for port in 41000u16..41003 {
+        let mut r =
+            reset(RecordKind::RstReceived, 9100 + u64::from(port - 41000), "10.77.0.2:9", &format!("10.77.0.1:{port}"));
+        r.reason = 3;
+        r.ttl = 64;
+        r.flags |= reset_flags::DISCARDED | reset_flags::HAS_TTL;
+        push(None, record_bytes(&r));
+    }
+    let mut r = reset(RecordKind::RstReceived, 9200, server, "10.77.0.1:41100");
+    (r.reason, r.state, r.ttl) = (2, 10, 64);
+    r.flags |= reset_flags::DISCARDED | reset_flags::HAS_TTL | reset_flags::HAS_SOCKET | reset_flags::HAS_STATE;
+    push(None, record_bytes(&r));
+    let mut r = reset(RecordKind::RstReceived, 9300, server, "10.77.0.1:40500");
+    (r.reason, r.state, r.ttl) = (45, 1, 63);
+    r.flags |= reset_flags::DISCARDED | reset_flags::HAS_TTL | reset_flags::HAS_SOCKET | reset_flags::HAS_STATE;
+    push(None, record_bytes(&r));
     out
 }
 

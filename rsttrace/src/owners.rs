@@ -158,10 +158,8 @@ fn netns_names(dir: &Path) -> HashMap<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
-    use crate::events::{Direction, FourTuple};
+    use crate::events::Direction;
 
     fn tempdir(label: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("rsttrace-owners-{label}-{}", std::process::id()));
@@ -171,26 +169,9 @@ mod tests {
     }
 
     fn reset(cgroup_id: Option<u64>, netns: Option<u32>) -> Reset {
-        Reset {
-            direction: Direction::Sent,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: 0,
-            tuple: FourTuple {
-                local: "10.77.0.2:8090".parse().unwrap(),
-                remote: "10.77.0.1:40021".parse().unwrap(),
-                netns,
-            },
-            state: None,
-            reason: None,
-            idle_ms: None,
-            peer_silent_ms: None,
-            keepalive: None,
-            path: Default::default(),
-            process: None,
-            cgroup_id,
-            unit: None,
-            netns_name: None,
-        }
+        let mut r = Reset { cgroup_id, ..Reset::example(Direction::Sent) };
+        r.tuple.netns = netns;
+        r
     }
 
     fn ino(path: &Path) -> u64 {

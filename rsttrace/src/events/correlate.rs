@@ -6,7 +6,7 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use super::{
-    Direction, Event, FourTuple, Reset, TimeWaitSegment,
+    Direction, Event, FourTuple, Outcome, Reset, TimeWaitSegment,
     idle_timeout::{IdleTimeout, IdleTimeouts},
 };
 use crate::kernel::{
@@ -133,6 +133,10 @@ impl Collision {
 /// Harmless reuse is counted per (namespace, local endpoint, peer address).
 type PeerKey = (Option<u32>, SocketAddr, std::net::IpAddr);
 
+/// Discarded resets (health checks, scans, floods) are counted per peer,
+/// what the kernel did with them, and the state of the socket they reached.
+type DiscardKey = (PeerKey, Outcome, Option<DropReason>, Option<TcpState>);
+
 /// What to write out.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
@@ -144,6 +148,16 @@ pub enum Report {
 }
 
 impl Report {
+    /// When the (first) event it stands for happened, kernel clock.
+    pub fn ktime_ns(&self) -> u64 {
+        match self {
+            Report::Reset(r) => r.ktime_ns,
+            Report::Collision(c) => c.event.ktime_ns,
+            Report::Killed(t) => t.ktime_ns,
+            Report::IdleTimeout(i) => i.last_ktime_ns,
+        }
+    }
+
     pub fn tuple(&self) -> &FourTuple {
         match self {
             Report::Reset(r) => &r.tuple,
@@ -186,6 +200,9 @@ pub struct Correlator {
     /// RSTs this host sent from sockets it had just closed, by 4-tuple: ktime.
     aborts: HashMap<FourTuple, u64>,
     accepted: HashMap<PeerKey, Collision>,
+    discarded: HashMap<DiscardKey, Reset>,
+    /// Where the aggregation interval of accepted reuse and discarded
+    /// resets began.
     interval_start: Option<u64>,
     idle_timeouts: IdleTimeouts,
 }
@@ -231,6 +248,16 @@ impl Correlator {
     }
 
     fn on_reset(&mut self, r: Reset) -> Vec<Report> {
+        if let Some(outcome) = r.outcome.filter(|&o| o != Outcome::Reset) {
+            let interval_start = *self.interval_start.get_or_insert(r.ktime_ns);
+            let peer = (r.tuple.netns, r.tuple.local, r.tuple.remote.ip());
+            let key = (peer, outcome, r.drop_reason.clone(), r.state.clone());
+            let ktime_ns = r.ktime_ns;
+            let entry = self.discarded.entry(key).or_insert(Reset { count: 0, ..r });
+            entry.count += 1;
+            entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
+            return Vec::new();
+        }
         match r.direction {
             // The kernel's tcp_receive_reset tracepoint sits in tcp_reset(),
             // which also runs when the kernel aborts a connection itself
@@ -333,7 +360,7 @@ impl Correlator {
         self.timewait_resets.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
         self.aborts.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
         if self.interval_start.is_some_and(|start| now_ns.saturating_sub(start) >= self.windows.aggregate_ns) {
-            reports.extend(self.flush_accepted(now_ns));
+            reports.extend(self.flush_aggregated(now_ns));
         }
         let idle = self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, false);
         reports.extend(idle.into_iter().map(Report::IdleTimeout));
@@ -348,27 +375,25 @@ impl Correlator {
             self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, true).into_iter().map(Report::IdleTimeout),
         );
         let mut collisions: Vec<Report> = self.pending.drain().map(|(_, c)| Report::Collision(c)).collect();
-        collisions.extend(self.flush_accepted(now_ns));
-        collisions.sort_by_key(|r| match r {
-            Report::Collision(c) => c.event.ktime_ns,
-            _ => 0,
-        });
+        collisions.extend(self.flush_aggregated(now_ns));
+        collisions.sort_by_key(Report::ktime_ns);
         reports.extend(collisions);
         reports
     }
 
-    fn flush_accepted(&mut self, now_ns: u64) -> Vec<Report> {
+    /// Aggregated records, once per interval: accepted reuse and discarded
+    /// resets, in the order of their first event.
+    fn flush_aggregated(&mut self, now_ns: u64) -> Vec<Report> {
         let start = self.interval_start.take().unwrap_or(now_ns);
-        let interval_ms = now_ns.saturating_sub(start) / 1_000_000;
-        let mut reports: Vec<Collision> = self.accepted.drain().map(|(_, c)| c).collect();
-        reports.sort_by_key(|c| c.event.ktime_ns);
+        let interval_ms = Some(now_ns.saturating_sub(start) / 1_000_000);
+        let mut reports: Vec<Report> = self
+            .accepted
+            .drain()
+            .map(|(_, c)| Report::Collision(Collision { interval_ms, ..c }))
+            .chain(self.discarded.drain().map(|(_, r)| Report::Reset(Reset { interval_ms, ..r })))
+            .collect();
+        reports.sort_by_key(Report::ktime_ns);
         reports
-            .into_iter()
-            .map(|mut c| {
-                c.interval_ms = Some(interval_ms);
-                Report::Collision(c)
-            })
-            .collect()
     }
 }
 
@@ -571,6 +596,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn discarded_resets_are_counted_per_peer_and_outcome_once_per_interval() {
+        let mut c = Correlator::new(Windows::default());
+        let discarded = |remote_port, at_ms, outcome, reason: &str| {
+            let mut r = reset(Direction::Received, remote_port, at_ms);
+            (r.outcome, r.drop_reason) = (Some(outcome), Some(DropReason::from_name(reason)));
+            Event::Reset(r)
+        };
+        for port in 0..3 {
+            assert!(c.push(discarded(41000 + port, 1000 + u64::from(port), Outcome::NoSocket, "NO_SOCKET")).is_empty());
+        }
+        assert!(c.push(discarded(41100, 1500, Outcome::HalfOpen, "NOT_SPECIFIED")).is_empty());
+        // A reset that ended a connection is not held.
+        assert_eq!(c.push(Event::Reset(reset(Direction::Received, 40000, 1600))).len(), 1);
+        assert!(c.tick(10_999 * MS).is_empty(), "the interval is not over");
+        let reports = c.tick(11_000 * MS);
+        let resets: Vec<&Reset> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Reset(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resets.len(), 2, "{reports:?}");
+        assert_eq!(
+            (resets[0].outcome, resets[0].count, resets[0].interval_ms),
+            (Some(Outcome::NoSocket), 3, Some(10_000))
+        );
+        assert_eq!(resets[0].tuple.remote.port(), 41000, "the first one's keys");
+        assert_eq!((resets[1].outcome, resets[1].count), (Some(Outcome::HalfOpen), 1));
+        assert!(c.finish(12_000 * MS).is_empty());
+    }
+
+    #[test]
     fn repeated_syns_on_one_timewait_socket_are_one_finding() {
         let mut c = Correlator::new(Windows::default());
         c.push(collision(9, 1000));
@@ -583,22 +641,7 @@ pub(crate) mod tests {
     }
 
     fn reset(direction: Direction, remote_port: u16, at_ms: u64) -> Reset {
-        Reset {
-            direction,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: at_ms * MS,
-            tuple: tuple(remote_port),
-            state: None,
-            reason: None,
-            idle_ms: None,
-            peer_silent_ms: None,
-            keepalive: None,
-            path: Default::default(),
-            process: None,
-            cgroup_id: None,
-            unit: None,
-            netns_name: None,
-        }
+        Reset { ktime_ns: at_ms * MS, tuple: tuple(remote_port), ..Reset::example(direction) }
     }
 
     fn resets(reports: &[Report]) -> Vec<&Reset> {

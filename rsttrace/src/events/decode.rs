@@ -10,7 +10,7 @@ use rsttrace_common::{
 };
 
 use super::{
-    Direction, Event, Followup, FourTuple, Keepalive, Path, Process, Reset, Rtt, TimeWaitSegment, clock::Clock,
+    Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TimeWaitSegment, clock::Clock,
 };
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
@@ -114,6 +114,12 @@ impl Decoder {
             }
         });
         let process = has(reset_flags::FROM_PROCESS).then(|| Process { pid: r.pid, comm: c_string(&r.comm) });
+        let drop_reason =
+            (direction == Direction::Received && has(reset_flags::DISCARDED)).then(|| self.names.drop_reason(r.reason));
+        let outcome = (direction == Direction::Received).then(|| match &drop_reason {
+            Some(reason) => Outcome::of_discard(reason, state.as_ref()),
+            None => Outcome::Reset,
+        });
         Reset {
             direction,
             time: self.clock.wall_time(r.header.ktime_ns),
@@ -132,6 +138,10 @@ impl Decoder {
             },
             process,
             cgroup_id: has(reset_flags::HAS_CGROUP).then_some(r.cgroup_id),
+            outcome,
+            drop_reason,
+            count: 1,
+            interval_ms: None,
             unit: None,
             netns_name: None,
         }
@@ -203,7 +213,7 @@ pub(crate) mod tests {
             [(1, "ESTABLISHED"), (2, "SYN_SENT"), (5, "FIN_WAIT2"), (6, "TIME_WAIT"), (7, "CLOSE"), (10, "LISTEN")];
         let reasons = [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA")];
         let statuses = [(0, "SUCCESS"), (1, "RST"), (2, "ACK"), (3, "SYN")];
-        let drops = [(2, "NOT_SPECIFIED"), (90, "TCP_RFC7323_TW_PAWS")];
+        let drops = [(2, "NOT_SPECIFIED"), (3, "NO_SOCKET"), (45, "TCP_RESET"), (90, "TCP_RFC7323_TW_PAWS")];
         let pairs = |pairs: &[(u32, &str)]| pairs.iter().map(|(v, n)| (*v, n.to_string())).collect::<Vec<_>>();
         KernelNames {
             tcp_states: typed(pairs(&states), TcpState::from_name),

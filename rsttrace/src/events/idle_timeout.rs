@@ -31,7 +31,7 @@ pub struct IdleTimeout {
     /// The last socket's keepalive setting.
     pub keepalive: Option<Keepalive>,
     first_ktime_ns: u64,
-    last_ktime_ns: u64,
+    pub(super) last_ktime_ns: u64,
 }
 
 impl IdleTimeout {
@@ -125,24 +125,17 @@ mod tests {
 
     fn forged(peer: &str, silence_ms: u64, at_s: u64) -> Reset {
         Reset {
-            direction: Direction::Received,
-            time: SystemTime::UNIX_EPOCH,
             ktime_ns: at_s * S,
             tuple: FourTuple {
                 local: "10.90.2.1:8080".parse().unwrap(),
                 remote: format!("{peer}:40000").parse().unwrap(),
                 netns: Some(7),
             },
-            state: None,
-            reason: None,
             idle_ms: Some(0),
             peer_silent_ms: Some(silence_ms),
             keepalive: Some(Keepalive::Off),
             path: Path { rtt: Some(Rtt { srtt_us: 40_000, since_sent_us: 100 }), ..Default::default() },
-            process: None,
-            cgroup_id: None,
-            unit: None,
-            netns_name: None,
+            ..Reset::example(Direction::Received)
         }
     }
 

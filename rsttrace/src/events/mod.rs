@@ -72,11 +72,66 @@ pub struct Reset {
     /// layout of `sock_cgroup_data`): the
     /// inode number of its directory under /sys/fs/cgroup.
     pub cgroup_id: Option<u64>,
+    /// Received resets: what the kernel did with it; None for sent ones.
+    pub outcome: Option<Outcome>,
+    /// Why the kernel discarded it (received resets it did not act on).
+    pub drop_reason: Option<DropReason>,
+    /// Resets this report stands for: 1, or more for discarded resets,
+    /// which are aggregated over `interval_ms`.
+    pub count: u64,
+    pub interval_ms: Option<u64>,
     /// Filled in by `owners::Owners` once the reset passed the filters: the
     /// systemd unit (or cgroup path) of `cgroup_id`, and the `ip netns`
     /// name of the network namespace.
     pub unit: Option<String>,
     pub netns_name: Option<String>,
+}
+
+/// What the kernel did with a received RST. Declared in the order of their
+/// names: the summary lists outcomes sorted by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// It reached a connection still in its handshake (SYN_RECV) through
+    /// the listener: the kernel drops that connection when the RST is in
+    /// its window.
+    HalfOpen,
+    /// The kernel discarded it: outside the window (answered with a
+    /// challenge ACK when close), PAWS, a listener without the connection,
+    /// a TIME_WAIT socket it did not kill.
+    Ignored,
+    /// No socket matched it.
+    NoSocket,
+    /// It ended a connection (the kernel's tcp_reset()).
+    Reset,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Reset => "reset",
+            Outcome::HalfOpen => "half_open",
+            Outcome::NoSocket => "no_socket",
+            Outcome::Ignored => "ignored",
+        }
+    }
+
+    /// A discarded RST's outcome, from its drop reason and the state of the
+    /// socket that received it. Measured on 6.18: a half-open connection's
+    /// RST is freed NOT_SPECIFIED at its listener; an RST to a listener
+    /// without that connection, TCP_RESET.
+    pub fn of_discard(reason: &DropReason, state: Option<&TcpState>) -> Outcome {
+        match (reason, state) {
+            (DropReason::NoSocket, _) => Outcome::NoSocket,
+            (DropReason::NotSpecified, Some(TcpState::Listen)) => Outcome::HalfOpen,
+            _ => Outcome::Ignored,
+        }
+    }
+}
+
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// What a received reset's origin is judged by; None: not seen here.
@@ -288,12 +343,13 @@ impl Reset {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn received(peer_silent_ms: u64, keepalive: Option<Keepalive>) -> Reset {
+impl Reset {
+    /// A reset between the seed case's hosts (this host 10.77.0.2:8090, the
+    /// peer 10.77.0.1:40021), at time 0, with nothing else known: tests set
+    /// what they need.
+    pub fn example(direction: Direction) -> Reset {
         Reset {
-            direction: Direction::Received,
+            direction,
             time: SystemTime::UNIX_EPOCH,
             ktime_ns: 0,
             tuple: FourTuple {
@@ -301,17 +357,49 @@ mod tests {
                 remote: "10.77.0.1:40021".parse().unwrap(),
                 netns: None,
             },
-            state: Some(TcpState::Established),
+            state: None,
             reason: None,
-            idle_ms: Some(0),
-            peer_silent_ms: Some(peer_silent_ms),
-            keepalive,
+            idle_ms: None,
+            peer_silent_ms: None,
+            keepalive: None,
             path: Path::default(),
             process: None,
             cgroup_id: None,
+            outcome: (direction == Direction::Received).then_some(Outcome::Reset),
+            drop_reason: None,
+            count: 1,
+            interval_ms: None,
             unit: None,
             netns_name: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(peer_silent_ms: u64, keepalive: Option<Keepalive>) -> Reset {
+        Reset {
+            state: Some(TcpState::Established),
+            idle_ms: Some(0),
+            peer_silent_ms: Some(peer_silent_ms),
+            keepalive,
+            ..Reset::example(Direction::Received)
+        }
+    }
+
+    #[test]
+    fn discarded_resets_by_reason_and_socket() {
+        let listener = Some(&TcpState::Listen);
+        assert_eq!(Outcome::of_discard(&DropReason::NoSocket, None), Outcome::NoSocket);
+        assert_eq!(Outcome::of_discard(&DropReason::NotSpecified, listener), Outcome::HalfOpen);
+        let tcp_reset = DropReason::from_name("TCP_RESET");
+        assert_eq!(Outcome::of_discard(&tcp_reset, listener), Outcome::Ignored);
+        assert_eq!(Outcome::of_discard(&tcp_reset, Some(&TcpState::Established)), Outcome::Ignored);
+        let old = DropReason::from_name("TCP_OLD_SEQUENCE");
+        assert_eq!(Outcome::of_discard(&old, Some(&TcpState::Established)), Outcome::Ignored);
+        assert_eq!(Outcome::of_discard(&DropReason::NotSpecified, Some(&TcpState::TimeWait)), Outcome::Ignored);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use aya::{
 };
 use rsttrace_common::{
     kernel::{ABSENT, KernelOffsets},
-    reset::ResetConfig,
+    reset::{DISCARD_REASON_WORDS, ResetConfig},
     timewait::TimeWaitConfig,
 };
 
@@ -131,7 +131,11 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
         limitations.push("unit is null: kernel BTF lacks sock.sk_cgrp_data.cgroup (the Linux 5.15 layout)".to_string());
     }
     let tw_process_params = types.function_params(TW_PROCESS);
-    let reset_config = ResetConfig { send_reset_has_reason: send_reset_has_reason as u32 };
+    let reset_config = ResetConfig {
+        send_reset_has_reason: send_reset_has_reason as u32,
+        _pad: 0,
+        discard_reasons: discard_reasons(&names),
+    };
     // The programs read these functions' arguments by position.
     let expected: [(Hook, &[&str]); 3] = [
         (Hook::FentryTcpReset, &["sk", "skb"]),
@@ -163,23 +167,27 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
         tw_status_syn: kernel.names.tw_status_number(&TwStatus::Syn).unwrap_or(ABSENT),
         isn_proves_accept: params.iter().any(|p| p == "tw_isn") as u32,
+        segments_from_kfree_skb: (strategy == Strategy::Tracepoint) as u32,
     };
     if strategy == Strategy::Tracepoint && config.isn_proves_accept == 0 {
         limitations.push(
             "accepted reuse is inferred from a new connection on a 4-tuple that entered TIME_WAIT less than 60 s before; where tcp_max_tw_buckets refused the TIME_WAIT socket that inference is wrong on this kernel (its tcp_timewait_state_process passes no tw_isn: fexit and kprobe see the kernel's verdict)".to_string(),
         );
     }
-    if strategy == Strategy::Tracepoint {
-        // Linux 6.11+ tells which socket a freed segment was for: the
-        // TIME_WAIT socket's rejections and kills become visible.
-        if kernel.kfree_skb_has_rx_sk {
-            raw_tracepoints.push(Hook::KfreeSkb);
-        } else {
+    // Linux 6.11+ tells which socket a freed segment was for: the RSTs the
+    // kernel discards, and (tracepoint strategy) the TIME_WAIT socket's
+    // rejections and kills, become visible.
+    if kernel.kfree_skb_has_rx_sk {
+        raw_tracepoints.push(Hook::KfreeSkb);
+    } else {
+        limitations.push(DISCARDS_UNSEEN.to_string());
+        if strategy == Strategy::Tracepoint {
             limitations.push(
                 "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
             );
         }
-    } else if params.is_empty() {
+    }
+    if strategy != Strategy::Tracepoint && params.is_empty() {
         bail!("kernel BTF has no prototype of {TW_PROCESS}");
     }
 
@@ -359,6 +367,20 @@ fn fdinfo_value(fdinfo: &str, key: &str) -> Option<u64> {
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
+}
+
+/// The limitation of kernels before 6.11 (tests look for its start).
+pub const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 6.11 (no rx_sk in skb:kfree_skb): only outcome reset is seen";
+
+/// The drop reasons with which a freed RST is one TCP discarded.
+fn discard_reasons(names: &KernelNames) -> [u64; DISCARD_REASON_WORDS] {
+    let mut words = [0u64; DISCARD_REASON_WORDS];
+    for (&number, reason) in &names.drop_reasons {
+        if reason.is_tcp_discard() && (number as usize) < 64 * DISCARD_REASON_WORDS {
+            words[number as usize / 64] |= 1 << (number % 64);
+        }
+    }
+    words
 }
 
 /// `tcp_send_reset(sk, skb, reason)` since Linux 6.10, `(sk, skb)` before.

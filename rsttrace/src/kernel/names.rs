@@ -116,8 +116,24 @@ kernel_enum! {
     /// reasons rsttrace decides on are variants.
     DropReason, unnamed "REASON" {
         NotSpecified = "NOT_SPECIFIED",
+        /// No socket matched the segment.
+        NoSocket = "NO_SOCKET",
         /// A SYN rejected by PAWS in TIME_WAIT (Linux 6.16+).
         TcpRfc7323TwPaws = "TCP_RFC7323_TW_PAWS",
+    }
+}
+
+impl DropReason {
+    /// A reason of TCP's receive path (no socket, a sequence number outside
+    /// the window, PAWS, …): an RST freed with it reached this host's TCP and
+    /// was discarded. Others (netfilter, queues, forwarding) were not for
+    /// this host's TCP.
+    pub fn is_tcp_discard(&self) -> bool {
+        match self {
+            Self::NotSpecified | Self::NoSocket | Self::TcpRfc7323TwPaws => true,
+            Self::Other(name) => name.starts_with("TCP_"),
+            Self::Unnamed(_) => false,
+        }
     }
 }
 

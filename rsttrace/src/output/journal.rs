@@ -7,7 +7,10 @@ use libsystemd::logging::{Priority, journal_send};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::correlate::{Report, Verdict};
+use crate::events::{
+    Outcome,
+    correlate::{Report, Verdict},
+};
 
 /// Where journald listens for native entries.
 const SOCKET: &str = "/run/systemd/journal/socket";
@@ -26,11 +29,13 @@ pub fn connected() -> bool {
 }
 
 /// Journal priority: warnings for resets, kills and harmful collisions,
-/// information for harmless reuse.
+/// information for harmless reuse, idle timeouts and discarded resets.
 pub fn priority(report: &Report) -> Priority {
     match report {
         Report::Collision(c) if c.verdict == Verdict::Accepted => Priority::Info,
         Report::IdleTimeout(_) => Priority::Info,
+        // Discarded RSTs ended nothing (scans, health checks, late RSTs).
+        Report::Reset(r) if r.outcome.is_some_and(|o| o != Outcome::Reset) => Priority::Info,
         _ => Priority::Warning,
     }
 }

@@ -37,7 +37,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 use super::record::{Ready, Summary};
 use crate::events::{
-    Direction,
+    Direction, Outcome,
     correlate::{Report, Verdict},
 };
 
@@ -114,6 +114,9 @@ struct ResetLabels {
     /// Who sent a received reset: `peer`, `middlebox`, `unknown`; `none`
     /// for sent ones.
     origin: &'static str,
+    /// What the kernel did with a received reset (`reset`, `half_open`,
+    /// `no_socket`, `ignored`); `none` for sent ones.
+    outcome: &'static str,
     port: Option<PortLabel>,
 }
 
@@ -123,6 +126,7 @@ impl EncodeLabelSet for ResetLabels {
         label(encoder, "reason", &self.reason)?;
         label(encoder, "state", &self.state)?;
         label(encoder, "origin", self.origin)?;
+        label(encoder, "outcome", self.outcome)?;
         port_label(encoder, self.port)
     }
 }
@@ -294,9 +298,11 @@ impl Metrics {
                         (Direction::Received, Some((origin, _))) => origin.as_str(),
                         (Direction::Received, None) => "unknown",
                     },
+                    outcome: r.outcome.map_or("none", Outcome::as_str),
                     port,
                 };
-                self.resets.get_or_create(&labels).inc();
+                // Discarded resets come aggregated.
+                self.resets.get_or_create(&labels).inc_by(r.count);
             }
             Report::Collision(c) => {
                 self.collisions.get_or_create(&CollisionLabels { verdict: c.verdict, port }).inc_by(c.count);
@@ -417,11 +423,9 @@ fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<By
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::{
-        events::{FourTuple, Reset, correlate::Collision},
+        events::{Reset, correlate::Collision},
         kernel::{
             names::{ResetReason, TcpState},
             strategy::Strategy,
@@ -439,22 +443,9 @@ mod tests {
     }
 
     fn reset(direction: Direction, local: &str, state: Option<TcpState>, reason: Option<ResetReason>) -> Report {
-        Report::Reset(Reset {
-            direction,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: 0,
-            tuple: FourTuple { local: local.parse().unwrap(), remote: "10.77.0.1:40021".parse().unwrap(), netns: None },
-            state,
-            reason,
-            idle_ms: None,
-            peer_silent_ms: None,
-            keepalive: None,
-            path: Default::default(),
-            process: None,
-            cgroup_id: None,
-            unit: None,
-            netns_name: None,
-        })
+        let mut r = Reset { state, reason, ..Reset::example(direction) };
+        r.tuple.local = local.parse().unwrap();
+        Report::Reset(r)
     }
 
     fn collision(verdict: Verdict, count: u64) -> Report {
@@ -520,10 +511,10 @@ mod tests {
         let text = metrics.encode();
         let samples = samples(&text);
         for expected in [
-            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none"} 2"#,
-            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none"} 2"#,
+            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none"} 1"#,
             r#"rsttrace_timewait_collisions_total{verdict="stale_ack"} 3"#,
             r#"rsttrace_timewait_collisions_total{verdict="accepted"} 1532"#,
             // Every verdict from the start, at 0 until one is seen.
@@ -557,11 +548,11 @@ mod tests {
         let text = metrics.encode();
         let samples = samples(&text);
         for expected in [
-            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",port="9"} 2"#,
+            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none",port="9"} 2"#,
             // The client's ephemeral port is not one of them.
-            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",port="other"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",port="8090"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",port="other"} 1"#,
+            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset",port="other"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none",port="8090"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none",port="other"} 1"#,
             r#"rsttrace_timewait_collisions_total{verdict="stale_ack",port="8090"} 3"#,
             r#"rsttrace_timewait_kills_total{port="8090"} 1"#,
             r#"rsttrace_timewait_kills_total{port="9"} 0"#,

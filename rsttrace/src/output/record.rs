@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Origin, Reset,
+        Direction, FourTuple, Keepalive, Origin, Outcome, Reset,
         correlate::{Report, Verdict},
     },
     kernel::{
-        names::{ResetReason, TcpState},
+        names::{DropReason, ResetReason, TcpState},
         strategy::{Hook, Strategy},
     },
 };
@@ -144,6 +144,12 @@ pub struct RstReceived<'a> {
     pub advice: Option<String>,
     pub unit: Option<&'a str>,
     pub netns_name: Option<&'a str>,
+    pub outcome: Outcome,
+    pub drop_reason: Option<&'a DropReason>,
+    /// RSTs this record stands for; more than 1 only for aggregated
+    /// discarded RSTs, which have `interval_ms`.
+    pub count: u64,
+    pub interval_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -287,6 +293,10 @@ fn reset(r: &Reset) -> EventBody<'_> {
             advice: r.advice(),
             unit: r.unit.as_deref(),
             netns_name: r.netns_name.as_deref(),
+            outcome: r.outcome.unwrap_or(Outcome::Reset),
+            drop_reason: r.drop_reason.as_ref(),
+            count: r.count,
+            interval_ms: r.interval_ms,
         }),
     }
 }
@@ -333,6 +343,8 @@ pub struct Summary {
     pub counts: Counts,
     /// TIME_WAIT collisions per verdict, before aggregation.
     pub verdicts: BTreeMap<Verdict, u64>,
+    /// Received RSTs per outcome, before aggregation.
+    pub outcomes: BTreeMap<Outcome, u64>,
     /// Records the kernel could not deliver (ring buffer full).
     pub lost: u64,
     /// Records dropped in the kernel because a read failed.
@@ -355,7 +367,10 @@ impl Summary {
     pub fn count(&mut self, report: &Report) {
         match report {
             Report::Reset(r) if r.direction == Direction::Sent => self.counts.rst_sent += 1,
-            Report::Reset(_) => self.counts.rst_received += 1,
+            Report::Reset(r) => {
+                self.counts.rst_received += r.count;
+                *self.outcomes.entry(r.outcome.unwrap_or(Outcome::Reset)).or_default() += r.count;
+            }
             Report::Collision(c) => {
                 self.counts.tw_collision += c.count;
                 *self.verdicts.entry(c.verdict).or_default() += c.count;

@@ -3,7 +3,7 @@
 
 use crate::{
     events::{
-        Direction, Evidence, Keepalive, Origin, Reset, TimeWaitSegment,
+        Direction, Evidence, Keepalive, Origin, Outcome, Reset, TimeWaitSegment,
         correlate::{Collision, Report, Verdict},
         idle_timeout::IdleTimeout,
     },
@@ -107,7 +107,44 @@ fn netns_suffix(s: String, netns: Option<u32>) -> String {
     }
 }
 
+/// A received RST the kernel discarded: one, or several from one peer
+/// address over an interval.
+fn discarded_sentence(r: &Reset, outcome: Outcome) -> String {
+    let (local, remote) = (r.tuple.local, r.tuple.remote);
+    let what = match outcome {
+        Outcome::NoSocket => "no socket matched it",
+        Outcome::HalfOpen => {
+            "it reached a half-open connection (SYN_RECV), which the kernel drops when the RST is in its window"
+        }
+        Outcome::Ignored => "the kernel ignored it (no connection ended)",
+        Outcome::Reset => "it ended the connection",
+    };
+    let mut s = if r.count > 1 {
+        let over = r.interval_ms.map(|ms| format!(" over {}", human_duration(ms))).unwrap_or_default();
+        format!("{} RSTs from {} to {local}{over}, the first from port {}", r.count, remote.ip(), remote.port())
+    } else {
+        format!("{local} received RST from {remote}")
+    };
+    if let Some(state) = &r.state {
+        s += &format!(" at a socket in {state}");
+    }
+    s += &format!(": {what}");
+    if let Some(reason) = &r.drop_reason {
+        s += &format!(" ({reason})");
+    }
+    if let Some(ttl) = r.path.ttl {
+        s += &format!(", TTL {ttl}");
+    }
+    match (&r.netns_name, r.tuple.netns) {
+        (Some(name), Some(n)) => format!("{s} [netns {n} {name}]"),
+        _ => netns_suffix(s, r.tuple.netns),
+    }
+}
+
 fn reset_sentence(r: &Reset) -> String {
+    if let Some(outcome) = r.outcome.filter(|&o| o != Outcome::Reset) {
+        return discarded_sentence(r, outcome);
+    }
     let (local, remote) = (r.tuple.local, r.tuple.remote);
     let mut s = match r.direction {
         Direction::Sent => format!("{local} sent RST to {remote}"),
@@ -250,7 +287,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::events::{FourTuple, Process};
+    use crate::{events::Process, kernel::names::DropReason};
 
     fn seed_collision() -> Collision {
         let mut event = crate::events::correlate::tests::tw(40021, 0);
@@ -309,26 +346,30 @@ mod tests {
     }
 
     fn reset(direction: Direction) -> Reset {
-        Reset {
-            direction,
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: 0,
-            tuple: FourTuple {
-                local: "10.77.0.2:8090".parse().unwrap(),
-                remote: "10.77.0.1:40021".parse().unwrap(),
-                netns: Some(4026532001),
-            },
-            state: None,
-            reason: None,
-            idle_ms: None,
-            peer_silent_ms: None,
-            keepalive: None,
-            path: Default::default(),
-            process: None,
-            cgroup_id: None,
-            unit: None,
-            netns_name: None,
-        }
+        let mut r = Reset::example(direction);
+        r.tuple.netns = Some(4026532001);
+        r
+    }
+
+    #[test]
+    fn discarded_resets_say_what_the_kernel_did() {
+        let mut r = reset(Direction::Received);
+        r.outcome = Some(Outcome::NoSocket);
+        r.drop_reason = Some(DropReason::NoSocket);
+        r.path.ttl = Some(64);
+        assert_eq!(
+            sentence(&Report::Reset(r.clone())),
+            "10.77.0.2:8090 received RST from 10.77.0.1:40021: no socket matched it (NO_SOCKET), TTL 64 [netns 4026532001]"
+        );
+        r.outcome = Some(Outcome::HalfOpen);
+        r.drop_reason = Some(DropReason::NotSpecified);
+        r.state = Some(TcpState::Listen);
+        r.count = 3;
+        r.interval_ms = Some(10_020);
+        assert_eq!(
+            sentence(&Report::Reset(r)),
+            "3 RSTs from 10.77.0.1 to 10.77.0.2:8090 over 10.0 s, the first from port 40021 at a socket in LISTEN: it reached a half-open connection (SYN_RECV), which the kernel drops when the RST is in its window (NOT_SPECIFIED), TTL 64 [netns 4026532001]"
+        );
     }
 
     #[test]
