@@ -259,6 +259,12 @@ fn limitations(ready: &Value) -> Vec<String> {
     ready["limitations"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
 }
 
+/// Whether received RSTs the kernel discards are reported (Linux 6.11+;
+/// the ready record lists the limitation).
+pub fn sees_discarded_resets(ready: &Value) -> bool {
+    !limitations(ready).iter().any(|l| l.starts_with("received RSTs the kernel discards"))
+}
+
 fn sees_socketless_resets(ready: &Value) -> bool {
     !limitations(ready).iter().any(|l| l.contains("without a full socket"))
 }
@@ -403,7 +409,8 @@ impl<N: Namespaces> Observed<N> {
         reported: &dyn Fn(&RstPacket) -> bool,
     ) {
         let socketless = sees_socketless_resets(&self.ready);
-        capture::compare(netns, &self.records, self.packets(netns), socketless, arrivals, sends, reported);
+        let discards = sees_discarded_resets(&self.ready);
+        capture::compare(netns, &self.records, self.packets(netns), socketless, discards, arrivals, sends, reported);
     }
 }
 
