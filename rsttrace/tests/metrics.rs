@@ -260,7 +260,8 @@ fn prometheus_reads_the_exact_counts() {
         (daemon.sees_socketless_resets(), daemon.has_reset_reasons(), daemon.sees_timewait_verdicts());
     let prometheus = Prometheus::start(metrics);
     let before = prometheus.scraped_after(0.0);
-    assert!(resets_in_prometheus(&prometheus, before).is_empty(), "no reset on the test's ports yet");
+    let early = resets_in_prometheus(&prometheus, before);
+    assert!(early.is_empty(), "no reset on the test's ports yet, but Prometheus has {early:?}");
     let collisions_before = prometheus.query(r#"rsttrace_timewait_collisions_total{port="7305"}"#, before);
     assert_eq!(collisions_before.len(), 5, "every verdict from the first scrape, at 0: {collisions_before:?}");
     assert!(collisions_before.iter().all(|(_, v)| *v == 0.0), "{collisions_before:?}");
