@@ -116,15 +116,20 @@ pub fn flags_and_ttl_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(u8, u8
 }
 
 /// An incoming TCP segment with RST set: its 4-tuple (local = destination)
-/// and the TTL or hop limit it arrived with. None for anything else: another
-/// protocol, IPv6 with extension headers before TCP, no RST, or an
-/// unreadable skb. The protocol and flags are read first: most segments the
-/// kernel frees are not RSTs.
+/// and the TTL or hop limit it arrived with. None for anything else: no RST,
+/// another protocol, IPv6 with extension headers before TCP, or an
+/// unreadable skb. The flags come first (three reads): most segments the
+/// kernel drops are not RSTs, and the protocol is checked only for those
+/// that look like one.
 #[inline(always)]
 pub fn rst_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u8)> {
     let head: u64 = kernel(skb, offsets.skb_head)?;
-    let network: u16 = kernel(skb, offsets.skb_network_header)?;
     let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
+    let flags: u8 = kernel(head + transport as u64, 13)?;
+    if flags & TCP_RST == 0 {
+        return None;
+    }
+    let network: u16 = kernel(skb, offsets.skb_network_header)?;
     // IPv4: TTL at 8, protocol at 9; IPv6: next header at 6, hop limit at 7.
     let ip: [u8; 10] = kernel(head + network as u64, 0)?;
     let (protocol, hops) = match ip[0] >> 4 {
@@ -133,10 +138,6 @@ pub fn rst_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u8)> 
         _ => return None,
     };
     if protocol != IPPROTO_TCP {
-        return None;
-    }
-    let flags: u8 = kernel(head + transport as u64, 13)?;
-    if flags & TCP_RST == 0 {
         return None;
     }
     Some((endpoints_of_skb(skb, offsets)?, hops))
