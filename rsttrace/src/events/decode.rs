@@ -252,6 +252,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_discarded_rst_has_its_outcome_and_drop_reason() {
+        let mut r = v4_record(RecordKind::RstReceived);
+        (r.reason, r.state, r.ttl) = (2, 10, 61);
+        r.flags = reset_flags::DISCARDED | reset_flags::HAS_TTL | reset_flags::HAS_SOCKET | reset_flags::HAS_STATE;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!("a reset") };
+        assert_eq!(e.outcome, Some(Outcome::HalfOpen));
+        assert_eq!(e.drop_reason, Some(DropReason::NotSpecified));
+        assert_eq!(e.state, Some(TcpState::Listen));
+        assert_eq!((e.path.ttl, e.count, e.interval_ms), (Some(61), 1, None));
+        // Without the flag the same bytes are a reset that ended a
+        // connection; `reason` is not read as a drop reason.
+        r.flags &= !reset_flags::DISCARDED;
+        let Event::Reset(e) = decoder().decode(&bytes(&r)).unwrap() else { panic!("a reset") };
+        assert_eq!((e.outcome, e.drop_reason), (Some(Outcome::Reset), None));
+        // A sent reset has no outcome.
+        let Event::Reset(e) = decoder().decode(&bytes(&v4_record(RecordKind::RstSent))).unwrap() else {
+            panic!("a reset")
+        };
+        assert_eq!(e.outcome, None);
+    }
+
+    #[test]
     fn decodes_a_stale_ack_collision_seen_by_kfree_skb() {
         let mut r = TimeWaitRecord::default();
         r.header.kind = RecordKind::TwCollision as u32;

@@ -441,6 +441,23 @@ mod tests {
     }
 
     #[test]
+    fn discard_reasons_are_those_of_tcp_receive_path() {
+        let mut names = crate::events::decode::tests::names();
+        names.drop_reasons.insert(130, DropReason::from_name("NETFILTER_DROP"));
+        names.drop_reasons.insert(41, DropReason::from_name("TCP_OLD_SEQUENCE"));
+        names.drop_reasons.insert(300, DropReason::from_name("TCP_BEYOND_THE_BITMAP"));
+        let words = discard_reasons(&names);
+        let config = ResetConfig { send_reset_has_reason: 1, _pad: 0, discard_reasons: words };
+        // NOT_SPECIFIED, NO_SOCKET, TCP_RESET, TCP_RFC7323_TW_PAWS, TCP_OLD_SEQUENCE.
+        for reason in [2, 3, 45, 90, 41] {
+            assert!(config.discards(reason), "{reason}");
+        }
+        for reason in [0, 1, 130, 255, 256, 300, u32::MAX] {
+            assert!(!config.discards(reason), "{reason}");
+        }
+    }
+
+    #[test]
     fn reset_reason_names_from_the_format_file() {
         let names = numeric_symbols(&fixture("6.18", "tcp", "tcp_send_reset"), "reason");
         assert_eq!(names.get(&1).map(String::as_str), Some("NO_SOCKET"));
