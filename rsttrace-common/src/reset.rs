@@ -126,3 +126,75 @@ impl ResetConfig {
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetConfig {}
+
+/// What makes resets "the same" for the storm table: resets that repeat with
+/// one key within an interval are counted in the kernel past the first
+/// `STORM_INDIVIDUAL`, instead of each crossing the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StormKey {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    /// One of the two ports is 0: the one that varies within a storm (the
+    /// peer's source port; this host's own, for connections it opened that
+    /// the peer refuses), kept per entry as `StormCount::port`.
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u16,
+    pub _pad: u16,
+    pub netns: u32,
+    /// The reset reason (sent), the drop reason (`DISCARDED`), or
+    /// `STORM_NO_REASON`.
+    pub reason: u32,
+    /// `RecordKind` (as u8).
+    pub kind: u8,
+    /// The socket's TCP state, or `STORM_NO_STATE`.
+    pub state: u8,
+    /// 1: discarded (received RSTs the kernel dropped).
+    pub discarded: u8,
+    /// The interval the key counts in: the daemon alternates 0 and 1
+    /// (`STORM_GENERATION`) and reads the other one's entries once no program
+    /// can still be updating them.
+    pub generation: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<StormKey>() == 52);
+
+/// `StormKey::reason` without a reason; `state` without a socket.
+pub const STORM_NO_REASON: u32 = u32::MAX;
+pub const STORM_NO_STATE: u8 = u8::MAX;
+
+/// One key's resets in one interval.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StormCount {
+    /// Resets seen with the key (atomic adds); the first `STORM_INDIVIDUAL`
+    /// were recorded one by one, the rest are only counted here.
+    pub seen: u64,
+    /// The first counted one's time, port (the one the key leaves 0) and
+    /// TTL (`STORM_HAS_TTL` in `flags`), written by the program that counted
+    /// it.
+    pub first_ns: u64,
+    pub port: u16,
+    pub ttl: u8,
+    pub flags: u8,
+    pub _pad: [u8; 4],
+}
+
+/// Resets per key and interval recorded one by one before counting starts.
+pub const STORM_INDIVIDUAL: u64 = 8;
+
+/// Keys the storm table holds per generation; a key that does not fit is
+/// recorded one by one (nothing is lost).
+pub const STORM_ENTRIES: u32 = 8192;
+
+/// How long one generation of the storm table counts.
+pub const STORM_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// `StormCount::flags`: `ttl` holds the first counted RST's TTL.
+pub const STORM_HAS_TTL: u8 = 1;
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for StormKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for StormCount {}

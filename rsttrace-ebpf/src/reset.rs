@@ -4,14 +4,18 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
     macros::{fentry, fexit, kprobe, map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
 };
 use rsttrace_common::{
     endpoints::AF_INET6,
+    endpoints::Endpoints,
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
-    reset::{DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, reset_flags},
+    reset::{
+        DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, STORM_ENTRIES, STORM_HAS_TTL,
+        STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags,
+    },
 };
 
 use crate::{
@@ -69,6 +73,13 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offsets: &KernelOffsets) {
     let Some((endpoints, ttl)) = read::rst_of_skb(skb, offsets) else { return };
+    let netns = if rx_sk != 0 { read::netns_of_sock(rx_sk, offsets) } else { read::netns_of_skb(skb, offsets) };
+    let mut key =
+        storm_key(&endpoints, netns.unwrap_or(0), reason, RecordKind::RstReceived, state.unwrap_or(STORM_NO_STATE));
+    key.discarded = 1;
+    if counted_in_storm(&mut key, endpoints.remote_port, TTL_KNOWN | ttl as u32) {
+        return;
+    }
     let Some(mut record) = Draft::<ResetRecord>::new() else { return };
     record.header =
         RecordHeader { kind: RecordKind::RstReceived as u32, _pad: 0, ktime_ns: unsafe { bpf_ktime_get_ns() } };
@@ -80,7 +91,6 @@ pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offset
         record.state = state;
         record.flags |= reset_flags::HAS_SOCKET | reset_flags::HAS_STATE;
     }
-    let netns = if rx_sk != 0 { read::netns_of_sock(rx_sk, offsets) } else { read::netns_of_skb(skb, offsets) };
     if let Some(netns) = netns {
         record.netns = netns;
         record.flags |= reset_flags::HAS_NETNS;
@@ -93,6 +103,9 @@ const TTL_KNOWN: u32 = 1 << 8;
 
 #[inline(always)]
 fn on_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
+    if storm_counts_reset(sk, skb, reason_or_ttl, kind) {
+        return 0;
+    }
     let Some(mut record) = Draft::<ResetRecord>::new() else { return 0 };
     match kind {
         RecordKind::RstSent if reason_or_ttl != NO_REASON => {
@@ -110,6 +123,120 @@ fn on_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
         Err(ReadError) => count(counter::READ_ERRORS),
     }
     0
+}
+
+/// Resets per key in the current and the previous interval (see
+/// `StormKey::generation`), per CPU: no atomics (Linux 5.10 has no fetching
+/// ones) and no cache line bouncing between CPUs. A key's value is only
+/// changed by one program (the key holds the record kind), which the kernel
+/// never runs nested on one CPU.
+#[map]
+static STORM: PerCpuHashMap<StormKey, StormCount> = PerCpuHashMap::with_max_entries(2 * STORM_ENTRIES, 0);
+
+/// The generation (0 or 1) the programs count in, flipped by the daemon.
+#[map]
+static STORM_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn storm_key(endpoints: &Endpoints, netns: u32, reason: u32, kind: RecordKind, state: u8) -> StormKey {
+    StormKey {
+        local_addr: endpoints.local_addr,
+        remote_addr: endpoints.remote_addr,
+        local_port: endpoints.local_port,
+        remote_port: 0,
+        family: endpoints.family,
+        _pad: 0,
+        netns,
+        reason,
+        kind: kind as u8,
+        state,
+        discarded: 0,
+        generation: 0,
+    }
+}
+
+/// Whether a reset is only counted: this CPU has already recorded
+/// `STORM_INDIVIDUAL` with its key in this interval. Decided before anything
+/// is reserved in the ring. Every call adds one to `seen`, so the daemon's
+/// count is exact. `ttl`: `TTL_KNOWN` and the TTL, or 0. (No `Option`
+/// arguments: the verifier refuses the unset payload of a `None` copied
+/// between registers, "!read_ok".)
+#[inline(always)]
+fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32) -> bool {
+    key.generation = STORM_GENERATION.get(0).copied().unwrap_or(0) as u8;
+    let Some(entry) = STORM.get_ptr_mut(*key) else {
+        let first = StormCount { seen: 1, ..Default::default() };
+        // A key that does not fit is recorded one by one: nothing is lost.
+        let _ = STORM.insert(*key, first, 0);
+        return false;
+    };
+    // SAFETY: this CPU's value of a live entry.
+    let entry = unsafe { &mut *entry };
+    let before = entry.seen;
+    entry.seen = before + 1;
+    if before < STORM_INDIVIDUAL {
+        return false;
+    }
+    if before == STORM_INDIVIDUAL {
+        entry.first_ns = unsafe { bpf_ktime_get_ns() };
+        entry.port = port;
+        if ttl & TTL_KNOWN != 0 {
+            entry.ttl = ttl as u8;
+            entry.flags = STORM_HAS_TTL;
+        }
+    }
+    true
+}
+
+/// The storm table's decision for a sent or received reset. Not counted:
+/// resets the daemon ties to other records one by one (sent from a socket
+/// just closed or in TIME_WAIT; received in the states where the kernel's
+/// own abort on data looks like a received reset).
+#[inline(always)]
+fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> bool {
+    let offsets = offsets();
+    // Plain values with sentinels from here: an `Option`'s unset payload
+    // spilled to the stack is refused by the verifier ("!read_ok").
+    let state = read::kernel::<u8>(sk, offsets.skc_state).unwrap_or(STORM_NO_STATE);
+    let s = state as u32;
+    let aggregated = match kind {
+        RecordKind::RstSent => s != offsets.state_close && s != offsets.state_time_wait,
+        _ => s == offsets.state_established || s == offsets.state_syn_sent,
+    };
+    if !aggregated {
+        return false;
+    }
+    let full_socket = state < 32 && offsets.minisock_state_mask & (1 << state) == 0;
+    // Unreadable: the record's own path counts the error. (Each branch
+    // returns: a merged `Option<Endpoints>` would copy the unset payload of
+    // `None`.)
+    let endpoints = if skb != 0 {
+        match read::endpoints_of_skb(skb, offsets) {
+            Some(e) => e,
+            None => return false,
+        }
+    } else if full_socket {
+        match read::endpoints_of_sock(sk, offsets) {
+            Ok(e) => e,
+            Err(_) => return false,
+        }
+    } else {
+        return false;
+    };
+    let netns = if sk != 0 { read::netns_of_sock(sk, offsets) } else { read::netns_of_skb(skb, offsets) }.unwrap_or(0);
+    let (reason, ttl) = match kind {
+        RecordKind::RstSent if reason_or_ttl != NO_REASON => (reason_or_ttl, 0),
+        RecordKind::RstReceived => (STORM_NO_REASON, reason_or_ttl),
+        _ => (STORM_NO_REASON, 0),
+    };
+    let mut key = storm_key(&endpoints, netns, reason, kind, state);
+    if kind == RecordKind::RstReceived && s == offsets.state_syn_sent {
+        // Connections this host opens, refused: per peer service, whatever
+        // this host's source port.
+        (key.local_port, key.remote_port) = (0, endpoints.remote_port);
+        return counted_in_storm(&mut key, endpoints.local_port, ttl);
+    }
+    counted_in_storm(&mut key, endpoints.remote_port, ttl)
 }
 
 /// No reset reason (before Linux 6.10).

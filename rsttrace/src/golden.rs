@@ -10,7 +10,7 @@ use std::{cell::RefCell, fmt::Write as _, io, path::PathBuf, rc::Rc, time::Syste
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     record::RecordKind,
-    reset::{ResetRecord, reset_flags},
+    reset::{ResetRecord, STORM_NO_REASON, STORM_NO_STATE, StormKey, reset_flags},
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 use serde::Serialize;
@@ -21,6 +21,7 @@ use crate::{
         correlate::{Correlator, Windows},
         decode::Decoder,
         decode::tests::record_bytes,
+        storm::Counted,
     },
     kernel::strategy::{Hook, Strategy},
     output::{
@@ -349,6 +350,28 @@ fn render() -> Rendered {
         if let Some(ms) = tick {
             reports.extend(correlator.tick(ms * MS));
         }
+    }
+    // Storms counted in the kernel past their first resets: a closed port
+    // hammered (sent, no socket) and the client's refused connections.
+    for (kind, local, remote, state, reason) in [
+        (RecordKind::RstSent, "10.77.0.2:9", "10.77.0.1:0", STORM_NO_STATE, 1),
+        (RecordKind::RstReceived, "10.77.0.1:0", "10.77.0.2:9", 2, STORM_NO_REASON),
+    ] {
+        let e = endpoints(local, remote);
+        let key = StormKey {
+            local_addr: e.local_addr,
+            remote_addr: e.remote_addr,
+            local_port: e.local_port,
+            remote_port: e.remote_port,
+            family: e.family,
+            netns: 4026532001,
+            reason,
+            kind: kind as u8,
+            state,
+            ..Default::default()
+        };
+        let counted = Counted { count: 2984, first_ns: 15_000 * MS, port: 59696, ttl: None };
+        reports.extend(correlator.push(decoder.storm(&key, &counted, 1099)));
     }
     reports.extend(correlator.finish(20_000 * MS));
     for report in &reports {

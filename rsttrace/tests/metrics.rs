@@ -192,15 +192,15 @@ fn resets_in_records(records: &support::Records, pair: &Pair) -> BTreeMap<ResetK
 }
 
 fn resets_in_prometheus(prometheus: &Prometheus, time: f64) -> BTreeMap<ResetKey, u64> {
-    prometheus
-        .query(r#"rsttrace_resets_total{port!="other"}"#, time)
-        .into_iter()
-        .fold(BTreeMap::new(), |mut resets, (labels, value)| {
+    prometheus.query(r#"rsttrace_resets_total{port!="other"}"#, time).into_iter().fold(
+        BTreeMap::new(),
+        |mut resets, (labels, value)| {
             // Series that differ in other labels (origin, outcome) add up.
             let key = ["direction", "reason", "state", "port"].map(|k| labels[k].clone());
             *resets.entry(key.into()).or_default() += value as u64;
             resets
-        })
+        },
+    )
 }
 
 fn key(direction: &str, reason: &str, state: &str, port: u16) -> ResetKey {

@@ -253,8 +253,9 @@ impl Correlator {
             let peer = (r.tuple.netns, r.tuple.local, r.tuple.remote.ip());
             let key = (peer, outcome, r.drop_reason.clone(), r.state.clone());
             let ktime_ns = r.ktime_ns;
+            let count = r.count;
             let entry = self.discarded.entry(key).or_insert(Reset { count: 0, ..r });
-            entry.count += 1;
+            entry.count += count;
             entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
             return Vec::new();
         }

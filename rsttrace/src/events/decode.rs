@@ -5,12 +5,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     record::{RecordHeader, RecordKind},
-    reset::{ResetRecord, reset_flags},
+    reset::{ResetRecord, STORM_NO_REASON, STORM_NO_STATE, StormKey, reset_flags},
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 
 use super::{
-    Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TimeWaitSegment, clock::Clock,
+    Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TimeWaitSegment,
+    clock::Clock, storm::Counted,
 };
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
@@ -145,6 +146,53 @@ impl Decoder {
             unit: None,
             netns_name: None,
         }
+    }
+}
+
+impl Decoder {
+    /// Resets the kernel counted under one storm table key in an interval:
+    /// one aggregated reset, the first counted one's time and peer port.
+    pub fn storm(&self, key: &StormKey, counted: &Counted, interval_ms: u64) -> Event {
+        let direction = if key.kind == RecordKind::RstSent as u8 { Direction::Sent } else { Direction::Received };
+        // The key leaves 0 the port that varies; the first counted one's.
+        let (local_port, remote_port) =
+            if key.local_port == 0 { (counted.port, key.remote_port) } else { (key.local_port, counted.port) };
+        let endpoints = Endpoints {
+            family: key.family,
+            local_port,
+            remote_port,
+            local_addr: key.local_addr,
+            remote_addr: key.remote_addr,
+            ..Default::default()
+        };
+        let state = (key.state != STORM_NO_STATE).then(|| self.names.tcp_state(u32::from(key.state)));
+        let known_reason = key.reason != STORM_NO_REASON;
+        let reason = (direction == Direction::Sent && known_reason).then(|| self.names.reset_reason(key.reason));
+        let drop_reason = (key.discarded != 0 && known_reason).then(|| self.names.drop_reason(key.reason));
+        let outcome = (direction == Direction::Received).then(|| match &drop_reason {
+            Some(reason) => Outcome::of_discard(reason, state.as_ref()),
+            None => Outcome::Reset,
+        });
+        Event::Reset(Reset {
+            direction,
+            time: self.clock.wall_time(counted.first_ns),
+            ktime_ns: counted.first_ns,
+            tuple: tuple(&endpoints, netns(key.netns)),
+            state,
+            reason,
+            idle_ms: None,
+            peer_silent_ms: None,
+            keepalive: None,
+            path: Path { ttl: counted.ttl, ..Default::default() },
+            process: None,
+            cgroup_id: None,
+            outcome,
+            drop_reason,
+            count: counted.count,
+            interval_ms: Some(interval_ms),
+            unit: None,
+            netns_name: None,
+        })
     }
 }
 

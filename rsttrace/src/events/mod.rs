@@ -7,6 +7,7 @@ pub mod correlate;
 pub mod decode;
 pub mod filter;
 pub mod idle_timeout;
+pub mod storm;
 
 use std::{net::SocketAddr, time::SystemTime};
 

@@ -127,6 +127,10 @@ pub struct RstSent<'a> {
     pub comm: Option<&'a str>,
     pub unit: Option<&'a str>,
     pub netns_name: Option<&'a str>,
+    /// RSTs this record stands for; more than 1 only for aggregated ones
+    /// (a storm), which have `interval_ms`.
+    pub count: u64,
+    pub interval_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -277,6 +281,8 @@ fn reset(r: &Reset) -> EventBody<'_> {
             comm: r.process.as_ref().map(|p| p.comm.as_str()),
             unit: r.unit.as_deref(),
             netns_name: r.netns_name.as_deref(),
+            count: r.count,
+            interval_ms: r.interval_ms,
         }),
         Direction::Received => EventBody::RstReceived(RstReceived {
             endpoints,
@@ -366,7 +372,7 @@ impl Summary {
     /// events.
     pub fn count(&mut self, report: &Report) {
         match report {
-            Report::Reset(r) if r.direction == Direction::Sent => self.counts.rst_sent += 1,
+            Report::Reset(r) if r.direction == Direction::Sent => self.counts.rst_sent += r.count,
             Report::Reset(r) => {
                 self.counts.rst_received += r.count;
                 *self.outcomes.entry(r.outcome.unwrap_or(Outcome::Reset)).or_default() += r.count;

@@ -146,9 +146,33 @@ fn reset_sentence(r: &Reset) -> String {
         return discarded_sentence(r, outcome);
     }
     let (local, remote) = (r.tuple.local, r.tuple.remote);
-    let mut s = match r.direction {
-        Direction::Sent => format!("{local} sent RST to {remote}"),
-        Direction::Received => format!("{local} received RST from {remote}"),
+    let mut s = match (r.direction, r.interval_ms) {
+        (Direction::Sent, None) => format!("{local} sent RST to {remote}"),
+        (Direction::Received, None) => format!("{local} received RST from {remote}"),
+        // Counted in the kernel during a storm.
+        (Direction::Sent, Some(ms)) => format!(
+            "{local} sent {} more RSTs to {} over {}, the first to port {}",
+            r.count,
+            remote.ip(),
+            human_duration(ms),
+            remote.port()
+        ),
+        // Refused connections: the peer's service is fixed, this host's
+        // source port varies.
+        (Direction::Received, Some(ms)) if r.state == Some(TcpState::SynSent) => format!(
+            "{} received {} more RSTs from {remote} over {}, the first on port {}",
+            local.ip(),
+            r.count,
+            human_duration(ms),
+            local.port()
+        ),
+        (Direction::Received, Some(ms)) => format!(
+            "{local} received {} more RSTs from {} over {}, the first from port {}",
+            r.count,
+            remote.ip(),
+            human_duration(ms),
+            remote.port()
+        ),
     };
     match &r.state {
         Some(state) => s += &format!(" in {state}"),

@@ -305,13 +305,34 @@ pub fn compare(
     let tuple_of = |r: &Value| {
         (r["local"].as_str().unwrap_or_default().to_string(), r["remote"].as_str().unwrap_or_default().to_string())
     };
-    let record_tally = |kind: &str| tally(records.of(kind, netns).into_iter().map(tuple_of));
-    let sent_packets = tally(kept.iter().filter(|p| p.outgoing).map(|p| p.tuple()));
-    let arrived_packets = tally(kept.iter().filter(|p| !p.outgoing).map(|p| p.tuple()));
-    let sent_records = record_tally("rst_sent");
-    // The RSTs that ended a connection, one record each.
-    let received_records =
-        tally(records.of("rst_received", netns).into_iter().filter(|r| r["outcome"] == "reset").map(tuple_of));
+    // A storm's resets counted in the kernel come as one record with
+    // `count` and the first one's ports: where a kind has such records, both
+    // sides are compared by address pair, counts added up.
+    // (Discarded RSTs are always aggregated, and compared below.)
+    let aggregated = |kind: &str| {
+        records
+            .of(kind, netns)
+            .iter()
+            .any(|r| r["interval_ms"].is_u64() && (kind == "rst_sent" || r["outcome"] == "reset"))
+    };
+    let by_addresses = |(local, remote): (String, String)| {
+        let ip = |a: String| a.parse::<SocketAddr>().map(|a| a.ip().to_string()).unwrap_or(a);
+        (ip(local), ip(remote))
+    };
+    let (coarse_sent, coarse_received) = (aggregated("rst_sent"), aggregated("rst_received"));
+    let key = move |coarse: bool, tuple: (String, String)| if coarse { by_addresses(tuple) } else { tuple };
+    let record_tally = |kind: &str, coarse: bool, keep: &dyn Fn(&Value) -> bool| {
+        let mut tally = Tally::new();
+        for r in records.of(kind, netns).into_iter().filter(|r| keep(r)) {
+            *tally.entry(key(coarse, tuple_of(r))).or_default() += r["count"].as_u64().unwrap_or(1) as usize;
+        }
+        tally
+    };
+    let sent_packets = tally(kept.iter().filter(|p| p.outgoing).map(|p| key(coarse_sent, p.tuple())));
+    let arrived_packets = tally(kept.iter().filter(|p| !p.outgoing).map(|p| key(coarse_received, p.tuple())));
+    let sent_records = record_tally("rst_sent", coarse_sent, &|_| true);
+    // The RSTs that ended a connection.
+    let received_records = record_tally("rst_received", coarse_received, &|r| r["outcome"] == "reset");
     let evidence = || {
         let captured: String = packets.iter().map(|p| format!("  {p}\n")).collect();
         format!("RSTs captured in {}:\n{captured}records there:\n{}", netns.name, records.dump(netns))

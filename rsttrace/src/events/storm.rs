@@ -1,0 +1,134 @@
+//! Resets the kernel counted instead of recording them one by one: past the
+//! first `STORM_INDIVIDUAL` per key and interval, the reset programs only
+//! count (see `StormKey`). Every interval the daemon switches the programs
+//! to the other generation of the table, and reads (and empties) the one
+//! that stopped counting an interval earlier, when no program can still be
+//! changing it.
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuHashMap},
+};
+use rsttrace_common::reset::{STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey};
+
+use super::{Event, decode::Decoder};
+
+/// One key's resets past the individual ones, summed over the CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub count: u64,
+    /// The earliest first counted reset of any CPU, and its port (the one
+    /// the key leaves 0) and TTL (when known).
+    pub first_ns: u64,
+    pub port: u16,
+    pub ttl: Option<u8>,
+}
+
+/// What one key's per-CPU values say: None when every reset was recorded
+/// one by one.
+pub fn counted(per_cpu: &[StormCount]) -> Option<Counted> {
+    let counted_on = |c: &StormCount| c.seen.saturating_sub(STORM_INDIVIDUAL);
+    let count: u64 = per_cpu.iter().map(counted_on).sum();
+    let first = per_cpu.iter().filter(|c| counted_on(c) > 0).min_by_key(|c| c.first_ns)?;
+    Some(Counted {
+        count,
+        first_ns: first.first_ns,
+        port: first.port,
+        ttl: (first.flags & rsttrace_common::reset::STORM_HAS_TTL != 0).then_some(first.ttl),
+    })
+}
+
+pub struct StormTable {
+    counts: PerCpuHashMap<MapData, StormKey, StormCount>,
+    generation: Array<MapData, u32>,
+    /// The generation the programs count in, and since when (monotonic ns).
+    active: u8,
+    since_ns: u64,
+    /// When the other generation stopped counting, and how long it counted.
+    resting_interval_ms: u64,
+}
+
+impl StormTable {
+    pub fn take(ebpf: &mut Ebpf, now_ns: u64) -> anyhow::Result<Self> {
+        let counts = PerCpuHashMap::try_from(ebpf.take_map("STORM").context("eBPF object has no STORM map")?)?;
+        let generation =
+            Array::try_from(ebpf.take_map("STORM_GENERATION").context("eBPF object has no STORM_GENERATION map")?)?;
+        Ok(StormTable { counts, generation, active: 0, since_ns: now_ns, resting_interval_ms: 0 })
+    }
+
+    /// Once per interval: the counts of the generation that has rested for
+    /// an interval, as events; then the programs count in it again.
+    pub fn tick(&mut self, now_ns: u64, decoder: &Decoder) -> Vec<Event> {
+        if now_ns.saturating_sub(self.since_ns) < STORM_INTERVAL_NS {
+            return Vec::new();
+        }
+        let resting = self.active ^ 1;
+        let events = self.drain(resting, self.resting_interval_ms, decoder);
+        self.switch(resting, now_ns);
+        events
+    }
+
+    /// At the end of a run: both generations. The programs are switched
+    /// away from the active one first; one still running on another CPU
+    /// finishes within microseconds, long before the table is read.
+    pub fn finish(&mut self, now_ns: u64, decoder: &Decoder) -> Vec<Event> {
+        let (active, counted_ms) = (self.active, now_ns.saturating_sub(self.since_ns) / 1_000_000);
+        let mut events = self.drain(active ^ 1, self.resting_interval_ms, decoder);
+        self.switch(active ^ 1, now_ns);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        events.extend(self.drain(active, counted_ms, decoder));
+        events
+    }
+
+    fn switch(&mut self, generation: u8, now_ns: u64) {
+        if let Err(e) = self.generation.set(0, u32::from(generation), 0) {
+            log::warn!("cannot switch the storm table's generation: {e}");
+            return;
+        }
+        self.resting_interval_ms = now_ns.saturating_sub(self.since_ns) / 1_000_000;
+        self.active = generation;
+        self.since_ns = now_ns;
+    }
+
+    fn drain(&mut self, generation: u8, interval_ms: u64, decoder: &Decoder) -> Vec<Event> {
+        let keys: Vec<StormKey> =
+            self.counts.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        let mut events = Vec::new();
+        for key in keys {
+            match self.counts.get(&key, 0) {
+                Ok(values) => {
+                    if let Some(c) = counted(&values) {
+                        events.push(decoder.storm(&key, &c, interval_ms));
+                    }
+                }
+                Err(e) => log::warn!("cannot read the storm table: {e}"),
+            }
+            if let Err(e) = self.counts.remove(&key) {
+                log::warn!("cannot empty the storm table: {e}");
+            }
+        }
+        events.sort_by_key(|e| match e {
+            Event::Reset(r) => r.ktime_ns,
+            _ => 0,
+        });
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(seen: u64, first_ns: u64, port: u16) -> StormCount {
+        StormCount { seen, first_ns, port, ..Default::default() }
+    }
+
+    #[test]
+    fn counts_past_the_individual_ones_on_every_cpu() {
+        assert_eq!(counted(&[cpu(STORM_INDIVIDUAL, 0, 0), cpu(3, 0, 0)]), None, "all recorded one by one");
+        let c = counted(&[cpu(STORM_INDIVIDUAL + 5, 900, 41000), cpu(STORM_INDIVIDUAL + 2, 700, 42000), cpu(1, 0, 0)])
+            .unwrap();
+        assert_eq!((c.count, c.first_ns, c.port, c.ttl), (7, 700, 42000, None), "the earliest first");
+    }
+}
