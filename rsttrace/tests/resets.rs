@@ -71,6 +71,62 @@ fn closed_port_ipv6() {
     closed_port("cp6", Pair::CLIENT_V6, Pair::SERVER_V6, "ipv6");
 }
 
+/// A storm: connections refused by the hundred within a second. Past the
+/// first resets of each CPU the kernel only counts them, and one record a
+/// second stands for the rest; the capture still equals the records' counts.
+fn refused_storm(label: &str, client_ip: &'static str, server_ip: &'static str) {
+    require_root();
+    const ATTEMPTS: usize = 400;
+    let traced = Traced::pair(label, &[]);
+    let pair = &traced.net;
+    pair.client.run("storm", move || {
+        for _ in 0..ATTEMPTS {
+            let err = TcpStream::connect_timeout(&addr(server_ip, CLOSED_PORT), Duration::from_secs(5)).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+            // Paced (0.4 s in all) for the capture, still well within one
+            // interval.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    // The storm table is read a second after its interval ends.
+    std::thread::sleep(Duration::from_millis(2500));
+    let observed = traced.stop();
+    let (pair, records) = (&observed.net, &observed.records);
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
+
+    let received = records.of("rst_received", &pair.client);
+    let counted: u64 = received.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, ATTEMPTS as u64, "every refusal counted once: {}", records.dump(&pair.client));
+    let storms: Vec<_> = received.iter().filter(|r| r["interval_ms"].is_u64()).collect();
+    assert!(!storms.is_empty(), "a storm's record: {}", records.dump(&pair.client));
+    assert!(received.len() < ATTEMPTS / 4, "counted in the kernel, not one record each: {} records", received.len());
+    for storm in storms {
+        assert_eq!(storm["state"], "SYN_SENT");
+        assert_eq!(storm["outcome"], "reset");
+        assert_eq!(storm["remote"], addr(server_ip, CLOSED_PORT).to_string(), "the refusing service");
+        assert!(storm["local"].as_str().unwrap().starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1]));
+        let interval = storm["interval_ms"].as_u64().unwrap();
+        assert!((500..=3000).contains(&interval), "about a second: {storm}");
+    }
+    if observed.sees_socketless_resets() {
+        let sent: u64 = records.of("rst_sent", &pair.server).iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        assert_eq!(sent, ATTEMPTS as u64, "{}", records.dump(&pair.server));
+    }
+}
+
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn refused_storm_ipv4() {
+    refused_storm("st4", Pair::CLIENT_V4, Pair::SERVER_V4);
+}
+
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn refused_storm_ipv6() {
+    refused_storm("st6", Pair::CLIENT_V6, Pair::SERVER_V6);
+}
+
 /// A listener on a free port of the server namespace.
 fn listen(pair: &Pair, server_ip: &'static str) -> TcpListener {
     pair.server.run("listener", move || TcpListener::bind(addr(server_ip, 0)).unwrap())

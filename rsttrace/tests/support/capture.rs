@@ -97,7 +97,8 @@ impl Capture {
         let file = std::env::temp_dir().join(format!("{}.pcap", netns.name));
         let _ = std::fs::remove_file(&file);
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &netns.name, "tcpdump", "-i", "any", "-n", "-U", "--immediate-mode"])
+            // A 32 MiB buffer: the storm tests send hundreds of RSTs at once.
+            .args(["netns", "exec", &netns.name, "tcpdump", "-i", "any", "-n", "-U", "--immediate-mode", "-B", "32768"])
             // Stay root: the file is ours, and the QEMU guests know no
             // tcpdump user to switch to.
             .args(["-Z", "root", "-w"])
@@ -371,12 +372,10 @@ pub fn compare(
 
     if discards_visible {
         // Every RST that arrived is accounted for: it ended a connection,
-        // was discarded (aggregated per peer address: counted), or killed a
-        // TIME_WAIT socket.
-        let peer = |(local, remote): (String, String)| {
-            let ip = remote.parse::<SocketAddr>().map(|a| a.ip().to_string()).unwrap_or(remote);
-            (local, ip)
-        };
+        // was discarded, or killed a TIME_WAIT socket.
+        // By address pair: aggregated records (discarded RSTs, storms) carry
+        // the ports of their first RST only.
+        let peer = by_addresses;
         let mut accounted = Tally::new();
         for r in records.of("rst_received", netns) {
             *accounted.entry(peer(tuple_of(r))).or_default() += r["count"].as_u64().unwrap_or(1) as usize;
