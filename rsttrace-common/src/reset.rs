@@ -185,8 +185,9 @@ pub struct StormCount {
 pub const STORM_INDIVIDUAL: u64 = 8;
 
 /// Keys the storm table holds per generation; a key that does not fit is
-/// recorded one by one (nothing is lost).
-pub const STORM_ENTRIES: u32 = 8192;
+/// recorded one by one (nothing is lost). Its values are per CPU and
+/// preallocated: 2 × 1024 × 32 bytes, 64 KiB of kernel memory per CPU.
+pub const STORM_ENTRIES: u32 = 1024;
 
 /// How long one generation of the storm table counts.
 pub const STORM_INTERVAL_NS: u64 = 1_000_000_000;
