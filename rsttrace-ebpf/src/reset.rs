@@ -192,7 +192,10 @@ fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32) -> bool {
 /// resets the daemon ties to other records one by one (sent from a socket
 /// just closed or in TIME_WAIT; received in the states where the kernel's
 /// own abort on data looks like a received reset).
-#[inline(always)]
+// A function of its own (a BPF-to-BPF call): inlined, its key and
+// endpoints would add to the stack of the program, whose frame plus
+// `fill`'s must stay within 512 bytes (Debian's 5.10 counted 704).
+#[inline(never)]
 fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> bool {
     let offsets = offsets();
     // Plain values with sentinels from here: an `Option`'s unset payload

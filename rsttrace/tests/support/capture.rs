@@ -359,7 +359,12 @@ pub fn compare(
         eprintln!(
             "skipped: RSTs sent from {} without their rst_sent record ({}): this kernel's tcp_send_reset misses resets sent without a full socket (before 6.10)",
             netns.name,
-            unreported.join(", ")
+            // A storm's would fill the screen.
+            if unreported.len() > 5 {
+                format!("{}, … {} more", unreported[..5].join(", "), unreported.len() - 5)
+            } else {
+                unreported.join(", ")
+            }
         );
     } else {
         assert!(
