@@ -66,8 +66,19 @@ enum Task {
     Bench(bench::Options),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // One line, without a backtrace (CI environments set RUST_BACKTRACE):
+    // the last lines of a failed run then say what failed.
+    match run_task(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     setup(&root)?;
