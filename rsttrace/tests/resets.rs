@@ -100,14 +100,17 @@ fn refused_storm(label: &str, client_ip: &'static str, server_ip: &'static str) 
     assert_eq!(counted, ATTEMPTS as u64, "every refusal counted once: {}", records.dump(&pair.client));
     let storms: Vec<_> = received.iter().filter(|r| r["interval_ms"].is_u64()).collect();
     assert!(!storms.is_empty(), "a storm's record: {}", records.dump(&pair.client));
-    assert!(received.len() < ATTEMPTS / 4, "counted in the kernel, not one record each: {} records", received.len());
+    // 8 records per CPU and second at most, one count per second: a slow
+    // guest spreading the storm over seconds still stays far below.
+    assert!(received.len() < ATTEMPTS / 2, "counted in the kernel, not one record each: {} records", received.len());
     for storm in storms {
         assert_eq!(storm["state"], "SYN_SENT");
         assert_eq!(storm["outcome"], "reset");
         assert_eq!(storm["remote"], addr(server_ip, CLOSED_PORT).to_string(), "the refusing service");
         assert!(storm["local"].as_str().unwrap().starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1]));
+        // About a second; the last one, read at the stop, counted until then.
         let interval = storm["interval_ms"].as_u64().unwrap();
-        assert!((500..=3000).contains(&interval), "about a second: {storm}");
+        assert!(interval <= 3000, "at most an interval and a half: {storm}");
     }
     if observed.sees_socketless_resets() {
         let sent: u64 = records.of("rst_sent", &pair.server).iter().map(|r| r["count"].as_u64().unwrap()).sum();
