@@ -1,6 +1,6 @@
-//! Segments the kernel frees as dropped (`kfree_skb`, Linux 6.11+, whose
-//! `rx_sk` names the socket that received them): RSTs it discarded without
-//! ending a connection, and what TIME_WAIT sockets did with SYNs and RSTs.
+//! Segments the kernel frees as dropped (`kfree_skb`): RSTs it discarded
+//! without ending a connection, and (Linux 6.11+, whose `rx_sk` names the
+//! socket that received them) what TIME_WAIT sockets did with SYNs and RSTs.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
@@ -18,6 +18,19 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> u32 {
         timewait::on_freed(rx_sk, skb, reason, offsets);
     } else if patched(&reset::RESET_CONFIG).discards(reason) {
         reset::on_discarded(skb, reason, rx_sk, state, offsets);
+    }
+    0
+}
+
+/// `kfree_skb(skb, location, reason)` (Linux 5.17 to 6.10): no receiving
+/// socket, so no TIME_WAIT handling and no state; the loader leaves the
+/// reasons that need the socket to be understood (NOT_SPECIFIED: a half-open
+/// connection's RST, or one at a TIME_WAIT socket) out of the bitmap.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb_without_socket(ctx: RawTracePointContext) -> u32 {
+    let (skb, reason) = (ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
+    if patched(&reset::RESET_CONFIG).discards(reason) {
+        reset::on_discarded(skb, reason, 0, None, offsets());
     }
     0
 }

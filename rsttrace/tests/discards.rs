@@ -17,7 +17,10 @@ use std::{
 use etherparse::PacketBuilder;
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{Arrivals, Sends, Traced, addr, connect_from, require_root, sees_discarded_resets};
+use support::{
+    Arrivals, Sends, Traced, addr, connect_from, require_root, sees_discarded_resets,
+    sees_discarded_resets_without_socket,
+};
 
 const SERVICE_PORT: u16 = 7003;
 const CLOSED_PORT: u16 = 9;
@@ -70,9 +73,11 @@ fn discarded_resets(label: &str, client_ip: &'static str, server_ip: &'static st
     require_root();
     let traced = Traced::pair(label, &[]);
     let pair = &traced.net;
-    if !sees_discarded_resets(&traced.daemon.ready) {
+    let full = sees_discarded_resets(&traced.daemon.ready);
+    let without_socket = sees_discarded_resets_without_socket(&traced.daemon.ready);
+    if !full && !without_socket {
         eprintln!(
-            "skipped: this kernel does not show the RSTs it discards (the ready record's limitations say so: Linux 6.11+)"
+            "skipped: this kernel does not show the RSTs it discards (the ready record's limitations say so: Linux 5.17+)"
         );
         return;
     }
@@ -124,16 +129,27 @@ fn discarded_resets(label: &str, client_ip: &'static str, server_ip: &'static st
     let counted = |found: &[&Value]| found.iter().map(|r| r["count"].as_u64().unwrap()).sum::<u64>();
     let dump = || records.dump(&pair.server);
 
-    let reset = find("reset", "ESTABLISHED".into());
-    assert_eq!(reset.len(), 1, "the exact RST ended the connection: {}", dump());
-    assert_eq!(reset[0]["drop_reason"], Value::Null);
-    assert_eq!(reset[0]["count"], 1);
-
     let no_socket = find("no_socket", Value::Null);
     assert_eq!(counted(&no_socket), 1, "{}", dump());
     assert_eq!(no_socket[0]["local"], addr(server_ip, CLOSED_PORT).to_string());
     assert_eq!(no_socket[0]["drop_reason"], "NO_SOCKET");
     assert_eq!(no_socket[0]["ttl"], 64, "the TTL the segment was sent with");
+    if !full {
+        // Measured on Debian's 6.1: the RSTs outside the window, at the
+        // listener and to the half-open connection are freed without a drop
+        // reason of TCP's own.
+        for r in &received {
+            assert!(r["outcome"] == "reset" || r["state"].is_null(), "no state before 6.11: {r}");
+        }
+        eprintln!(
+            "skipped: the RSTs this kernel discards without a socket in skb:kfree_skb (half-open, outside the window, at the listener) are not visible here (the ready record says so); only no_socket is checked"
+        );
+        return;
+    }
+    let reset = find("reset", "ESTABLISHED".into());
+    assert_eq!(reset.len(), 1, "the exact RST ended the connection: {}", dump());
+    assert_eq!(reset[0]["drop_reason"], Value::Null);
+    assert_eq!(reset[0]["count"], 1);
 
     let out_of_window = find("ignored", "ESTABLISHED".into());
     assert_eq!(counted(&out_of_window), 2, "outside the window and inside it but not exact: {}", dump());

@@ -45,8 +45,8 @@ struct Kernel {
     offsets: KernelOffsets,
     /// What the reset programs need to know.
     reset_config: ResetConfig,
-    /// `kfree_skb` names the socket that received the freed segment (6.11+).
-    kfree_skb_has_rx_sk: bool,
+    /// What `kfree_skb` says of a freed segment.
+    kfree_skb: FreedSegments,
     /// Parameter names of tcp_timewait_state_process.
     tw_process_params: Option<Vec<String>>,
     /// Whether fentry, fexit or kprobe programs can read what each origin
@@ -98,7 +98,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let send_reset_has_reason = send_reset_has_reason(&send_format);
     EventFormat::read(tracefs, "tcp", "tcp_receive_reset")?;
     let kfree_format = EventFormat::read(tracefs, "skb", "kfree_skb")?;
-    let kfree_skb_has_rx_sk = kfree_skb_has_rx_sk(&kfree_format);
+    let kfree_skb = FreedSegments::of(&kfree_format);
     if names.reset_reasons.is_empty() {
         names.reset_reasons = btf::typed(numeric_symbols(&send_format, "reason"), ResetReason::from_name);
     }
@@ -134,7 +134,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let reset_config = ResetConfig {
         send_reset_has_reason: send_reset_has_reason as u32,
         _pad: 0,
-        discard_reasons: discard_reasons(&names),
+        discard_reasons: discard_reasons(&names, kfree_skb),
     };
     // The programs read these functions' arguments by position.
     let expected: [(Hook, &[&str]); 3] = [
@@ -154,7 +154,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
             (hook, found)
         })
         .collect();
-    Ok(Kernel { names, offsets, reset_config, kfree_skb_has_rx_sk, tw_process_params, origin_hooks, limitations })
+    Ok(Kernel { names, offsets, reset_config, kfree_skb, tw_process_params, origin_hooks, limitations })
 }
 
 fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
@@ -176,11 +176,16 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     }
     // Linux 6.11+ tells which socket a freed segment was for: the RSTs the
     // kernel discards, and (tracepoint strategy) the TIME_WAIT socket's
-    // rejections and kills, become visible.
-    if kernel.kfree_skb_has_rx_sk {
+    // rejections and kills, become visible; 5.17+ at least why it was freed.
+    match kernel.kfree_skb {
+        FreedSegments::WithSocket => {}
+        FreedSegments::WithReason => limitations.push(DISCARDS_WITHOUT_SOCKET.to_string()),
+        FreedSegments::Unexplained => limitations.push(DISCARDS_UNSEEN.to_string()),
+    }
+    if kernel.kfree_skb != FreedSegments::Unexplained {
         raw_tracepoints.push(Hook::KfreeSkb);
-    } else {
-        limitations.push(DISCARDS_UNSEEN.to_string());
+    }
+    if kernel.kfree_skb != FreedSegments::WithSocket {
         if strategy == Strategy::Tracepoint {
             limitations.push(
                 "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
@@ -258,7 +263,12 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     // (Debian, Ubuntu) reserves to CAP_SYS_ADMIN.
     for hook in raw_tracepoints {
         let name = hook.tracepoint().expect("a raw tracepoint");
-        let program: &mut RawTracePoint = program_mut(&mut ebpf, name)?.try_into()?;
+        // One program per prototype, like the fexit programs.
+        let program = match hook {
+            Hook::KfreeSkb if kernel.kfree_skb == FreedSegments::WithReason => "kfree_skb_without_socket",
+            _ => name,
+        };
+        let program: &mut RawTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
         program.load().map_err(|e| anyhow!("the kernel refused the {name} program: {}", one_line(&e)))?;
         program.attach(name).map_err(|e| anyhow!("cannot attach to tracepoint {name}: {}", one_line(&e)))?;
         attached.push(hook);
@@ -369,14 +379,39 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
-/// The limitation of kernels before 6.11 (tests look for its start).
-pub const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 6.11 (no rx_sk in skb:kfree_skb): only outcome reset is seen";
+/// The limitations of kernels before 6.11 (tests look for their start).
+pub const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 5.17 (no drop reason in skb:kfree_skb): only outcome reset is seen";
+pub const DISCARDS_WITHOUT_SOCKET: &str = "received RSTs the kernel discards are reported without state before Linux 6.11 (no rx_sk in skb:kfree_skb), and only those it frees with a drop reason of TCP's own: to half-open connections and TIME_WAIT sockets never (NOT_SPECIFIED), and on Debian's 6.1 none but outcome no_socket";
 
-/// The drop reasons with which a freed RST is one TCP discarded.
-fn discard_reasons(names: &KernelNames) -> [u64; DISCARD_REASON_WORDS] {
+/// What the `kfree_skb` tracepoint tells of a freed segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FreedSegments {
+    /// Its drop reason and the socket that received it (Linux 6.11+).
+    WithSocket,
+    /// Its drop reason only (5.17 to 6.10).
+    WithReason,
+    /// Neither.
+    Unexplained,
+}
+
+impl FreedSegments {
+    fn of(format: &EventFormat) -> Self {
+        match (format.field("reason").is_some(), format.field("rx_sk").is_some()) {
+            (true, true) => FreedSegments::WithSocket,
+            (true, false) => FreedSegments::WithReason,
+            _ => FreedSegments::Unexplained,
+        }
+    }
+}
+
+/// The drop reasons with which a freed RST is one TCP discarded. Without
+/// the receiving socket, NOT_SPECIFIED says nothing (a half-open
+/// connection's RST, one at a TIME_WAIT socket, many other drops): left out.
+fn discard_reasons(names: &KernelNames, freed: FreedSegments) -> [u64; DISCARD_REASON_WORDS] {
     let mut words = [0u64; DISCARD_REASON_WORDS];
     for (&number, reason) in &names.drop_reasons {
-        if reason.is_tcp_discard() && (number as usize) < 64 * DISCARD_REASON_WORDS {
+        let needs_socket = *reason == DropReason::NotSpecified && freed != FreedSegments::WithSocket;
+        if reason.is_tcp_discard() && !needs_socket && (number as usize) < 64 * DISCARD_REASON_WORDS {
             words[number as usize / 64] |= 1 << (number % 64);
         }
     }
@@ -386,11 +421,6 @@ fn discard_reasons(names: &KernelNames) -> [u64; DISCARD_REASON_WORDS] {
 /// `tcp_send_reset(sk, skb, reason)` since Linux 6.10, `(sk, skb)` before.
 fn send_reset_has_reason(format: &EventFormat) -> bool {
     format.field("reason").is_some()
-}
-
-/// `kfree_skb(skb, location, reason, rx_sk)` since Linux 6.11.
-fn kfree_skb_has_rx_sk(format: &EventFormat) -> bool {
-    format.field("rx_sk").is_some()
 }
 
 /// `{ 1, "NO_SOCKET" }` pairs of a format's print_fmt, where numeric.
@@ -436,7 +466,13 @@ mod tests {
             ("7.3", true, true),
         ] {
             assert_eq!(send_reset_has_reason(&fixture(kernel, "tcp", "tcp_send_reset")), reason, "{kernel}");
-            assert_eq!(kfree_skb_has_rx_sk(&fixture(kernel, "skb", "kfree_skb")), rx_sk, "{kernel}");
+            let freed = FreedSegments::of(&fixture(kernel, "skb", "kfree_skb"));
+            let expected = match (kernel, rx_sk) {
+                ("5.10", _) => FreedSegments::Unexplained,
+                (_, true) => FreedSegments::WithSocket,
+                (_, false) => FreedSegments::WithReason,
+            };
+            assert_eq!(freed, expected, "{kernel}");
         }
     }
 
@@ -446,7 +482,14 @@ mod tests {
         names.drop_reasons.insert(130, DropReason::from_name("NETFILTER_DROP"));
         names.drop_reasons.insert(41, DropReason::from_name("TCP_OLD_SEQUENCE"));
         names.drop_reasons.insert(300, DropReason::from_name("TCP_BEYOND_THE_BITMAP"));
-        let words = discard_reasons(&names);
+        let without_socket = ResetConfig {
+            send_reset_has_reason: 0,
+            _pad: 0,
+            discard_reasons: discard_reasons(&names, FreedSegments::WithReason),
+        };
+        assert!(!without_socket.discards(2), "NOT_SPECIFIED needs the socket");
+        assert!(without_socket.discards(3) && without_socket.discards(45));
+        let words = discard_reasons(&names, FreedSegments::WithSocket);
         let config = ResetConfig { send_reset_has_reason: 1, _pad: 0, discard_reasons: words };
         // NOT_SPECIFIED, NO_SOCKET, TCP_RESET, TCP_RFC7323_TW_PAWS, TCP_OLD_SEQUENCE.
         for reason in [2, 3, 45, 90, 41] {

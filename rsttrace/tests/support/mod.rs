@@ -265,6 +265,11 @@ pub fn sees_discarded_resets(ready: &Value) -> bool {
     !limitations(ready).iter().any(|l| l.starts_with("received RSTs the kernel discards"))
 }
 
+/// Whether some of them are, without state (Linux 5.17 to 6.10).
+pub fn sees_discarded_resets_without_socket(ready: &Value) -> bool {
+    limitations(ready).iter().any(|l| l.starts_with("received RSTs the kernel discards are reported without state"))
+}
+
 fn sees_socketless_resets(ready: &Value) -> bool {
     !limitations(ready).iter().any(|l| l.contains("without a full socket"))
 }
