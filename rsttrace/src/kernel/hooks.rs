@@ -185,12 +185,10 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     if kernel.kfree_skb != FreedSegments::Unexplained {
         raw_tracepoints.push(Hook::KfreeSkb);
     }
-    if kernel.kfree_skb != FreedSegments::WithSocket {
-        if strategy == Strategy::Tracepoint {
-            limitations.push(
-                "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
-            );
-        }
+    if kernel.kfree_skb != FreedSegments::WithSocket && strategy == Strategy::Tracepoint {
+        limitations.push(
+            "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
+        );
     }
     if strategy != Strategy::Tracepoint && params.is_empty() {
         bail!("kernel BTF has no prototype of {TW_PROCESS}");
