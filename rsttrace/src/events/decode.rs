@@ -117,10 +117,8 @@ impl Decoder {
         let process = has(reset_flags::FROM_PROCESS).then(|| Process { pid: r.pid, comm: c_string(&r.comm) });
         let drop_reason =
             (direction == Direction::Received && has(reset_flags::DISCARDED)).then(|| self.names.drop_reason(r.reason));
-        let outcome = (direction == Direction::Received).then(|| match &drop_reason {
-            Some(reason) => Outcome::of_discard(reason, state.as_ref()),
-            None => Outcome::Reset,
-        });
+        let outcome =
+            (direction == Direction::Received).then(|| Outcome::of_received(drop_reason.as_ref(), state.as_ref()));
         Reset {
             direction,
             time: self.clock.wall_time(r.header.ktime_ns),
@@ -169,10 +167,8 @@ impl Decoder {
         let known_reason = key.reason != STORM_NO_REASON;
         let reason = (direction == Direction::Sent && known_reason).then(|| self.names.reset_reason(key.reason));
         let drop_reason = (key.discarded != 0 && known_reason).then(|| self.names.drop_reason(key.reason));
-        let outcome = (direction == Direction::Received).then(|| match &drop_reason {
-            Some(reason) => Outcome::of_discard(reason, state.as_ref()),
-            None => Outcome::Reset,
-        });
+        let outcome =
+            (direction == Direction::Received).then(|| Outcome::of_received(drop_reason.as_ref(), state.as_ref()));
         Event::Reset(Reset {
             direction,
             time: self.clock.wall_time(counted.first_ns),

@@ -116,6 +116,12 @@ impl Outcome {
         }
     }
 
+    /// A received RST's outcome: it ended a connection unless the kernel
+    /// freed it with a drop reason (`of_discard`).
+    pub fn of_received(drop_reason: Option<&DropReason>, state: Option<&TcpState>) -> Outcome {
+        drop_reason.map_or(Outcome::Reset, |reason| Outcome::of_discard(reason, state))
+    }
+
     /// A discarded RST's outcome, from its drop reason and the state of the
     /// socket that received it. Measured on 6.18: a half-open connection's
     /// RST is freed NOT_SPECIFIED at its listener; an RST to a listener
