@@ -153,7 +153,7 @@ pub struct StormKey {
     /// 1: discarded (received RSTs the kernel dropped).
     pub discarded: u8,
     /// The interval the key counts in: the daemon alternates 0 and 1
-    /// (`STORM_GENERATION`) and reads the other one's entries once no program
+    /// (`COUNT_GENERATION`) and reads the other one's entries once no program
     /// can still be updating them.
     pub generation: u8,
 }

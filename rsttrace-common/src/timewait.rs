@@ -181,3 +181,37 @@ unsafe impl aya::Pod for TimeWaitConfig {}
 /// TIME_WAIT lasts `TCP_TIMEWAIT_LEN` (60 s) after the last (re)schedule:
 /// older table entries no longer stand for a live socket.
 pub const TIME_WAIT_NS: u64 = 60_000_000_000;
+
+/// Accepted (harmless) reuse counted in the kernel instead of one ring
+/// record per connection: per network namespace, local endpoint and peer
+/// address (`endpoints.remote_port` is 0), as the daemon reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReuseKey {
+    pub endpoints: Endpoints,
+    pub netns: u32,
+    /// The interval the key counts in, as `StormKey::generation`: the
+    /// daemon alternates 0 and 1 (`COUNT_GENERATION`) and reads the other.
+    pub generation: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ReuseKey>() == 48);
+
+/// One key's accepted reuse in one interval, on one CPU: how many, and the
+/// first one's record, as the ring would have carried it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReuseCount {
+    pub count: u64,
+    pub first: TimeWaitRecord,
+}
+
+/// Keys the reuse table holds per generation; past it, accepted reuse goes
+/// through the ring one record each (nothing is lost). Values are per CPU
+/// and preallocated: 2 × 256 × 120 bytes, 60 KiB of kernel memory per CPU.
+pub const REUSE_ENTRIES: u32 = 256;
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ReuseKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ReuseCount {}

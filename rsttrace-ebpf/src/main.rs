@@ -12,7 +12,7 @@ mod timewait;
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+    maps::{Array, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -42,6 +42,16 @@ fn patched<T>(global: &'static T) -> &'static T {
 
 fn offsets() -> &'static KernelOffsets {
     patched(&KERNEL_OFFSETS)
+}
+
+/// The generation (0 or 1) the tables of counts (reset storms, accepted
+/// reuse) count in, flipped by the daemon, which reads the other one.
+#[map]
+static COUNT_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn generation() -> u32 {
+    COUNT_GENERATION.get(0).copied().unwrap_or(0)
 }
 
 fn count(slot: u32) {

@@ -1,6 +1,6 @@
 //! Reading kernel memory (sockets, packets) at run-time offsets.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
@@ -203,9 +203,14 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
         // The 40-byte maximum is always readable: headers sit in the linear
         // buffer, followed by at least the skb_shared_info. A failed read
         // leaves the options unknown, never "no timestamps".
-        match kernel::<[u8; MAX_OPTIONS_LEN]>(th, 20) {
-            Some(options) => segment.tsval = timestamp_tsval(&options, options_len),
-            None => segment.options_known = false,
+        // Read in place into zeroes: the parse reads the buffer at variable
+        // offsets, which the verifier allows only where every byte is known
+        // written, and a copy of a read result may leave bytes it skipped.
+        let mut options = [0u8; MAX_OPTIONS_LEN];
+        // SAFETY: a kernel address, read by the helper into a local buffer.
+        match unsafe { bpf_probe_read_kernel_buf((th + 20) as *const u8, &mut options) } {
+            Ok(()) => segment.tsval = timestamp_tsval(&options, options_len),
+            Err(_) => segment.options_known = false,
         }
     }
     Some(segment)

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
     macros::{fentry, fexit, kprobe, map, raw_tracepoint},
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
 };
 use rsttrace_common::{
@@ -133,10 +133,6 @@ fn on_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
 #[map]
 static STORM: PerCpuHashMap<StormKey, StormCount> = PerCpuHashMap::with_max_entries(2 * STORM_ENTRIES, 0);
 
-/// The generation (0 or 1) the programs count in, flipped by the daemon.
-#[map]
-static STORM_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
-
 #[inline(always)]
 fn storm_key(endpoints: &Endpoints, netns: u32, reason: u32, kind: RecordKind, state: u8) -> StormKey {
     StormKey {
@@ -163,7 +159,7 @@ fn storm_key(endpoints: &Endpoints, netns: u32, reason: u32, kind: RecordKind, s
 /// between registers, "!read_ok".)
 #[inline(always)]
 fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32) -> bool {
-    key.generation = STORM_GENERATION.get(0).copied().unwrap_or(0) as u8;
+    key.generation = crate::generation() as u8;
     let Some(entry) = STORM.get_ptr_mut(*key) else {
         let first = StormCount { seen: 1, ..Default::default() };
         // A key that does not fit is recorded one by one: nothing is lost.

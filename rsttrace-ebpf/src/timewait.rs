@@ -8,15 +8,15 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_func_arg, bpf_ktime_get_ns},
     macros::{fexit, kprobe, kretprobe, map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
     record::{RecordKind, counter},
     timewait::{
-        TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig, TimeWaitEntry, TimeWaitKey,
-        TimeWaitRecord, entry_flags, isn_after_time_wait, source, tw_flags,
+        REUSE_ENTRIES, ReuseCount, ReuseKey, TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig,
+        TimeWaitEntry, TimeWaitKey, TimeWaitRecord, entry_flags, isn_after_time_wait, source, tw_flags,
     },
 };
 
@@ -35,17 +35,89 @@ static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_
 
 const IPPROTO_TCP: u16 = 6;
 
-/// A zeroed record for `key`, in place in the ring buffer.
+/// A record for `key`, in place in the ring buffer.
 #[inline(always)]
 fn new_record(kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) -> Option<Draft<TimeWaitRecord>> {
     let mut record = Draft::<TimeWaitRecord>::new()?;
+    start(&mut record, kind, source, key, now);
+    Some(record)
+}
+
+/// What every TIME_WAIT record says first, in the ring or in the reuse
+/// table (whose slot may hold an earlier attempt: `flags` starts empty).
+#[inline(always)]
+fn start(record: &mut TimeWaitRecord, kind: RecordKind, source: u8, key: &TimeWaitKey, now: u64) {
     record.header.kind = kind as u32;
     record.header.ktime_ns = now;
     record.endpoints = key.endpoints;
     record.netns = key.netns;
     record.source = source;
     record.tw_status = TW_STATUS_UNKNOWN;
-    Some(record)
+    record.flags = 0;
+}
+
+/// Accepted reuse, per (namespace, local endpoint, peer address) and
+/// generation, per CPU: the daemon reports it aggregated per peer anyway,
+/// so past the first per key, CPU and interval a connection costs one
+/// lookup and an add instead of a ring record. Per CPU, no atomics: a
+/// value is changed only in softirq, which does not nest on a CPU.
+#[map]
+static REUSE: PerCpuHashMap<ReuseKey, ReuseCount> = PerCpuHashMap::with_max_entries(2 * REUSE_ENTRIES, 0);
+
+/// A new key's value, passed from the program's data rather than copied
+/// onto its 512-byte stack.
+static EMPTY_REUSE: ReuseCount = unsafe { core::mem::zeroed() };
+
+/// This CPU's count of accepted reuse under `key` in this interval, added
+/// to: a count of 1 is the first, whose record the caller writes into the
+/// table; null when the table is full (the reuse then takes a ring record
+/// of its own, as before the table).
+// A function of its own: its key stays off the callers' stacks.
+#[inline(never)]
+fn reuse_count(key: &TimeWaitKey) -> *mut ReuseCount {
+    let mut endpoints = key.endpoints;
+    endpoints.remote_port = 0;
+    let reuse_key = ReuseKey { endpoints, netns: key.netns, generation: crate::generation() };
+    let slot = match REUSE.get_ptr_mut(reuse_key) {
+        Some(slot) => slot,
+        None => {
+            if REUSE.insert(reuse_key, &EMPTY_REUSE, 0).is_err() {
+                return core::ptr::null_mut();
+            }
+            match REUSE.get_ptr_mut(reuse_key) {
+                Some(slot) => slot,
+                None => return core::ptr::null_mut(),
+            }
+        }
+    };
+    // SAFETY: this CPU's value of a live entry.
+    unsafe { (*slot).count += 1 };
+    slot
+}
+
+/// Where a record is written: the ring, or the reuse table's slot of the
+/// first accepted reuse under its key (null slot: the ring). None: it is
+/// not written (counted, or the ring is full and counted lost).
+#[inline(always)]
+fn destination(
+    slot: *mut ReuseCount,
+    kind: RecordKind,
+    source: u8,
+    key: &TimeWaitKey,
+    now: u64,
+) -> Option<(Option<Draft<TimeWaitRecord>>, *mut TimeWaitRecord)> {
+    if slot.is_null() {
+        let mut record = new_record(kind, source, key, now)?;
+        let target: *mut TimeWaitRecord = &mut *record;
+        return Some((Some(record), target));
+    }
+    // SAFETY: this CPU's value, as returned by `reuse_count`.
+    let slot = unsafe { &mut *slot };
+    if slot.count > 1 {
+        return None;
+    }
+    start(&mut slot.first, kind, source, key, now);
+    Some((None, &mut slot.first))
 }
 
 /// `inet_sock_set_state(sk, oldstate, newstate)`, a raw tracepoint: the
@@ -119,13 +191,12 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         && (config.isn_proves_accept == 0
             || read::kernel::<u32>(sk, offsets.tcp_snd_una)
                 .is_some_and(|snd_una| snd_una.wrapping_sub(1) == isn_after_time_wait(entry.snd_nxt)));
-    if !followup && !accepted {
-        return Ok(());
-    }
-    // A full ring was counted as lost.
-    let Some(mut record) = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now) else { return Ok(()) };
-    fill_from_entry(&mut record, &entry);
     if followup {
+        // A full ring was counted as lost.
+        let Some(mut record) = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now) else {
+            return Ok(());
+        };
+        fill_from_entry(&mut record, &entry);
         // The daemon ties the retry to the collision.
         record.marked_ns = entry.marked_ns;
         if entry.flags & entry_flags::KILLED != 0 {
@@ -134,10 +205,27 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         record.emit();
         return Ok(());
     }
-    // The kernel accepted a SYN on a TIME_WAIT 4-tuple (the only way a
-    // passive connection appears on it while the socket lives). The SYN's
-    // ISN is rcv_nxt - 1 of the new socket; its timestamps, as negotiated.
-    record.header.kind = RecordKind::TwCollision as u32;
+    if !accepted {
+        return Ok(());
+    }
+    let Some((draft, record)) = destination(reuse_count(&key), RecordKind::TwCollision, source::SET_STATE, &key, now)
+    else {
+        return Ok(());
+    };
+    // SAFETY: the ring's record or this CPU's table slot, each written only here.
+    fill_accepted(unsafe { &mut *record }, sk, &entry, offsets);
+    if let Some(draft) = draft {
+        draft.emit();
+    }
+    Ok(())
+}
+
+/// The kernel accepted a SYN on a TIME_WAIT 4-tuple (the only way a passive
+/// connection appears on it while the socket lives). The SYN's ISN is
+/// rcv_nxt - 1 of the new socket; its timestamps, as negotiated.
+#[inline(always)]
+fn fill_accepted(record: &mut TimeWaitRecord, sk: u64, entry: &TimeWaitEntry, offsets: &KernelOffsets) {
+    fill_from_entry(record, entry);
     record.segment_seq = read::kernel::<u32>(sk, offsets.tcp_rcv_nxt).unwrap_or(1).wrapping_sub(1);
     match timestamps_ok(sk, offsets) {
         Some(true) => {
@@ -149,8 +237,6 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         Some(false) => record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN,
         None => {}
     }
-    record.emit();
-    Ok(())
 }
 
 /// `tcp_sock.rx_opt.tstamp_ok`: the connection negotiated timestamps; None
@@ -287,22 +373,52 @@ pub fn on_segment(
     if !is_syn && !is_rst {
         return;
     }
-    let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) else {
-        count(counter::READ_ERRORS);
-        return;
-    };
     let config = patched(&TIME_WAIT_CONFIG);
     let accepted = is_syn && tw_status as u32 == config.tw_status_syn;
     if is_rst && rst_kills(tw, segment, offsets) != Some(true) {
         return;
     }
-    // Decided: the record is written from here on.
+    // Decided before anything is written: what no record can be without.
+    let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) else {
+        count(counter::READ_ERRORS);
+        return;
+    };
     let now = unsafe { bpf_ktime_get_ns() };
     let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
     let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
-    let Some(mut record) = new_record(kind, source, &key, now) else {
+    // Accepted: the kernel descheduled the TIME_WAIT socket and a new
+    // connection takes the 4-tuple. Nothing follows to correlate, and the
+    // table's entry goes when that connection is established.
+    let slot = if accepted { reuse_count(&key) } else { core::ptr::null_mut() };
+    let Some((draft, record)) = destination(slot, kind, source, &key, now) else {
         return;
     };
+    // SAFETY: the ring's record or this CPU's table slot, each written only here.
+    let entry = fill_segment(unsafe { &mut *record }, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
+    if !accepted {
+        mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
+    }
+    if let Some(draft) = draft {
+        draft.emit();
+    }
+}
+
+/// The segment and the TIME_WAIT socket `tw` it met, into a record begun by
+/// `start`; what cannot be read stays unknown. Returns the table's entry
+/// for the 4-tuple.
+// Inlined: BPF calls take at most five register arguments.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fill_segment(
+    record: &mut TimeWaitRecord,
+    tw: u64,
+    tw_rcv_nxt: u32,
+    segment: &Segment,
+    tw_status: u8,
+    drop_reason: Option<u32>,
+    key: &TimeWaitKey,
+    offsets: &KernelOffsets,
+) -> Option<*mut TimeWaitEntry> {
     record.segment_seq = segment.seq;
     record.tw_status = tw_status;
     if segment.options_known {
@@ -316,24 +432,23 @@ pub fn on_segment(
         record.drop_reason = reason;
         record.flags |= tw_flags::HAS_DROP_REASON;
     }
+    record.tw_rcv_nxt = tw_rcv_nxt;
+    record.flags |= tw_flags::TW_FIELDS;
     // Read straight into the record: the kretprobe's stack (with the
     // segment's) has no room for more (6.1's verifier: "combined stack size
-    // of 2 calls is 544").
-    record.tw_rcv_nxt = tw_rcv_nxt;
-    let (Some(ts_recent), Some(stamp)) =
+    // of 2 calls is 544"). Unreadable, the old connection's timestamps are
+    // unknown, not absent.
+    if let (Some(ts_recent), Some(stamp)) =
         (read::kernel::<u32>(tw, offsets.tw_ts_recent), read::kernel::<u32>(tw, offsets.tw_ts_recent_stamp))
-    else {
-        count(counter::READ_ERRORS);
-        return;
-    };
-    record.tw_ts_recent = ts_recent;
-    record.tw_ts_recent_stamp = stamp;
-    record.flags |= tw_flags::TW_FIELDS | tw_flags::TW_TIMESTAMPS_KNOWN;
-    // The kernel keeps ts_recent_stamp zero unless timestamps were used.
-    if stamp != 0 {
-        record.flags |= tw_flags::TW_TIMESTAMPS;
+    {
+        record.tw_ts_recent = ts_recent;
+        record.tw_ts_recent_stamp = stamp;
+        record.flags |= tw_flags::TW_TIMESTAMPS_KNOWN;
+        // The kernel keeps ts_recent_stamp zero unless timestamps were used.
+        if stamp != 0 {
+            record.flags |= tw_flags::TW_TIMESTAMPS;
+        }
     }
-
     let entry = TIME_WAIT.get_ptr_mut(key);
     if let Some(entry) = entry {
         // SAFETY: a valid map value pointer; racing updates only blur marks.
@@ -344,14 +459,7 @@ pub fn on_segment(
             record.flags |= tw_flags::ENTERED_KNOWN;
         }
     }
-    if accepted {
-        // The kernel descheduled the TIME_WAIT socket and a new connection
-        // takes the 4-tuple; nothing follows to correlate.
-        let _ = TIME_WAIT.remove(key);
-    } else {
-        mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
-    }
-    record.emit();
+    entry
 }
 
 /// Marks the 4-tuple as collided or killed, so the next connection on it is

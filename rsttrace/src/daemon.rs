@@ -17,7 +17,7 @@ use crate::{
         correlate::{Correlator, Report, Windows},
         decode::Decoder,
         filter::Filter,
-        storm::StormTable,
+        kernel_counts::KernelCounts,
     },
     kernel::hooks::Hooks,
     output::{
@@ -55,7 +55,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let ring = RingBuf::try_from(hooks.ebpf.take_map("EVENTS").context("eBPF object has no EVENTS map")?)?;
     let counters: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(hooks.ebpf.take_map("COUNTERS").context("eBPF object has no COUNTERS map")?)?;
-    let mut storm = StormTable::take(&mut hooks.ebpf, monotonic_ns())?;
+    let mut counted = KernelCounts::take(&mut hooks.ebpf, monotonic_ns())?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd (which owns the RingBuf) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -103,7 +103,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
                 // the tick collects what arrived in between.
                 decoder.clock.refresh();
                 drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
-                for event in storm.tick(monotonic_ns(), &decoder) {
+                for event in counted.tick(monotonic_ns(), &decoder) {
                     out.reports(correlator.push(event), &mut summary)?;
                 }
                 let reports = correlator.tick(monotonic_ns());
@@ -125,7 +125,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     // Records submitted before the stop are still in the ring, findings are
     // still held back: write them all.
     drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
-    for event in storm.finish(monotonic_ns(), &decoder) {
+    for event in counted.finish(monotonic_ns(), &decoder) {
         out.reports(correlator.push(event), &mut summary)?;
     }
     let reports = correlator.finish(monotonic_ns());

@@ -21,7 +21,7 @@ use crate::{
         correlate::{Correlator, Windows},
         decode::Decoder,
         decode::tests::record_bytes,
-        storm::Counted,
+        kernel_counts::Counted,
     },
     kernel::strategy::{Hook, Strategy},
     output::{

@@ -310,7 +310,7 @@ impl Correlator {
         if verdict == Verdict::Accepted {
             let interval_start = *self.interval_start.get_or_insert(t.ktime_ns);
             let peer = (t.tuple.netns, t.tuple.local, t.tuple.remote.ip());
-            let ktime_ns = t.ktime_ns;
+            let (ktime_ns, count) = (t.ktime_ns, t.count);
             let entry = self.accepted.entry(peer).or_insert_with(|| Collision {
                 event: t,
                 verdict,
@@ -319,19 +319,20 @@ impl Correlator {
                 count: 0,
                 interval_ms: None,
             });
-            entry.count += 1;
+            entry.count += count;
             entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
             return Vec::new();
         }
         if let Some(pending) = self.pending.get_mut(&t.tuple) {
             // Another SYN on the same TIME_WAIT socket: the peer retried
             // into it again.
-            pending.count += 1;
+            pending.count += t.count;
             return Vec::new();
         }
+        let count = t.count;
         self.pending.insert(
             t.tuple,
-            Collision { event: t, verdict, peer_rst: None, retry_delay_ms: None, count: 1, interval_ms: None },
+            Collision { event: t, verdict, peer_rst: None, retry_delay_ms: None, count, interval_ms: None },
         );
         Vec::new()
     }
@@ -441,6 +442,7 @@ pub(crate) mod tests {
             tw_age_ms: Some(50),
             tw_status: None,
             drop_reason: Some(DropReason::NotSpecified),
+            count: 1,
         }
     }
 

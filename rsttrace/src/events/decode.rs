@@ -11,7 +11,7 @@ use rsttrace_common::{
 
 use super::{
     Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TimeWaitSegment,
-    clock::Clock, storm::Counted,
+    clock::Clock, kernel_counts::Counted,
 };
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
@@ -92,6 +92,7 @@ impl Decoder {
             tw_age_ms: has(tw_flags::ENTERED_KNOWN).then(|| r.header.ktime_ns.saturating_sub(r.entered_ns) / 1_000_000),
             tw_status: (r.tw_status != TW_STATUS_UNKNOWN).then(|| self.names.tw_status(r.tw_status as u32)),
             drop_reason: has(tw_flags::HAS_DROP_REASON).then(|| self.names.drop_reason(r.drop_reason)),
+            count: 1,
         }
     }
 
@@ -148,6 +149,12 @@ impl Decoder {
 }
 
 impl Decoder {
+    /// Accepted reuse the kernel counted under one peer in an interval: the
+    /// first one's record, standing for `count`.
+    pub fn reuse(&self, first: &TimeWaitRecord, count: u64) -> Event {
+        Event::Collision(TimeWaitSegment { count, ..self.timewait(first) })
+    }
+
     /// Resets the kernel counted under one storm table key in an interval:
     /// one aggregated reset, the first counted one's time and peer port.
     pub fn storm(&self, key: &StormKey, counted: &Counted, interval_ms: u64) -> Event {

@@ -7,7 +7,7 @@ pub mod correlate;
 pub mod decode;
 pub mod filter;
 pub mod idle_timeout;
-pub mod storm;
+pub mod kernel_counts;
 
 use std::{net::SocketAddr, time::SystemTime};
 
@@ -36,6 +36,17 @@ pub enum Event {
     Killed(TimeWaitSegment),
     /// The first connection on a 4-tuple after a collision or kill.
     Followup(Followup),
+}
+
+impl Event {
+    /// When the kernel saw it (the first of those it stands for).
+    pub fn ktime_ns(&self) -> u64 {
+        match self {
+            Event::Reset(r) => r.ktime_ns,
+            Event::Collision(t) | Event::Killed(t) => t.ktime_ns,
+            Event::Followup(f) => f.ktime_ns,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -283,6 +294,9 @@ pub struct TimeWaitSegment {
     pub tw_status: Option<TwStatus>,
     /// Why the kernel freed the segment (kfree_skb).
     pub drop_reason: Option<DropReason>,
+    /// Segments this stands for: 1 from the ring; accepted reuse the kernel
+    /// counted (the first one's fields, the interval's count).
+    pub count: u64,
 }
 
 /// The first connection on a 4-tuple after a collision or kill.

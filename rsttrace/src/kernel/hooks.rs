@@ -161,18 +161,20 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     let mut limitations = kernel.limitations.clone();
     let mut raw_tracepoints = vec![Hook::InetSockSetState, Hook::TcpSendReset, Hook::TcpReceiveReset];
     let params = kernel.tw_process_params.as_deref().unwrap_or_default();
+    let isn_proves_accept = params.iter().any(|p| p == "tw_isn");
     let config = TimeWaitConfig {
-        // Without a hook on the verdict, the new connection is the evidence.
-        accepted_from_set_state: (strategy == Strategy::Tracepoint) as u32,
+        // Without a hook on the verdict, the new connection is the evidence,
+        // where its ISN proves a TIME_WAIT socket accepted its SYN: without
+        // that proof a connection whose TIME_WAIT socket tcp_max_tw_buckets
+        // refused would be reported as accepted reuse.
+        accepted_from_set_state: (strategy == Strategy::Tracepoint && isn_proves_accept) as u32,
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
         tw_status_syn: kernel.names.tw_status_number(&TwStatus::Syn).unwrap_or(ABSENT),
-        isn_proves_accept: params.iter().any(|p| p == "tw_isn") as u32,
+        isn_proves_accept: isn_proves_accept as u32,
         segments_from_kfree_skb: (strategy == Strategy::Tracepoint) as u32,
     };
-    if strategy == Strategy::Tracepoint && config.isn_proves_accept == 0 {
-        limitations.push(
-            "accepted reuse is inferred from a new connection on a 4-tuple that entered TIME_WAIT less than 60 s before; where tcp_max_tw_buckets refused the TIME_WAIT socket that inference is wrong on this kernel (its tcp_timewait_state_process passes no tw_isn: fexit and kprobe see the kernel's verdict)".to_string(),
-        );
+    if strategy == Strategy::Tracepoint && !isn_proves_accept {
+        limitations.push(ACCEPTED_REUSE_UNSEEN.to_string());
     }
     // Linux 6.11+ tells which socket a freed segment was for: the RSTs the
     // kernel discards, and (tracepoint strategy) the TIME_WAIT socket's
@@ -377,8 +379,11 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
+/// The tracepoint strategy before Linux 6.12 (Debian's 5.10 and 6.1).
+const ACCEPTED_REUSE_UNSEEN: &str = "accepted (harmless) TIME_WAIT reuse is not reported with the tracepoint strategy on this kernel: its tcp_timewait_state_process gives the new connection no ISN derived from the TIME_WAIT socket (no tw_isn), so nothing proves a TIME_WAIT socket accepted the SYN (tcp_max_tw_buckets may have refused it); fexit and kprobe see the kernel's verdict";
+
 /// The limitations of kernels before 6.11 (tests look for their start).
-pub const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 5.17 (no drop reason in skb:kfree_skb): only outcome reset is seen";
+const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 5.17 (no drop reason in skb:kfree_skb): only outcome reset is seen";
 pub const DISCARDS_WITHOUT_SOCKET: &str = "received RSTs the kernel discards are reported without state before Linux 6.11 (no rx_sk in skb:kfree_skb), and only those it frees with a drop reason of TCP's own: to half-open connections and TIME_WAIT sockets never (NOT_SPECIFIED), and on Debian's 6.1 none but outcome no_socket";
 
 /// What the `kfree_skb` tracepoint tells of a freed segment.

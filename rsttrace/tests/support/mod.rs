@@ -387,6 +387,16 @@ pub struct Observed<N: Namespaces> {
 }
 
 impl<N: Namespaces> Observed<N> {
+    /// Whether this strategy on this kernel reports accepted TIME_WAIT
+    /// reuse (tracepoints need the ISN proof of Linux 6.12+).
+    pub fn sees_accepted_reuse(&self) -> bool {
+        !limitations(&self.ready).iter().any(|l| l.starts_with("accepted (harmless) TIME_WAIT reuse is not reported"))
+    }
+
+    pub fn strategy(&self) -> &str {
+        self.ready["strategy"].as_str().unwrap_or_default()
+    }
+
     /// Whether the kernel traced resets sent without a full socket (6.10+).
     pub fn sees_socketless_resets(&self) -> bool {
         sees_socketless_resets(&self.ready)

@@ -1,16 +1,20 @@
-//! Resets the kernel counted instead of recording them one by one: past the
-//! first `STORM_INDIVIDUAL` per key and interval, the reset programs only
-//! count (see `StormKey`). Every interval the daemon switches the programs
-//! to the other generation of the table, and reads (and empties) the one
-//! that stopped counting an interval earlier, when no program can still be
-//! changing it.
+//! What the kernel counted instead of recording it one by one: reset
+//! storms (past the first `STORM_INDIVIDUAL` per key and interval, the
+//! reset programs only count, see `StormKey`) and accepted TIME_WAIT reuse
+//! (past the first per peer, CPU and interval, see `ReuseKey`). Every
+//! interval the daemon switches the programs to the other generation of
+//! both tables, and reads (and empties) the one that stopped counting an
+//! interval earlier, when no program can still be changing it.
 
 use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{Array, MapData, PerCpuHashMap},
 };
-use rsttrace_common::reset::{STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey};
+use rsttrace_common::{
+    reset::{STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey},
+    timewait::{ReuseCount, ReuseKey},
+};
 
 use super::{Event, decode::Decoder};
 
@@ -39,8 +43,16 @@ pub fn counted(per_cpu: &[StormCount]) -> Option<Counted> {
     })
 }
 
-pub struct StormTable {
-    counts: PerCpuHashMap<MapData, StormKey, StormCount>,
+/// One peer's accepted reuse in an interval, summed over the CPUs: the
+/// earliest first record and the count. None when no CPU counted any.
+pub fn reused(per_cpu: &[ReuseCount]) -> Option<(&ReuseCount, u64)> {
+    let first = per_cpu.iter().filter(|c| c.count > 0).min_by_key(|c| c.first.header.ktime_ns)?;
+    Some((first, per_cpu.iter().map(|c| c.count).sum()))
+}
+
+pub struct KernelCounts {
+    storms: PerCpuHashMap<MapData, StormKey, StormCount>,
+    reuse: PerCpuHashMap<MapData, ReuseKey, ReuseCount>,
     generation: Array<MapData, u32>,
     /// The generation the programs count in, and since when (monotonic ns).
     active: u8,
@@ -49,12 +61,13 @@ pub struct StormTable {
     resting_interval_ms: u64,
 }
 
-impl StormTable {
+impl KernelCounts {
     pub fn take(ebpf: &mut Ebpf, now_ns: u64) -> anyhow::Result<Self> {
-        let counts = PerCpuHashMap::try_from(ebpf.take_map("STORM").context("eBPF object has no STORM map")?)?;
-        let generation =
-            Array::try_from(ebpf.take_map("STORM_GENERATION").context("eBPF object has no STORM_GENERATION map")?)?;
-        Ok(StormTable { counts, generation, active: 0, since_ns: now_ns, resting_interval_ms: 0 })
+        let mut map = |name: &str| ebpf.take_map(name).with_context(|| format!("eBPF object has no {name} map"));
+        let storms = PerCpuHashMap::try_from(map("STORM")?)?;
+        let reuse = PerCpuHashMap::try_from(map("REUSE")?)?;
+        let generation = Array::try_from(map("COUNT_GENERATION")?)?;
+        Ok(KernelCounts { storms, reuse, generation, active: 0, since_ns: now_ns, resting_interval_ms: 0 })
     }
 
     /// Once per interval: the counts of the generation that has rested for
@@ -83,7 +96,7 @@ impl StormTable {
 
     fn switch(&mut self, generation: u8, now_ns: u64) {
         if let Err(e) = self.generation.set(0, u32::from(generation), 0) {
-            log::warn!("cannot switch the storm table's generation: {e}");
+            log::warn!("cannot switch the generation of the kernel's counts: {e}");
             return;
         }
         self.resting_interval_ms = now_ns.saturating_sub(self.since_ns) / 1_000_000;
@@ -92,11 +105,11 @@ impl StormTable {
     }
 
     fn drain(&mut self, generation: u8, interval_ms: u64, decoder: &Decoder) -> Vec<Event> {
-        let keys: Vec<StormKey> =
-            self.counts.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         let mut events = Vec::new();
+        let keys: Vec<StormKey> =
+            self.storms.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         for key in keys {
-            match self.counts.get(&key, 0) {
+            match self.storms.get(&key, 0) {
                 Ok(values) => {
                     if let Some(c) = counted(&values) {
                         events.push(decoder.storm(&key, &c, interval_ms));
@@ -104,14 +117,26 @@ impl StormTable {
                 }
                 Err(e) => log::warn!("cannot read the storm table: {e}"),
             }
-            if let Err(e) = self.counts.remove(&key) {
+            if let Err(e) = self.storms.remove(&key) {
                 log::warn!("cannot empty the storm table: {e}");
             }
         }
-        events.sort_by_key(|e| match e {
-            Event::Reset(r) => r.ktime_ns,
-            _ => 0,
-        });
+        let keys: Vec<ReuseKey> =
+            self.reuse.keys().filter_map(Result::ok).filter(|k| k.generation == u32::from(generation)).collect();
+        for key in keys {
+            match self.reuse.get(&key, 0) {
+                Ok(values) => {
+                    if let Some((first, count)) = reused(&values) {
+                        events.push(decoder.reuse(&first.first, count));
+                    }
+                }
+                Err(e) => log::warn!("cannot read the reuse table: {e}"),
+            }
+            if let Err(e) = self.reuse.remove(&key) {
+                log::warn!("cannot empty the reuse table: {e}");
+            }
+        }
+        events.sort_by_key(Event::ktime_ns);
         events
     }
 }
@@ -122,6 +147,20 @@ mod tests {
 
     fn cpu(seen: u64, first_ns: u64, port: u16) -> StormCount {
         StormCount { seen, first_ns, port, ..Default::default() }
+    }
+
+    fn reuse(count: u64, first_ns: u64) -> ReuseCount {
+        let mut r = ReuseCount { count, ..Default::default() };
+        r.first.header.ktime_ns = first_ns;
+        r
+    }
+
+    #[test]
+    fn reuse_sums_every_cpu_with_the_earliest_first() {
+        assert!(reused(&[reuse(0, 0), reuse(0, 0)]).is_none(), "no CPU counted");
+        let values = [reuse(4, 900), reuse(0, 0), reuse(2, 700)];
+        let (first, count) = reused(&values).unwrap();
+        assert_eq!((first.first.header.ktime_ns, count), (700, 6));
     }
 
     #[test]
