@@ -20,7 +20,7 @@ use rsttrace_common::{
 use super::{
     btf::{self, KernelTypes},
     names::{DropReason, KernelNames, ResetReason, TwStatus},
-    strategy::{Hook, Strategy, StrategyRequest, TW_PROCESS},
+    strategy::{Attach, Hook, Strategy, StrategyRequest, TW_PROCESS},
     tracefs::EventFormat,
 };
 use crate::error::one_line;
@@ -227,24 +227,22 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
             };
             let kernel_btf = kernel_btf.as_ref().expect("parsed for fexit");
             let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
-            fexit
-                .load(TW_PROCESS, kernel_btf)
-                .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", one_line(&e)))?;
-            fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", one_line(&e)))?;
-            attached.push(Hook::FexitTimewaitProcess);
+            let hook = Hook::FexitTimewaitProcess;
+            fexit.load(TW_PROCESS, kernel_btf).map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
+            fexit.attach().map_err(|e| anyhow!("cannot attach {hook}: {}", one_line(&e)))?;
+            attached.push(hook);
         }
         Strategy::Kprobe => {
             for (program, hook) in [
                 ("tw_process_entry", Hook::KprobeTimewaitProcess),
                 ("tw_process_return", Hook::KretprobeTimewaitProcess),
             ] {
-                let kind = hook.name().split('/').next().unwrap_or_default();
                 let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
-                probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", one_line(&e)))?;
+                probe.load().map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
                 probe.attach(TW_PROCESS, 0).map_err(|e| {
                     let hint = super::privileges::Privileges::inspect().kprobe_hint();
                     anyhow!(
-                        "cannot attach {kind}/{TW_PROCESS}: {}{}",
+                        "cannot attach {hook}: {}{}",
                         one_line(&e),
                         hint.map(|h| format!(" ({h})")).unwrap_or_default()
                     )
@@ -330,16 +328,20 @@ fn attach_tracing(
     function: &str,
     kernel_btf: &aya::Btf,
 ) -> Result<(), String> {
-    let refused = |e: &dyn std::error::Error| format!("the kernel refused {}: {}", hook.name(), one_line(e));
+    let refused = |e: &dyn std::error::Error| format!("the kernel refused {hook}: {}", one_line(e));
     let program = ebpf.program_mut(program).ok_or_else(|| format!("eBPF object has no program {program}"))?;
-    if hook.name().starts_with("fentry/") {
-        let fentry: &mut FEntry = program.try_into().map_err(|e| refused(&e))?;
-        fentry.load(function, kernel_btf).map_err(|e| refused(&e))?;
-        fentry.attach().map_err(|e| refused(&e))?;
-    } else {
-        let fexit: &mut FExit = program.try_into().map_err(|e| refused(&e))?;
-        fexit.load(function, kernel_btf).map_err(|e| refused(&e))?;
-        fexit.attach().map_err(|e| refused(&e))?;
+    match hook.attach() {
+        Attach::Fentry => {
+            let fentry: &mut FEntry = program.try_into().map_err(|e| refused(&e))?;
+            fentry.load(function, kernel_btf).map_err(|e| refused(&e))?;
+            fentry.attach().map_err(|e| refused(&e))?;
+        }
+        Attach::Fexit => {
+            let fexit: &mut FExit = program.try_into().map_err(|e| refused(&e))?;
+            fexit.load(function, kernel_btf).map_err(|e| refused(&e))?;
+            fexit.attach().map_err(|e| refused(&e))?;
+        }
+        other => unreachable!("{hook} is not a tracing hook ({other:?})"),
     }
     Ok(())
 }
