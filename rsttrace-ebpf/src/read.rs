@@ -5,7 +5,7 @@ use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
     reset::PeerTtl,
-    tcp_options::{MAX_OPTIONS_LEN, timestamp_tsval},
+    tcp_options::{self, MAX_OPTIONS_LEN},
 };
 
 /// A failed read: the record is dropped and counted.
@@ -198,15 +198,15 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
     e.local_port = u16::from_be_bytes([header[2], header[3]]);
     let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
     let options_len = ((header[12] >> 4) as usize * 4).saturating_sub(20);
-    let mut segment = Segment { endpoints: e, seq, flags: header[13], options_known: true, tsval: None };
-    if options_len > 0 {
-        // The 40-byte maximum is always readable: headers sit in the linear
-        // buffer, followed by at least the skb_shared_info. A failed read
-        // leaves the options unknown, never "no timestamps".
-        match kernel::<[u8; MAX_OPTIONS_LEN]>(th, 20) {
-            Some(options) => segment.tsval = timestamp_tsval(&options, options_len),
-            None => segment.options_known = false,
-        }
-    }
-    Some(segment)
+    // The 40-byte maximum is always readable: headers sit in the linear
+    // buffer, followed by at least the skb_shared_info. A failed read leaves
+    // the options unknown, never "no timestamps" (tcp_options::timestamp).
+    let timestamp = tcp_options::timestamp(options_len, || kernel::<[u8; MAX_OPTIONS_LEN]>(th, 20));
+    Some(Segment {
+        endpoints: e,
+        seq,
+        flags: header[13],
+        options_known: timestamp.known(),
+        tsval: timestamp.tsval(),
+    })
 }
