@@ -202,11 +202,5 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
     // buffer, followed by at least the skb_shared_info. A failed read leaves
     // the options unknown, never "no timestamps" (tcp_options::timestamp).
     let timestamp = tcp_options::timestamp(options_len, || kernel::<[u8; MAX_OPTIONS_LEN]>(th, 20));
-    Some(Segment {
-        endpoints: e,
-        seq,
-        flags: header[13],
-        options_known: timestamp.known(),
-        tsval: timestamp.tsval(),
-    })
+    Some(Segment { endpoints: e, seq, flags: header[13], options_known: timestamp.known(), tsval: timestamp.tsval() })
 }

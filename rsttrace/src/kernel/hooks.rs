@@ -491,7 +491,8 @@ mod tests {
             crate::error::one_line(&forced),
             "--strategy fexit is not available here: the kernel refused fexit/x: EPERM; try --strategy auto"
         );
-        let auto = LoadError::NoneLoads(vec![(Strategy::Fexit, refused("fexit/x")), (Strategy::Kprobe, refused("kprobe/x"))]);
+        let auto =
+            LoadError::NoneLoads(vec![(Strategy::Fexit, refused("fexit/x")), (Strategy::Kprobe, refused("kprobe/x"))]);
         assert_eq!(
             crate::error::one_line(&auto),
             "no hook strategy loads on this kernel: strategy fexit not available: the kernel refused fexit/x: EPERM; strategy kprobe not available: the kernel refused kprobe/x: EPERM"

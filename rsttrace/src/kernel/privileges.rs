@@ -91,14 +91,16 @@ impl Privileges {
             }
         }
         if let Some(dir) = self.unreadable_tracefs.first() {
-            missing.push((Capability::CAP_DAC_READ_SEARCH, format!("to read tracefs at {} (root's only)", dir.display())));
+            missing
+                .push((Capability::CAP_DAC_READ_SEARCH, format!("to read tracefs at {} (root's only)", dir.display())));
         }
         missing
     }
 
     /// Why kprobes cannot be attached here, when perf events are refused.
     pub fn kprobe_hint(&self) -> Option<String> {
-        let level = self.perf_event_paranoid.filter(|_| self.perf_events_refused && !self.has(Capability::CAP_SYS_ADMIN))?;
+        let level =
+            self.perf_event_paranoid.filter(|_| self.perf_events_refused && !self.has(Capability::CAP_SYS_ADMIN))?;
         Some(format!(
             "kprobes attach through perf events, which kernel.perf_event_paranoid={level} (Debian's and Ubuntu's kernels) reserves to CAP_SYS_ADMIN; set it to 2 with sysctl"
         ))
