@@ -65,7 +65,8 @@ for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
 
-# bpf-linker linked against Debian's LLVM (see ENVIRONMENT.md).
+# bpf-linker linked against Debian's LLVM: without LLVM_SYS_<ver>1_PREFIX it
+# links against /usr/lib and fails to build.
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 if ! "$cargo_bin/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   log "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_VERSION (about a minute)"

@@ -5,7 +5,7 @@ use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
     reset::PeerTtl,
-    tcp_options::{MAX_OPTIONS_LEN, timestamp_tsval},
+    tcp_options::{self, MAX_OPTIONS_LEN},
 };
 
 /// A failed read: the record is dropped and counted.
@@ -198,20 +198,12 @@ pub fn segment_at(th: u64, mut e: Endpoints) -> Option<Segment> {
     e.local_port = u16::from_be_bytes([header[2], header[3]]);
     let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
     let options_len = ((header[12] >> 4) as usize * 4).saturating_sub(20);
-    let mut segment = Segment { endpoints: e, seq, flags: header[13], options_known: true, tsval: None };
-    if options_len > 0 {
-        // The 40-byte maximum is always readable: headers sit in the linear
-        // buffer, followed by at least the skb_shared_info. A failed read
-        // leaves the options unknown, never "no timestamps".
-        // Read in place into zeroes: the parse reads the buffer at variable
-        // offsets, which the verifier allows only where every byte is known
-        // written, and a copy of a read result may leave bytes it skipped.
-        let mut options = [0u8; MAX_OPTIONS_LEN];
+    // The 40-byte maximum is always readable: headers sit in the linear
+    // buffer, followed by at least the skb_shared_info. A failed read leaves
+    // the options unknown, never "no timestamps" (tcp_options::timestamp).
+    let timestamp = tcp_options::timestamp(options_len, |options| {
         // SAFETY: a kernel address, read by the helper into a local buffer.
-        match unsafe { bpf_probe_read_kernel_buf((th + 20) as *const u8, &mut options) } {
-            Ok(()) => segment.tsval = timestamp_tsval(&options, options_len),
-            Err(_) => segment.options_known = false,
-        }
-    }
-    Some(segment)
+        unsafe { bpf_probe_read_kernel_buf((th + 20) as *const u8, options) }.is_ok()
+    });
+    Some(Segment { endpoints: e, seq, flags: header[13], options_known: timestamp.known(), tsval: timestamp.tsval() })
 }

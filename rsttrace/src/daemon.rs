@@ -1,4 +1,5 @@
-//! The run loop: read the ring buffer as records arrive, decode, filter,
+//! The run loop: read the ring buffer as records arrive (and the kernel's
+//! counts every second), decode, correlate, count, filter, name the owners,
 //! write; stop on SIGINT/SIGTERM or --duration and write the summary.
 
 use std::time::{Duration, Instant};

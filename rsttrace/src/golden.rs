@@ -433,3 +433,25 @@ fn output_is_byte_for_byte_the_contract() {
         assert_eq!(*text, expected, "{name}");
     }
 }
+
+/// docs/output.md's journal section lists, per kind, exactly the fields the
+/// rule (every JSON key upper-cased) gives the rendered records.
+#[test]
+fn the_contract_lists_every_journal_field() {
+    let contract = include_str!("../../docs/output.md");
+    let section = contract.split("\n## Journal\n").nth(1).expect("docs/output.md has a Journal section");
+    let section = section.split("\n## ").next().unwrap();
+    let listed = |kind: &str| -> Option<String> {
+        let row = section.lines().find(|l| l.trim_start().starts_with(&format!("| `{kind}` |")))?;
+        Some(row.trim().trim_end_matches('|').rsplit('|').next().unwrap().replace('`', "").trim().to_string())
+    };
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in render().json.lines() {
+        let serde_json::Value::Object(record) = serde_json::from_str(line).unwrap() else { panic!("{line}") };
+        let kind = record["kind"].as_str().unwrap().to_string();
+        let fields = record.keys().map(|k| k.to_ascii_uppercase()).collect::<Vec<_>>().join(", ");
+        assert_eq!(listed(&kind).as_deref(), Some(fields.as_str()), "docs/output.md, Journal, fields of {kind}");
+        kinds.insert(kind);
+    }
+    assert_eq!(kinds.len(), 7, "the golden set has every kind: {kinds:?}");
+}

@@ -1,8 +1,12 @@
-//! Resets sent and received, against the real kernel, in network namespaces
-//! (../shared/SCENARIOS.md §3). Each test starts its own rsttrace and looks
-//! only at records from its own namespaces, so tests can run in parallel;
-//! a capture of the same namespaces is the ground truth the records are
-//! compared with.
+//! Resets sent and received, against the real kernel, in network namespaces:
+//! connects to a closed port (`NO_SOCKET`; one, and a storm of them), an
+//! abortive close with `SO_LINGER` 0 and a close with unread data (the
+//! closing process named), data arriving after a `shutdown()`
+//! (`TCP_ABORT_ON_DATA` sent, no reset received), IPv4 and IPv6; and the
+//! run itself (filters, summary, `--duration`). Each test starts its own
+//! rsttrace and looks only at records from its own namespaces, so tests can
+//! run in parallel; a capture of the same namespaces is the ground truth the
+//! records are compared with.
 
 mod support;
 

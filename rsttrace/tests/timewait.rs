@@ -1,8 +1,10 @@
-//! Reused-port SYNs meeting TIME_WAIT sockets, against the real kernel
-//! (../shared/SCENARIOS.md §1): a "load balancer" namespace reconnects from
-//! the port it just used to a server that closed first and holds the old
-//! connection in TIME_WAIT. A capture of the same namespaces is the ground
-//! truth for the resets.
+//! Reused-port SYNs meeting TIME_WAIT sockets, against the real kernel: a
+//! "load balancer" namespace reconnects from the port it just used to a
+//! server that closed first and holds the old connection in TIME_WAIT.
+//! Without TCP timestamps on the client and with its new ISN below the old
+//! connection's `rcv_nxt`, the TIME_WAIT socket answers the SYN with a stale
+//! ACK, the client resets and retries; with timestamps the SYN is accepted.
+//! A capture of the same namespaces is the ground truth for the resets.
 
 mod support;
 

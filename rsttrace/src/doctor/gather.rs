@@ -9,7 +9,7 @@ use crate::{
     error,
     kernel::{
         btf::KernelTypes,
-        hooks,
+        hooks::{self, LoadError},
         privileges::Privileges,
         strategy::{Strategy, StrategyRequest},
         tracefs,
@@ -21,7 +21,7 @@ pub fn report(options: &DoctorOptions) -> Report {
     let privileges = Privileges::inspect();
     let privileges_problem = privileges.result().err().map(|e| e.to_string());
     let btf = options.btf.clone();
-    let btf_problem = KernelTypes::open(&btf).err().map(|e| one_line(&e));
+    let btf_problem = KernelTypes::open(&btf).err().map(|e| error::one_line(e.as_ref()));
     let was_mounted = tracefs_mounted();
     let tracefs = match privileges.unreadable_tracefs.first() {
         // Mounted but closed to this process: trying to mount another
@@ -29,7 +29,7 @@ pub fn report(options: &DoctorOptions) -> Report {
         Some(dir) if options.tracefs.as_deref().is_none_or(|d| d == dir) => {
             Err(format!("{} is mounted but this process cannot read it (needs CAP_DAC_READ_SEARCH)", dir.display()))
         }
-        _ => tracefs::locate(options.tracefs.as_deref()).map_err(|e| one_line(&e)),
+        _ => tracefs::locate(options.tracefs.as_deref()).map_err(|e| error::one_line(e.as_ref())),
     };
     let mounted_tracefs = tracefs.is_ok() && options.tracefs.is_none() && !was_mounted;
 
@@ -47,7 +47,7 @@ pub fn report(options: &DoctorOptions) -> Report {
         .map(|&strategy| {
             let outcome = match (prerequisite, &tracefs) {
                 (None, Ok(dir)) => {
-                    hooks::load(dir, &btf, StrategyRequest::Only(strategy)).map(drop).map_err(|e| refusal(strategy, &e))
+                    hooks::load(dir, &btf, StrategyRequest::Only(strategy)).map(drop).map_err(|e| refusal(&e))
                 }
                 _ => Err(format!("not tried: {} missing (see above)", prerequisite.unwrap_or("tracefs"))),
             };
@@ -77,18 +77,13 @@ pub fn report(options: &DoctorOptions) -> Report {
     }
 }
 
-/// An error on one line, as rsttrace prints errors.
-fn one_line(e: &anyhow::Error) -> String {
-    error::one_line(e.as_ref())
-}
-
-/// hooks::load's reason for refusing a forced strategy, without the advice
-/// meant for `--strategy` users.
-fn refusal(strategy: Strategy, e: &anyhow::Error) -> String {
-    let message = one_line(e);
-    let prefix = format!("--strategy {} is not available here: ", strategy.as_str());
-    let message = message.strip_prefix(&prefix).unwrap_or(&message);
-    message.strip_suffix("; try --strategy auto").unwrap_or(message).to_string()
+/// Why hooks::load refused a strategy, without the advice its message has
+/// for `--strategy` users.
+fn refusal(e: &LoadError) -> String {
+    match e {
+        LoadError::Refused(_, why) | LoadError::Kernel(why) => error::one_line(why.as_ref()),
+        LoadError::NoneLoads(_) => error::one_line(e),
+    }
 }
 
 /// Whether any usual tracefs mount point already shows its events.
@@ -125,10 +120,9 @@ mod tests {
 
     #[test]
     fn a_forced_strategy_refusal_loses_its_advice() {
-        let e = anyhow::anyhow!(
-            "--strategy fexit is not available here: the kernel refused fexit/x: EPERM; try --strategy auto"
-        );
-        assert_eq!(refusal(Strategy::Fexit, &e), "the kernel refused fexit/x: EPERM");
-        assert_eq!(refusal(Strategy::Kprobe, &anyhow::anyhow!("other")), "other");
+        let e = LoadError::Refused(Strategy::Fexit, anyhow::anyhow!("the kernel refused fexit/x: EPERM"));
+        assert!(error::one_line(&e).ends_with("; try --strategy auto"));
+        assert_eq!(refusal(&e), "the kernel refused fexit/x: EPERM");
+        assert_eq!(refusal(&LoadError::Kernel(anyhow::anyhow!("other"))), "other");
     }
 }

@@ -4,13 +4,14 @@
 
 use std::fmt::Write as _;
 
+use caps::Capability;
 use serde::{Serialize, Serializer};
 
 use super::{
     Netns, Report,
     explain::{Counter, Sysctl},
 };
-use crate::kernel::strategy::Strategy;
+use crate::kernel::{privileges::CAPABILITIES, strategy::Strategy};
 
 const NETNS_NOTE: &str = "sysctls, TIME_WAIT sockets and counters are per network namespace: these are this one's; for a container's or another namespace's, run `ip netns exec NAME rsttrace doctor` or `nsenter --net=/proc/PID/ns/net rsttrace doctor`";
 
@@ -23,9 +24,11 @@ pub fn text(report: &Report) -> String {
         "\nCan rsttrace run here: {}",
         if report.can_run() { "yes" } else { "no (fix the lines marked NO)" }
     );
-    let held: Vec<&str> = report.privileges.capabilities.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+    let held: Vec<String> =
+        report.privileges.capabilities.iter().filter(|(_, on)| *on).map(|(cap, _)| cap.to_string()).collect();
     let held = if held.is_empty() {
-        "none of CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN".to_string()
+        let all: Vec<String> = CAPABILITIES.iter().map(ToString::to_string).collect();
+        format!("none of {}", all.join(", "))
     } else {
         held.join(", ")
     };
@@ -192,7 +195,7 @@ struct PrivilegesJson<'a> {
     uid: u32,
     /// `{"CAP_BPF": true, …}` in the order Privileges lists them.
     #[serde(serialize_with = "as_map")]
-    capabilities: &'a [(&'static str, bool)],
+    capabilities: &'a [(Capability, bool)],
     perf_event_paranoid: Option<i32>,
     problem: Option<&'a str>,
 }
@@ -235,8 +238,8 @@ struct StrategyJson<'a> {
     reason: Option<&'a str>,
 }
 
-fn as_map<S: Serializer>(pairs: &&[(&'static str, bool)], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(pairs.iter().map(|(name, on)| (name, on)))
+fn as_map<S: Serializer>(pairs: &&[(Capability, bool)], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(cap, on)| (cap.to_string(), on)))
 }
 
 #[cfg(test)]
@@ -281,10 +284,10 @@ mod tests {
             privileges: Privileges {
                 uid: 0,
                 capabilities: vec![
-                    ("CAP_BPF", true),
-                    ("CAP_PERFMON", true),
-                    ("CAP_DAC_READ_SEARCH", true),
-                    ("CAP_SYS_ADMIN", false),
+                    (Capability::CAP_BPF, true),
+                    (Capability::CAP_PERFMON, true),
+                    (Capability::CAP_DAC_READ_SEARCH, true),
+                    (Capability::CAP_SYS_ADMIN, false),
                 ],
                 unreadable_tracefs: vec![],
                 perf_event_paranoid: Some(2),
@@ -319,10 +322,10 @@ mod tests {
             privileges: Privileges {
                 uid: 1000,
                 capabilities: vec![
-                    ("CAP_BPF", false),
-                    ("CAP_PERFMON", false),
-                    ("CAP_DAC_READ_SEARCH", false),
-                    ("CAP_SYS_ADMIN", false),
+                    (Capability::CAP_BPF, false),
+                    (Capability::CAP_PERFMON, false),
+                    (Capability::CAP_DAC_READ_SEARCH, false),
+                    (Capability::CAP_SYS_ADMIN, false),
                 ],
                 unreadable_tracefs: vec![],
                 perf_event_paranoid: None,

@@ -20,7 +20,7 @@ use rsttrace_common::{
 use super::{
     btf::{self, KernelTypes},
     names::{DropReason, KernelNames, ResetReason, TwStatus},
-    strategy::{Hook, Strategy, StrategyRequest, TW_PROCESS},
+    strategy::{Attach, Hook, Strategy, StrategyRequest, TW_PROCESS},
     tracefs::EventFormat,
 };
 use crate::error::one_line;
@@ -55,27 +55,66 @@ struct Kernel {
     limitations: Vec<String>,
 }
 
+/// Why `load` attached nothing. Callers that explain it (doctor) match on
+/// the variant; its text is the one line rsttrace prints.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The kernel's BTF or tracefs could not be read: no strategy was tried.
+    Kernel(anyhow::Error),
+    /// The one strategy asked for (`--strategy fexit` …) was refused, and why.
+    Refused(Strategy, anyhow::Error),
+    /// `--strategy auto`: every strategy was refused, in the order tried.
+    NoneLoads(Vec<(Strategy, anyhow::Error)>),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Kernel(e) => write!(f, "{e}"),
+            LoadError::Refused(strategy, why) => {
+                write!(f, "--strategy {} is not available here: {why:#}; try --strategy auto", strategy.as_str())
+            }
+            LoadError::NoneLoads(refusals) => {
+                f.write_str("no hook strategy loads on this kernel: ")?;
+                for (i, (strategy, why)) in refusals.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { "; " };
+                    write!(f, "{separator}strategy {} not available: {why:#}", strategy.as_str())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // What the kernel's error was caused by, as if it came alone.
+            LoadError::Kernel(e) => e.source(),
+            LoadError::Refused(..) | LoadError::NoneLoads(_) => None,
+        }
+    }
+}
+
 /// Loads and attaches everything with the first strategy of `requested`
 /// this kernel accepts.
-pub fn load(tracefs: &Path, btf: &Path, requested: StrategyRequest) -> anyhow::Result<Hooks> {
-    let kernel = inspect(tracefs, btf)?;
+pub fn load(tracefs: &Path, btf: &Path, requested: StrategyRequest) -> Result<Hooks, LoadError> {
+    let kernel = inspect(tracefs, btf).map_err(LoadError::Kernel)?;
     let forced = requested != StrategyRequest::Auto;
-    let mut refusals = Vec::new();
+    let mut refusals: Vec<(Strategy, anyhow::Error)> = Vec::new();
     for strategy in requested.candidates() {
         match load_strategy(strategy, &kernel, btf) {
             Ok(hooks) => {
-                for refusal in refusals {
-                    log::info!("{refusal}");
+                for (strategy, why) in refusals {
+                    log::info!("strategy {} not available: {why:#}", strategy.as_str());
                 }
                 return Ok(hooks);
             }
-            Err(e) if forced => {
-                bail!("--strategy {} is not available here: {e:#}; try --strategy auto", strategy.as_str())
-            }
-            Err(e) => refusals.push(format!("strategy {} not available: {e:#}", strategy.as_str())),
+            Err(why) if forced => return Err(LoadError::Refused(strategy, why)),
+            Err(why) => refusals.push((strategy, why)),
         }
     }
-    bail!("no hook strategy loads on this kernel: {}", refusals.join("; "))
+    Err(LoadError::NoneLoads(refusals))
 }
 
 fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
@@ -229,24 +268,22 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
             };
             let kernel_btf = kernel_btf.as_ref().expect("parsed for fexit");
             let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
-            fexit
-                .load(TW_PROCESS, kernel_btf)
-                .map_err(|e| anyhow!("the kernel refused fexit/{TW_PROCESS}: {}", one_line(&e)))?;
-            fexit.attach().map_err(|e| anyhow!("cannot attach fexit/{TW_PROCESS}: {}", one_line(&e)))?;
-            attached.push(Hook::FexitTimewaitProcess);
+            let hook = Hook::FexitTimewaitProcess;
+            fexit.load(TW_PROCESS, kernel_btf).map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
+            fexit.attach().map_err(|e| anyhow!("cannot attach {hook}: {}", one_line(&e)))?;
+            attached.push(hook);
         }
         Strategy::Kprobe => {
             for (program, hook) in [
                 ("tw_process_entry", Hook::KprobeTimewaitProcess),
                 ("tw_process_return", Hook::KretprobeTimewaitProcess),
             ] {
-                let kind = hook.name().split('/').next().unwrap_or_default();
                 let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
-                probe.load().map_err(|e| anyhow!("the kernel refused {kind}/{TW_PROCESS}: {}", one_line(&e)))?;
+                probe.load().map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
                 probe.attach(TW_PROCESS, 0).map_err(|e| {
                     let hint = super::privileges::Privileges::inspect().kprobe_hint();
                     anyhow!(
-                        "cannot attach {kind}/{TW_PROCESS}: {}{}",
+                        "cannot attach {hook}: {}{}",
                         one_line(&e),
                         hint.map(|h| format!(" ({h})")).unwrap_or_default()
                     )
@@ -332,16 +369,20 @@ fn attach_tracing(
     function: &str,
     kernel_btf: &aya::Btf,
 ) -> Result<(), String> {
-    let refused = |e: &dyn std::error::Error| format!("the kernel refused {}: {}", hook.name(), one_line(e));
+    let refused = |e: &dyn std::error::Error| format!("the kernel refused {hook}: {}", one_line(e));
     let program = ebpf.program_mut(program).ok_or_else(|| format!("eBPF object has no program {program}"))?;
-    if hook.name().starts_with("fentry/") {
-        let fentry: &mut FEntry = program.try_into().map_err(|e| refused(&e))?;
-        fentry.load(function, kernel_btf).map_err(|e| refused(&e))?;
-        fentry.attach().map_err(|e| refused(&e))?;
-    } else {
-        let fexit: &mut FExit = program.try_into().map_err(|e| refused(&e))?;
-        fexit.load(function, kernel_btf).map_err(|e| refused(&e))?;
-        fexit.attach().map_err(|e| refused(&e))?;
+    match hook.attach() {
+        Attach::Fentry => {
+            let fentry: &mut FEntry = program.try_into().map_err(|e| refused(&e))?;
+            fentry.load(function, kernel_btf).map_err(|e| refused(&e))?;
+            fentry.attach().map_err(|e| refused(&e))?;
+        }
+        Attach::Fexit => {
+            let fexit: &mut FExit = program.try_into().map_err(|e| refused(&e))?;
+            fexit.load(function, kernel_btf).map_err(|e| refused(&e))?;
+            fexit.attach().map_err(|e| refused(&e))?;
+        }
+        other => unreachable!("{hook} is not a tracing hook ({other:?})"),
     }
     Ok(())
 }
@@ -446,6 +487,24 @@ fn raise_memlock_limit() {
 mod tests {
     use super::*;
     use crate::kernel::tracefs::tests::fixture;
+
+    #[test]
+    fn load_errors_read_as_one_line() {
+        let refused = |what: &str| anyhow!("the kernel refused {what}: EPERM");
+        let forced = LoadError::Refused(Strategy::Fexit, refused("fexit/x"));
+        assert_eq!(
+            crate::error::one_line(&forced),
+            "--strategy fexit is not available here: the kernel refused fexit/x: EPERM; try --strategy auto"
+        );
+        let auto =
+            LoadError::NoneLoads(vec![(Strategy::Fexit, refused("fexit/x")), (Strategy::Kprobe, refused("kprobe/x"))]);
+        assert_eq!(
+            crate::error::one_line(&auto),
+            "no hook strategy loads on this kernel: strategy fexit not available: the kernel refused fexit/x: EPERM; strategy kprobe not available: the kernel refused kprobe/x: EPERM"
+        );
+        let kernel = LoadError::Kernel(anyhow!("no such file").context("cannot read /sys/kernel/btf/vmlinux"));
+        assert_eq!(crate::error::one_line(&kernel), "cannot read /sys/kernel/btf/vmlinux: no such file");
+    }
 
     #[test]
     fn recursion_misses_from_a_program_fdinfo() {

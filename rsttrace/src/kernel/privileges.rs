@@ -27,8 +27,9 @@ use caps::{CapSet, Capability};
 #[derive(Clone, Debug)]
 pub struct Privileges {
     pub uid: u32,
-    /// Each capability rsttrace may use, and whether it is effective.
-    pub capabilities: Vec<(&'static str, bool)>,
+    /// Each capability rsttrace may use (`CAPABILITIES`), and whether it is
+    /// effective.
+    pub capabilities: Vec<(Capability, bool)>,
     /// Mounted tracefs instances this process cannot look into.
     pub unreadable_tracefs: Vec<PathBuf>,
     /// kernel.perf_event_paranoid, when readable.
@@ -39,20 +40,17 @@ pub struct Privileges {
     pub perf_events_refused: bool,
 }
 
-/// The capabilities rsttrace can use, in the order they are reported.
-const CAPABILITIES: [(Capability, &str); 4] = [
-    (Capability::CAP_BPF, "CAP_BPF"),
-    (Capability::CAP_PERFMON, "CAP_PERFMON"),
-    (Capability::CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
-    (Capability::CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-];
+/// The capabilities rsttrace can use, in the order they are reported (by
+/// their kernel names, `CAP_BPF` …).
+pub const CAPABILITIES: [Capability; 4] =
+    [Capability::CAP_BPF, Capability::CAP_PERFMON, Capability::CAP_DAC_READ_SEARCH, Capability::CAP_SYS_ADMIN];
 
 impl Privileges {
     /// This process's effective capabilities and its access to tracefs.
     pub fn inspect() -> Self {
         let capabilities = CAPABILITIES
             .iter()
-            .map(|(cap, name)| (*name, caps::has_cap(None, CapSet::Effective, *cap).unwrap_or(false)))
+            .map(|&cap| (cap, caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)))
             .collect();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let unreadable_tracefs = tracefs_mounts(&mounts)
@@ -71,36 +69,38 @@ impl Privileges {
         let uid = unsafe { libc::getuid() };
         let mut privileges =
             Privileges { uid, capabilities, unreadable_tracefs, perf_event_paranoid, perf_events_refused: false };
-        if perf_event_paranoid.is_some_and(|l| l > 2) && !privileges.has("CAP_SYS_ADMIN") {
+        if perf_event_paranoid.is_some_and(|l| l > 2) && !privileges.has(Capability::CAP_SYS_ADMIN) {
             privileges.perf_events_refused = !can_open_perf_events();
         }
         privileges
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.capabilities.iter().any(|(n, on)| *n == name && *on)
+    fn has(&self, capability: Capability) -> bool {
+        self.capabilities.iter().any(|&(c, on)| c == capability && on)
     }
 
     /// The capabilities that are missing, each with what it is for.
-    pub fn missing(&self) -> Vec<(&'static str, String)> {
+    pub fn missing(&self) -> Vec<(Capability, String)> {
         let mut missing = Vec::new();
-        if !self.has("CAP_SYS_ADMIN") {
-            if !self.has("CAP_BPF") {
-                missing.push(("CAP_BPF", "to create eBPF maps".to_string()));
+        if !self.has(Capability::CAP_SYS_ADMIN) {
+            if !self.has(Capability::CAP_BPF) {
+                missing.push((Capability::CAP_BPF, "to create eBPF maps".to_string()));
             }
-            if !self.has("CAP_PERFMON") {
-                missing.push(("CAP_PERFMON", "to load eBPF tracing programs".to_string()));
+            if !self.has(Capability::CAP_PERFMON) {
+                missing.push((Capability::CAP_PERFMON, "to load eBPF tracing programs".to_string()));
             }
         }
         if let Some(dir) = self.unreadable_tracefs.first() {
-            missing.push(("CAP_DAC_READ_SEARCH", format!("to read tracefs at {} (root's only)", dir.display())));
+            missing
+                .push((Capability::CAP_DAC_READ_SEARCH, format!("to read tracefs at {} (root's only)", dir.display())));
         }
         missing
     }
 
     /// Why kprobes cannot be attached here, when perf events are refused.
     pub fn kprobe_hint(&self) -> Option<String> {
-        let level = self.perf_event_paranoid.filter(|_| self.perf_events_refused && !self.has("CAP_SYS_ADMIN"))?;
+        let level =
+            self.perf_event_paranoid.filter(|_| self.perf_events_refused && !self.has(Capability::CAP_SYS_ADMIN))?;
         Some(format!(
             "kprobes attach through perf events, which kernel.perf_event_paranoid={level} (Debian's and Ubuntu's kernels) reserves to CAP_SYS_ADMIN; set it to 2 with sysctl"
         ))
@@ -113,7 +113,7 @@ impl Privileges {
             return Ok(());
         }
         let what: Vec<String> = missing.iter().map(|(cap, why)| format!("{cap} {why}")).collect();
-        let bpf_only = missing.iter().all(|(cap, _)| *cap == "CAP_BPF" || *cap == "CAP_PERFMON");
+        let bpf_only = missing.iter().all(|(cap, _)| matches!(cap, Capability::CAP_BPF | Capability::CAP_PERFMON));
         anyhow::bail!(
             "missing privilege {}{}: run rsttrace as root (sudo rsttrace), or grant {} (AmbientCapabilities= in its systemd unit)",
             what.join(", "),
@@ -197,10 +197,10 @@ fn unescape(field: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn privileges(on: &[&'static str], unreadable: &[&str]) -> Privileges {
+    fn privileges(on: &[Capability], unreadable: &[&str]) -> Privileges {
         Privileges {
             uid: 65534,
-            capabilities: CAPABILITIES.iter().map(|(_, n)| (*n, on.contains(n))).collect(),
+            capabilities: CAPABILITIES.iter().map(|c| (*c, on.contains(c))).collect(),
             unreadable_tracefs: unreadable.iter().map(PathBuf::from).collect(),
             perf_event_paranoid: Some(2),
             perf_events_refused: false,
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn names_exactly_the_missing_capability() {
-        let p = privileges(&["CAP_BPF", "CAP_DAC_READ_SEARCH"], &[]);
+        let p = privileges(&[Capability::CAP_BPF, Capability::CAP_DAC_READ_SEARCH], &[]);
         let e = p.result().unwrap_err().to_string();
         assert!(
             e.starts_with("missing privilege CAP_PERFMON to load eBPF tracing programs (or CAP_SYS_ADMIN): "),
@@ -217,7 +217,7 @@ mod tests {
         );
         assert!(!e.contains("CAP_BPF ") && !e.contains("DAC"), "{e}");
 
-        let p = privileges(&["CAP_BPF", "CAP_PERFMON"], &["/sys/kernel/tracing"]);
+        let p = privileges(&[Capability::CAP_BPF, Capability::CAP_PERFMON], &["/sys/kernel/tracing"]);
         let e = p.result().unwrap_err().to_string();
         assert!(e.starts_with("missing privilege CAP_DAC_READ_SEARCH to read tracefs at /sys/kernel/tracing"), "{e}");
         assert!(e.contains("grant it (AmbientCapabilities="), "{e}");
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn debian_perf_event_paranoid_only_takes_kprobes_away() {
-        let mut p = privileges(&["CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"], &[]);
+        let mut p = privileges(&[Capability::CAP_BPF, Capability::CAP_PERFMON, Capability::CAP_DAC_READ_SEARCH], &[]);
         p.perf_event_paranoid = Some(3);
         // A mainline kernel at 3 behaves as at 2.
         assert!(p.result().is_ok());
@@ -239,7 +239,7 @@ mod tests {
         assert!(p.result().is_ok());
         let hint = p.kprobe_hint().unwrap();
         assert!(hint.contains("kernel.perf_event_paranoid=3") && hint.contains("set it to 2"), "{hint}");
-        let mut admin = privileges(&["CAP_SYS_ADMIN"], &[]);
+        let mut admin = privileges(&[Capability::CAP_SYS_ADMIN], &[]);
         admin.perf_event_paranoid = Some(4);
         admin.perf_events_refused = true;
         assert_eq!(admin.kprobe_hint(), None);
@@ -258,9 +258,9 @@ mod tests {
 
     #[test]
     fn enough_capabilities_pass() {
-        assert!(privileges(&["CAP_BPF", "CAP_PERFMON"], &[]).result().is_ok());
-        assert!(privileges(&["CAP_SYS_ADMIN"], &[]).result().is_ok());
-        assert!(privileges(&["CAP_SYS_ADMIN"], &["/t"]).result().is_err());
+        assert!(privileges(&[Capability::CAP_BPF, Capability::CAP_PERFMON], &[]).result().is_ok());
+        assert!(privileges(&[Capability::CAP_SYS_ADMIN], &[]).result().is_ok());
+        assert!(privileges(&[Capability::CAP_SYS_ADMIN], &["/t"]).result().is_err());
     }
 
     #[test]

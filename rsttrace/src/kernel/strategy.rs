@@ -18,7 +18,7 @@ impl Strategy {
     /// The order `--strategy auto` tries them in: most exact first.
     pub const AUTO_ORDER: [Strategy; 3] = [Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Strategy::Fexit => "fexit",
             Strategy::Kprobe => "kprobe",
@@ -43,6 +43,29 @@ pub enum StrategyRequest {
 }
 
 impl StrategyRequest {
+    /// Every request, `auto` first, then `Strategy::AUTO_ORDER`: the values
+    /// of `--strategy` and of `strategy` in the configuration file.
+    const ALL: [StrategyRequest; Strategy::AUTO_ORDER.len() + 1] = {
+        let mut all = [StrategyRequest::Auto; Strategy::AUTO_ORDER.len() + 1];
+        let mut i = 0;
+        while i < Strategy::AUTO_ORDER.len() {
+            all[i + 1] = StrategyRequest::Only(Strategy::AUTO_ORDER[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// Their names, in the same order.
+    const NAMES: [&'static str; Self::ALL.len()] = {
+        let mut names = [""; Self::ALL.len()];
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            names[i] = Self::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
     /// The strategies to try, in order.
     pub fn candidates(self) -> Vec<Strategy> {
         match self {
@@ -51,7 +74,7 @@ impl StrategyRequest {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    const fn as_str(self) -> &'static str {
         match self {
             StrategyRequest::Auto => "auto",
             StrategyRequest::Only(strategy) => strategy.as_str(),
@@ -61,13 +84,7 @@ impl StrategyRequest {
 
 impl clap::ValueEnum for StrategyRequest {
     fn value_variants<'a>() -> &'a [Self] {
-        const VARIANTS: [StrategyRequest; 4] = [
-            StrategyRequest::Auto,
-            StrategyRequest::Only(Strategy::AUTO_ORDER[0]),
-            StrategyRequest::Only(Strategy::AUTO_ORDER[1]),
-            StrategyRequest::Only(Strategy::AUTO_ORDER[2]),
-        ];
-        &VARIANTS
+        &Self::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
@@ -79,7 +96,33 @@ impl<'de> serde::Deserialize<'de> for StrategyRequest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         <Self as clap::ValueEnum>::from_str(&name, false)
-            .map_err(|_| serde::de::Error::unknown_variant(&name, &["auto", "fexit", "kprobe", "tracepoint"]))
+            .map_err(|_| serde::de::Error::unknown_variant(&name, &Self::NAMES))
+    }
+}
+
+/// How a program attaches to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Attach {
+    /// A raw tracepoint: the event's arguments, no trace record.
+    RawTracepoint,
+    /// A BPF trampoline on a kernel function's entry.
+    Fentry,
+    /// A BPF trampoline on a kernel function's return.
+    Fexit,
+    Kprobe,
+    Kretprobe,
+}
+
+impl Attach {
+    /// As hook names show it: `raw_tracepoint`, `fentry`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attach::RawTracepoint => "raw_tracepoint",
+            Attach::Fentry => "fentry",
+            Attach::Fexit => "fexit",
+            Attach::Kprobe => "kprobe",
+            Attach::Kretprobe => "kretprobe",
+        }
     }
 }
 
@@ -107,26 +150,42 @@ pub enum Hook {
 pub const TW_PROCESS: &str = "tcp_timewait_state_process";
 
 impl Hook {
-    /// As the ready record lists it: `raw_tracepoint/tcp_send_reset` …
-    pub fn name(self) -> &'static str {
+    /// How it attaches, and to what: the tracepoint's or the kernel
+    /// function's name.
+    pub fn target(self) -> (Attach, &'static str) {
         match self {
-            Hook::InetSockSetState => "raw_tracepoint/inet_sock_set_state",
-            Hook::TcpSendReset => "raw_tracepoint/tcp_send_reset",
-            Hook::TcpReceiveReset => "raw_tracepoint/tcp_receive_reset",
-            Hook::KfreeSkb => "raw_tracepoint/kfree_skb",
-            Hook::FexitTimewaitProcess => "fexit/tcp_timewait_state_process",
-            Hook::KprobeTimewaitProcess => "kprobe/tcp_timewait_state_process",
-            Hook::KretprobeTimewaitProcess => "kretprobe/tcp_timewait_state_process",
-            Hook::FentryTcpReset => "fentry/tcp_reset",
-            Hook::KprobeTcpReset => "kprobe/tcp_reset",
-            Hook::FexitTcpCreateOpenreqChild => "fexit/tcp_create_openreq_child",
-            Hook::FentryTcpFinishConnect => "fentry/tcp_finish_connect",
+            Hook::InetSockSetState => (Attach::RawTracepoint, "inet_sock_set_state"),
+            Hook::TcpSendReset => (Attach::RawTracepoint, "tcp_send_reset"),
+            Hook::TcpReceiveReset => (Attach::RawTracepoint, "tcp_receive_reset"),
+            Hook::KfreeSkb => (Attach::RawTracepoint, "kfree_skb"),
+            Hook::FexitTimewaitProcess => (Attach::Fexit, TW_PROCESS),
+            Hook::KprobeTimewaitProcess => (Attach::Kprobe, TW_PROCESS),
+            Hook::KretprobeTimewaitProcess => (Attach::Kretprobe, TW_PROCESS),
+            Hook::FentryTcpReset => (Attach::Fentry, "tcp_reset"),
+            Hook::KprobeTcpReset => (Attach::Kprobe, "tcp_reset"),
+            Hook::FexitTcpCreateOpenreqChild => (Attach::Fexit, "tcp_create_openreq_child"),
+            Hook::FentryTcpFinishConnect => (Attach::Fentry, "tcp_finish_connect"),
         }
+    }
+
+    pub fn attach(self) -> Attach {
+        self.target().0
     }
 
     /// The kernel's name of a raw tracepoint (also its program's name).
     pub fn tracepoint(self) -> Option<&'static str> {
-        self.name().strip_prefix("raw_tracepoint/")
+        match self.target() {
+            (Attach::RawTracepoint, name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The kernel function a fentry, fexit or kprobe hook attaches to.
+    pub fn function(self) -> Option<&'static str> {
+        match self.target() {
+            (Attach::RawTracepoint, _) => None,
+            (_, function) => Some(function),
+        }
     }
 
     /// The strategy that attaches this hook.
@@ -142,16 +201,20 @@ impl Hook {
             }
         }
     }
+}
 
-    /// The kernel function a fentry, fexit or kprobe hook attaches to.
-    pub fn function(self) -> Option<&'static str> {
-        self.name().split_once('/').filter(|(kind, _)| *kind != "raw_tracepoint").map(|(_, function)| function)
+/// As the ready record lists it: `raw_tracepoint/tcp_send_reset`,
+/// `fexit/tcp_timewait_state_process` …
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (attach, target) = self.target();
+        write!(f, "{}/{target}", attach.as_str())
     }
 }
 
 impl serde::Serialize for Hook {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
+        serializer.collect_str(self)
     }
 }
 
@@ -167,6 +230,11 @@ mod tests {
         assert_eq!(StrategyRequest::from_str("kprobe", false), Ok(StrategyRequest::Only(Strategy::Kprobe)));
         assert!(StrategyRequest::from_str("magic", false).is_err());
         assert_eq!(StrategyRequest::Auto.candidates(), Strategy::AUTO_ORDER);
+        assert_eq!(StrategyRequest::NAMES, ["auto", "fexit", "kprobe", "tracepoint"]);
+        let error = toml::from_str::<std::collections::HashMap<String, StrategyRequest>>("s = \"magic\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected one of `auto`, `fexit`, `kprobe`, `tracepoint`"), "{error}");
     }
 
     #[test]
@@ -174,5 +242,10 @@ mod tests {
         assert_eq!(Hook::KfreeSkb.tracepoint(), Some("kfree_skb"));
         assert_eq!(Hook::FexitTimewaitProcess.tracepoint(), None);
         assert_eq!(Hook::KretprobeTimewaitProcess.strategy(), Strategy::Kprobe);
+        assert_eq!(Hook::FentryTcpReset.function(), Some("tcp_reset"));
+        assert_eq!(Hook::KfreeSkb.function(), None);
+        assert_eq!(Hook::KfreeSkb.to_string(), "raw_tracepoint/kfree_skb");
+        assert_eq!(Hook::KretprobeTimewaitProcess.to_string(), "kretprobe/tcp_timewait_state_process");
+        assert_eq!(serde_json::to_string(&Hook::FentryTcpFinishConnect).unwrap(), r#""fentry/tcp_finish_connect""#);
     }
 }

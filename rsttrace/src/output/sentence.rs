@@ -7,7 +7,10 @@ use crate::{
         correlate::{Collision, Report, Verdict},
         idle_timeout::IdleTimeout,
     },
-    kernel::names::{ResetReason, TcpState},
+    kernel::{
+        names::{ResetReason, TcpState},
+        strategy::Hook,
+    },
     output::record::{Ready, Summary},
 };
 
@@ -279,7 +282,7 @@ fn human_duration(ms: u64) -> String {
 }
 
 pub fn ready_sentence(ready: &Ready) -> String {
-    let hooks: Vec<&str> = ready.hooks.iter().map(|h| h.name()).collect();
+    let hooks: Vec<String> = ready.hooks.iter().map(Hook::to_string).collect();
     let mut s = format!(
         "rsttrace {} ready on Linux {}: strategy {}, hooks {}",
         ready.version,

@@ -105,19 +105,20 @@ impl Netns {
     }
 
     /// A counter of this namespace's /proc/net/netstat or /proc/net/snmp,
-    /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`).
+    /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`), read
+    /// with rsttrace's own parser.
     pub fn counter(&self, name: &str) -> u64 {
         let name = name.to_string();
         self.run("proc-net-netstat", move || {
             let (group, field) = name.split_once('.').expect("GROUP.Name");
-            let mut text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("read /proc/net/netstat");
-            text += &std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read /proc/net/snmp");
-            // Each group is two lines: "Group: names…" then "Group: values…".
-            let prefix = format!("{group}:");
-            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-            let [names, values] = lines[..] else { panic!("{group} in /proc/net/netstat: {lines:?}") };
-            let at = names.split_whitespace().position(|n| n == field).unwrap_or_else(|| panic!("no counter {name}"));
-            values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}: {values}"))
+            let mut tables = procfs::counter_tables(
+                &std::fs::read_to_string("/proc/thread-self/net/netstat").expect("read /proc/net/netstat"),
+            );
+            tables.extend(procfs::counter_tables(
+                &std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read /proc/net/snmp"),
+            ));
+            let value = tables.get(group).and_then(|t| t.get(field)).unwrap_or_else(|| panic!("no counter {name}"));
+            u64::try_from(*value).unwrap_or_else(|_| panic!("{name} is {value}"))
         })
     }
 

@@ -44,7 +44,7 @@ tracepoint:sock:inet_sock_set_state { printf("set_state %d -> %d %d -> %d\n", ar
 tracepoint:skb:kfree_skb { printf("kfree_skb reason=%d\n", args->reason); }
 "#;
 
-/// The seeds' RST filter.
+/// Every segment with RST set.
 pub const TCPDUMP_FILTER: &str = "tcp[tcpflags] & (tcp-rst) != 0";
 
 /// A watcher that runs.
