@@ -5,7 +5,7 @@ use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
     reset::PeerTtl,
-    tcp_options::{self, MAX_OPTIONS_LEN},
+    tcp_options,
 };
 
 /// A failed read: the record is dropped and counted.
