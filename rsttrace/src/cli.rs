@@ -1,6 +1,6 @@
 //! The command line (docs/output.md has the exit codes).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
@@ -120,7 +120,7 @@ pub struct RunOptions {
 
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics, e.g.
     /// 127.0.0.1:9747 or [::]:9747 [default: off].
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_address)]
     pub metrics: Option<SocketAddr>,
 
     /// Give the metrics a `port` label: this local port by its number, every
@@ -130,14 +130,60 @@ pub struct RunOptions {
 }
 
 impl Cli {
-    /// The command line, checked: bad arguments exit 2 with clap's message.
-    pub fn parse_checked() -> Self {
-        let cli = <Cli as Parser>::parse();
-        if let Err(e) = cli.run.check() {
-            e.exit();
-        }
-        cli
+    /// The command line, checked: what clap's attributes say, then `check`.
+    /// `--help` and `--version` come back as errors too (`use_stderr()`
+    /// false): clap prints them on stdout and exits 0.
+    pub fn try_parse_checked() -> Result<Self, clap::Error> {
+        let cli = <Cli as Parser>::try_parse()?;
+        cli.run.check()?;
+        Ok(cli)
     }
+}
+
+/// A command-line error in one line, as every other error of rsttrace:
+/// what is wrong, with clap's possible values and tip when it has them,
+/// and whose help to see. Clap's own message has several lines (a blank
+/// one, the usage, "For more information…"), which the journal would show
+/// as separate entries. `args` is the command line, program name first.
+pub fn one_line<I: Into<OsString>>(error: &clap::Error, args: impl IntoIterator<Item = I>) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let mut line = match error.kind() {
+        // `rsttrace generate` without its subcommand: clap's "error" is
+        // the help.
+        clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "rsttrace: a subcommand or argument is missing".to_string()
+        }
+        _ => {
+            let mut line = format!("rsttrace: {}", first.strip_prefix("error: ").unwrap_or(first));
+            // `[possible values: …]`, `tip: a similar argument exists: …`,
+            // the names of missing arguments; then the usage and "For more
+            // information…", which the hint below replaces.
+            for l in lines.take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")) {
+                line.push_str(if l.starts_with("tip: ") { "; " } else { " " });
+                line.push_str(l);
+            }
+            line
+        }
+    };
+    line.push_str(&format!(" (see {} --help)", subcommand(args)));
+    line
+}
+
+/// `rsttrace`, `rsttrace doctor` or `rsttrace generate completions`: the
+/// subcommands named on the command line.
+fn subcommand<I: Into<OsString>>(args: impl IntoIterator<Item = I>) -> String {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    let mut words = vec!["rsttrace".to_string()];
+    for arg in args.into_iter().skip(1) {
+        let arg = arg.into();
+        let Some(next) = arg.to_str().and_then(|name| command.find_subcommand(name)).cloned() else { continue };
+        words.push(next.get_name().to_string());
+        command = next;
+    }
+    words.join(" ")
 }
 
 impl RunOptions {
@@ -166,6 +212,13 @@ pub fn parse_network(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{s}` is not an address or CIDR network (like 10.0.0.0/8 or 2001:db8::/32)"))
+}
+
+/// `--metrics`: an IP address (not a name) and a port.
+pub fn parse_metrics_address(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("`{s}` is not an IP address and port, like 127.0.0.1:9747 or [::]:9747; a host name is not accepted")
+    })
 }
 
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -272,8 +325,62 @@ mod tests {
             &["rsttrace", "--port", "80", "doctor"],
             &["rsttrace", "doctor", "--port", "80"],
             &["rsttrace", "doctor", "--format", "journal"],
+            &["rsttrace", "--prot", "80"],
+            &["rsttrace", "frobnicate"],
+            &["rsttrace", "generate"],
+            &["rsttrace", "generate", "completions"],
         ] {
-            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert!(error.use_stderr() && error.exit_code() == 2, "{args:?}");
+            let line = one_line(&error, args);
+            assert!(!line.contains('\n') && line.starts_with("rsttrace: ") && line.ends_with(" --help)"), "{line}");
+        }
+    }
+
+    #[test]
+    fn argument_errors_are_one_line() {
+        for (args, expected) in [
+            (
+                &["rsttrace", "--metrics", "nonsense"][..],
+                "rsttrace: invalid value 'nonsense' for '--metrics <ADDR:PORT>': `nonsense` is not an IP address and port, like 127.0.0.1:9747 or [::]:9747; a host name is not accepted (see rsttrace --help)",
+            ),
+            (
+                &["rsttrace", "--format", "xml"],
+                "rsttrace: invalid value 'xml' for '--format <FORMAT>' [possible values: text, json, journal] (see rsttrace --help)",
+            ),
+            (
+                &["rsttrace", "--prot", "80"],
+                "rsttrace: unexpected argument '--prot' found; tip: a similar argument exists: '--port' (see rsttrace --help)",
+            ),
+            (
+                &["rsttrace", "doctor", "--format", "journal"],
+                "rsttrace: invalid value 'journal' for '--format <FORMAT>' [possible values: text, json]; tip: a similar value exists: 'json' (see rsttrace doctor --help)",
+            ),
+            (
+                &["rsttrace", "generate", "completions"],
+                "rsttrace: the following required arguments were not provided: <SHELL> (see rsttrace generate completions --help)",
+            ),
+            (&["rsttrace", "generate"], "rsttrace: a subcommand or argument is missing (see rsttrace generate --help)"),
+        ] {
+            assert_eq!(one_line(&Cli::try_parse_from(args).unwrap_err(), args), expected);
+        }
+        // What `check` refuses, likewise.
+        let ports: Vec<String> = (1..=33).map(|p| format!("--metrics-port-label={p}")).collect();
+        let args: Vec<&str> = std::iter::once("rsttrace").chain(ports.iter().map(String::as_str)).collect();
+        let error = Cli::try_parse_from(&args).unwrap().run.check().unwrap_err();
+        assert_eq!(
+            one_line(&error, &args),
+            "rsttrace: --metrics-port-label names 33 ports; at most 32 get a label of their own (each one multiplies the number of series) (see rsttrace --help)"
+        );
+    }
+
+    #[test]
+    fn help_and_version_are_not_argument_errors() {
+        for args in
+            [&["rsttrace", "--help"][..], &["rsttrace", "-V"], &["rsttrace", "doctor", "--help"], &["rsttrace", "help"]]
+        {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert!(!error.use_stderr() && error.exit_code() == 0, "{args:?}: {:?}", error.kind());
         }
     }
 }

@@ -25,8 +25,16 @@ use crate::{
 };
 
 fn main() -> ExitCode {
-    // Bad arguments exit 2 with clap's message.
-    let cli = Cli::parse_checked();
+    let cli = match Cli::try_parse_checked() {
+        Ok(cli) => cli,
+        // Bad arguments: one line, exit 2 (the unit does not restart then).
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", cli::one_line(&e, std::env::args_os()));
+            return ExitCode::from(2);
+        }
+        // --help, --version: on stdout, exit 0.
+        Err(e) => e.exit(),
+    };
     init_logging();
     let result = match cli.command {
         Some(Command::Doctor(options)) => return doctor::main(&options),

@@ -1,13 +1,14 @@
 //! The systemd unit's capabilities are enough and each one is needed:
 //! rsttrace runs as an unprivileged user (not root) with exactly the unit's
 //! AmbientCapabilities and reports a reset; with one of them removed it exits
-//! 1 with one line naming that capability. The unit itself passes
-//! `systemd-analyze verify`.
+//! 1 with one line naming that capability, and serves metrics with them. The
+//! unit itself passes `systemd-analyze verify` and allows the metrics
+//! endpoint.
 
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::Path,
     process::{Command, Output, Stdio},
@@ -137,7 +138,9 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
         None
     };
     let pair = Pair::new("caps");
-    let mut child = as_nobody(&caps, &["--format", "json", "--duration", "4"])
+    // The metrics endpoint on a port above 1023 needs no capability of its own.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut child = as_nobody(&caps, &["--format", "json", "--duration", "4", "--metrics", &metrics])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -156,6 +159,12 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
     let ready: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("`{first}`: {e}"));
     assert_eq!(ready["kind"], "ready", "{first}");
     assert!(!ready["hooks"].as_array().unwrap().is_empty(), "{first}");
+    let mut scrape = std::net::TcpStream::connect(&metrics).expect("the metrics endpoint listens");
+    scrape.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    scrape.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    scrape.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 200 OK") && response.contains("rsttrace_build_info{"), "{response}");
 
     // A SYN to a closed port in the pair: the client receives an RST.
     let server = std::net::SocketAddr::new(Pair::SERVER_V4.parse().unwrap(), 9);
@@ -207,6 +216,20 @@ fn each_capability_is_needed_and_named_when_missing() {
             assert!(!stderr.contains(&format!("{other} ")), "only {missing} is missing: {stderr}");
         }
         assert!(out.stdout.is_empty(), "no ready record without {missing}");
+    }
+}
+
+/// Metrics need AF_INET and AF_INET6 (`--metrics` and `metrics =` take
+/// either), and nothing in the unit may refuse their traffic: turning them
+/// on needs no drop-in (README, "Fleet").
+#[test]
+fn the_unit_allows_the_metrics_endpoint() {
+    let families = unit_values("RestrictAddressFamilies");
+    for family in ["AF_UNIX", "AF_INET", "AF_INET6"] {
+        assert!(families.iter().any(|f| f == family), "RestrictAddressFamilies= lacks {family}: {families:?}");
+    }
+    for key in ["PrivateNetwork", "IPAddressDeny", "SocketBindDeny"] {
+        assert!(unit_values(key).is_empty(), "{key}= would refuse the scrapes");
     }
 }
 

@@ -1,5 +1,5 @@
 //! Bad input gets one line saying what is wrong and how to fix it, and a
-//! non-zero exit: 2 for arguments (clap), 1 for the environment.
+//! non-zero exit: 2 for arguments, 1 for the environment.
 
 mod support;
 
@@ -22,12 +22,32 @@ fn one_line_error(out: &Output, code: i32) -> String {
 }
 
 #[test]
-fn bad_arguments_exit_2_with_clap_message() {
-    for args in [&["--port", "http"][..], &["--addr", "10.0.0.0/40"], &["--format", "xml"], &["--duration", "0"]] {
+fn bad_arguments_exit_2_with_one_line() {
+    for args in [
+        &["--port", "http"][..],
+        &["--addr", "10.0.0.0/40"],
+        &["--format", "xml"],
+        &["--duration", "0"],
+        &["--prot", "80"],
+        &["--metrics", "nonsense"],
+        &["doctor", "--format", "journal"],
+        &["frobnicate"],
+    ] {
+        let line = one_line_error(&rsttrace(args), 2);
+        let help = if args[0] == "doctor" { "(see rsttrace doctor --help)" } else { "(see rsttrace --help)" };
+        assert!(line.ends_with(help), "{args:?}: {line}");
+    }
+    let line = one_line_error(&rsttrace(&["--format", "xml"]), 2);
+    assert!(line.contains("[possible values: text, json, journal]"), "{line}");
+}
+
+#[test]
+fn help_and_version_exit_0_on_stdout() {
+    for args in [&["--help"][..], &["--version"], &["doctor", "--help"]] {
         let out = rsttrace(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty(), "{args:?}");
     }
 }
 

@@ -406,14 +406,24 @@ fn an_address_in_use_stops_the_start_with_one_line() {
 }
 
 #[test]
-fn a_bad_metrics_value_exits_2() {
-    for value in ["9747", "localhost:9747", "127.0.0.1", "127.0.0.1:70000", "[::1]"] {
+fn a_bad_metrics_value_exits_2_with_one_line() {
+    for value in ["nonsense", "9747", "localhost:9747", "127.0.0.1", "127.0.0.1:99999", "[::1]"] {
         let out = rsttrace(&["--metrics", value]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
-        assert!(stderr.starts_with(&format!("error: invalid value '{value}' for '--metrics <ADDR:PORT>'")), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "rsttrace: invalid value '{value}' for '--metrics <ADDR:PORT>': `{value}` is not an IP address and port, like 127.0.0.1:9747 or [::]:9747; a host name is not accepted (see rsttrace --help)\n"
+            )
+        );
+        assert!(out.stdout.is_empty(), "nothing started");
     }
     let many: Vec<String> = (1..=33).map(|p| format!("--metrics-port-label={p}")).collect();
     let out = rsttrace(&many.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("rsttrace: --metrics-port-label names 33 ports; at most 32"), "{stderr}");
 }

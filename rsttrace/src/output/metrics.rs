@@ -425,7 +425,7 @@ fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<By
 mod tests {
     use super::*;
     use crate::{
-        events::{Reset, correlate::Collision},
+        events::{Origin, Reset, correlate::Collision},
         kernel::{
             names::{ResetReason, TcpState},
             strategy::Strategy,
@@ -584,10 +584,22 @@ mod tests {
         }
     }
 
+    /// From the `heading` line to the next heading of the same level.
+    fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+        let start = text.find(&format!("\n{heading}\n")).unwrap_or_else(|| panic!("no {heading}"));
+        let rest = &text[start + heading.len() + 2..];
+        let level = heading.split(' ').next().unwrap();
+        rest.find(&format!("\n{level} ")).map_or(rest, |end| &rest[..end])
+    }
+
+    /// docs/output.md's Metrics section and README's Fleet section name every
+    /// metric, every label and, in the README, every value of the labels
+    /// rsttrace itself defines.
     #[test]
-    fn every_metric_is_in_the_contract() {
-        let contract = include_str!("../../../docs/output.md");
-        let metrics = Metrics::new(&ready(), &[]);
+    fn every_metric_and_label_is_documented() {
+        let contract = section(include_str!("../../../docs/output.md"), "## Metrics");
+        let fleet = section(include_str!("../../../README.md"), "## Fleet");
+        let metrics = Metrics::new(&ready(), &[8090]);
         for report in reports() {
             metrics.count(&report);
         }
@@ -596,6 +608,30 @@ mod tests {
         assert_eq!(names.len(), 10, "{text}");
         for name in names {
             assert!(contract.contains(&format!("| `{name}` |")), "docs/output.md does not list {name}");
+            assert!(fleet.contains(&format!("`{name}`")), "README's Fleet section does not list {name}");
+        }
+        let labels: BTreeSet<&str> = samples(&text)
+            .iter()
+            .filter_map(|l| l.split_once('{')?.1.split_once('}'))
+            .flat_map(|(labels, _)| labels.split(',').filter_map(|l| l.split_once('=')).map(|(key, _)| key))
+            .collect();
+        assert_eq!(labels.len(), 10, "{labels:?}");
+        for label in labels {
+            assert!(contract.contains(&format!("| `{label}`")), "docs/output.md's labels lack {label}");
+            assert!(fleet.contains(&format!("| `{label}`")), "README's Fleet section's labels lack {label}");
+        }
+        // A new outcome or origin does not compile until it is added here.
+        let outcomes = [Outcome::Reset, Outcome::HalfOpen, Outcome::NoSocket, Outcome::Ignored].map(|o| match o {
+            Outcome::Reset | Outcome::HalfOpen | Outcome::NoSocket | Outcome::Ignored => o.as_str(),
+        });
+        let origins = [Origin::Peer, Origin::Middlebox].map(|o| match o {
+            Origin::Peer | Origin::Middlebox => o.as_str(),
+        });
+        let verdicts = Verdict::ALL.map(Verdict::as_str);
+        let values = ["sent", "received", "none", "unknown", "other"];
+        for value in outcomes.iter().chain(&origins).chain(&verdicts).chain(&values) {
+            assert!(contract.contains(&format!("`{value}`")), "docs/output.md's labels lack the value {value}");
+            assert!(fleet.contains(&format!("`{value}`")), "README's Fleet section lacks the label value {value}");
         }
     }
 
