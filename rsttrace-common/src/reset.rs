@@ -175,11 +175,16 @@ pub struct StormCount {
     /// TTL (`STORM_HAS_TTL` in `flags`), written by the program that counted
     /// it.
     pub first_ns: u64,
+    /// The id of the cgroup that owns the socket of the first counted one
+    /// (`STORM_HAS_CGROUP`), where a full socket sent or received it.
+    pub cgroup_id: u64,
     pub port: u16,
     pub ttl: u8,
     pub flags: u8,
     pub _pad: [u8; 4],
 }
+
+const _: () = assert!(core::mem::size_of::<StormCount>() == 32);
 
 /// Resets per key and interval recorded one by one before counting starts.
 pub const STORM_INDIVIDUAL: u64 = 8;
@@ -194,6 +199,8 @@ pub const STORM_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// `StormCount::flags`: `ttl` holds the first counted RST's TTL.
 pub const STORM_HAS_TTL: u8 = 1;
+/// `StormCount::flags`: `cgroup_id` was read from the socket.
+pub const STORM_HAS_CGROUP: u8 = 2;
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for StormKey {}

@@ -13,8 +13,8 @@ use rsttrace_common::{
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
     reset::{
-        DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, STORM_ENTRIES, STORM_HAS_TTL,
-        STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags,
+        DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, STORM_ENTRIES, STORM_HAS_CGROUP,
+        STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags,
     },
 };
 
@@ -74,10 +74,16 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
 pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offsets: &KernelOffsets) {
     let Some((endpoints, ttl)) = read::rst_of_skb(skb, offsets) else { return };
     let netns = if rx_sk != 0 { read::netns_of_sock(rx_sk, offsets) } else { read::netns_of_skb(skb, offsets) };
+    // A listener or a connection: the socket of a service (not a TIME_WAIT
+    // or request minisocket, which has no cgroup).
+    let full_sk = match state {
+        Some(s) if s < 32 && offsets.minisock_state_mask & (1 << s) == 0 => rx_sk,
+        _ => 0,
+    };
     let mut key =
         storm_key(&endpoints, netns.unwrap_or(0), reason, RecordKind::RstReceived, state.unwrap_or(STORM_NO_STATE));
     key.discarded = 1;
-    if counted_in_storm(&mut key, endpoints.remote_port, TTL_KNOWN | ttl as u32) {
+    if counted_in_storm(&mut key, endpoints.remote_port, TTL_KNOWN | ttl as u32, full_sk) {
         return;
     }
     let Some(mut record) = Draft::<ResetRecord>::new() else { return };
@@ -94,6 +100,10 @@ pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offset
     if let Some(netns) = netns {
         record.netns = netns;
         record.flags |= reset_flags::HAS_NETNS;
+    }
+    if let Some(cgroup_id) = read::cgroup_of_sock(full_sk, offsets) {
+        record.cgroup_id = cgroup_id;
+        record.flags |= reset_flags::HAS_CGROUP;
     }
     record.emit();
 }
@@ -154,11 +164,12 @@ fn storm_key(endpoints: &Endpoints, netns: u32, reason: u32, kind: RecordKind, s
 /// Whether a reset is only counted: this CPU has already recorded
 /// `STORM_INDIVIDUAL` with its key in this interval. Decided before anything
 /// is reserved in the ring. Every call adds one to `seen`, so the daemon's
-/// count is exact. `ttl`: `TTL_KNOWN` and the TTL, or 0. (No `Option`
+/// count is exact. `ttl`: `TTL_KNOWN` and the TTL, or 0; `full_sk`: the
+/// full socket that sent or received it, or 0. (No `Option`
 /// arguments: the verifier refuses the unset payload of a `None` copied
 /// between registers, "!read_ok".)
 #[inline(always)]
-fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32) -> bool {
+fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32, full_sk: u64) -> bool {
     key.generation = crate::generation() as u8;
     let Some(entry) = STORM.get_ptr_mut(*key) else {
         let first = StormCount { seen: 1, ..Default::default() };
@@ -179,6 +190,11 @@ fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32) -> bool {
         if ttl & TTL_KNOWN != 0 {
             entry.ttl = ttl as u8;
             entry.flags = STORM_HAS_TTL;
+        }
+        // Read once per key, CPU and interval: the service the storm hits.
+        if let Some(cgroup_id) = read::cgroup_of_sock(full_sk, offsets()) {
+            entry.cgroup_id = cgroup_id;
+            entry.flags |= STORM_HAS_CGROUP;
         }
     }
     true
@@ -233,9 +249,9 @@ fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -
         // Connections this host opens, refused: per peer service, whatever
         // this host's source port.
         (key.local_port, key.remote_port) = (0, endpoints.remote_port);
-        return counted_in_storm(&mut key, endpoints.local_port, ttl);
+        return counted_in_storm(&mut key, endpoints.local_port, ttl, sk);
     }
-    counted_in_storm(&mut key, endpoints.remote_port, ttl)
+    counted_in_storm(&mut key, endpoints.remote_port, ttl, if full_socket { sk } else { 0 })
 }
 
 /// No reset reason (before Linux 6.10).

@@ -95,31 +95,6 @@ fn reuse_count(key: &TimeWaitKey) -> *mut ReuseCount {
     slot
 }
 
-/// Where a record is written: the ring, or the reuse table's slot of the
-/// first accepted reuse under its key (null slot: the ring). None: it is
-/// not written (counted, or the ring is full and counted lost).
-#[inline(always)]
-fn destination(
-    slot: *mut ReuseCount,
-    kind: RecordKind,
-    source: u8,
-    key: &TimeWaitKey,
-    now: u64,
-) -> Option<(Option<Draft<TimeWaitRecord>>, *mut TimeWaitRecord)> {
-    if slot.is_null() {
-        let mut record = new_record(kind, source, key, now)?;
-        let target: *mut TimeWaitRecord = &mut *record;
-        return Some((Some(record), target));
-    }
-    // SAFETY: this CPU's value, as returned by `reuse_count`.
-    let slot = unsafe { &mut *slot };
-    if slot.count > 1 {
-        return None;
-    }
-    start(&mut slot.first, kind, source, key, now);
-    Some((None, &mut slot.first))
-}
-
 /// `inet_sock_set_state(sk, oldstate, newstate)`, a raw tracepoint: the
 /// arguments are read straight from the context, and the kernel builds no
 /// trace record. Eight of a connection's ten state changes leave at once.
@@ -208,15 +183,22 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     if !accepted {
         return Ok(());
     }
-    let Some((draft, record)) = destination(reuse_count(&key), RecordKind::TwCollision, source::SET_STATE, &key, now)
-    else {
+    // As in `on_segment`: two paths, each with its own fill.
+    let slot = reuse_count(&key);
+    if !slot.is_null() {
+        // SAFETY: this CPU's value, as returned by `reuse_count`.
+        let slot = unsafe { &mut *slot };
+        if slot.count == 1 {
+            start(&mut slot.first, RecordKind::TwCollision, source::SET_STATE, &key, now);
+            fill_accepted(&mut slot.first, sk, &entry, offsets);
+        }
+        return Ok(());
+    }
+    let Some(mut record) = new_record(RecordKind::TwCollision, source::SET_STATE, &key, now) else {
         return Ok(());
     };
-    // SAFETY: the ring's record or this CPU's table slot, each written only here.
-    fill_accepted(unsafe { &mut *record }, sk, &entry, offsets);
-    if let Some(draft) = draft {
-        draft.emit();
-    }
+    fill_accepted(&mut record, sk, &entry, offsets);
+    record.emit();
     Ok(())
 }
 
@@ -390,17 +372,27 @@ pub fn on_segment(
     // connection takes the 4-tuple. Nothing follows to correlate, and the
     // table's entry goes when that connection is established.
     let slot = if accepted { reuse_count(&key) } else { core::ptr::null_mut() };
-    let Some((draft, record)) = destination(slot, kind, source, &key, now) else {
+    // Two paths, each with its own fill: one variable holding the ring's
+    // record or none is checked again before the submit, and 6.1's verifier
+    // takes the record for possibly unreleased there ("Unreleased
+    // reference").
+    if !slot.is_null() {
+        // SAFETY: this CPU's value, as returned by `reuse_count`.
+        let slot = unsafe { &mut *slot };
+        if slot.count == 1 {
+            start(&mut slot.first, kind, source, &key, now);
+            fill_segment(&mut slot.first, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
+        }
+        return;
+    }
+    let Some(mut record) = new_record(kind, source, &key, now) else {
         return;
     };
-    // SAFETY: the ring's record or this CPU's table slot, each written only here.
-    let entry = fill_segment(unsafe { &mut *record }, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
+    let entry = fill_segment(&mut record, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
     if !accepted {
         mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
     }
-    if let Some(draft) = draft {
-        draft.emit();
-    }
+    record.emit();
 }
 
 /// The segment and the TIME_WAIT socket `tw` it met, into a record begun by

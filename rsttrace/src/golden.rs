@@ -370,7 +370,7 @@ fn render() -> Rendered {
             state,
             ..Default::default()
         };
-        let counted = Counted { count: 2984, first_ns: 15_000 * MS, port: 59696, ttl: None };
+        let counted = Counted { count: 2984, first_ns: 15_000 * MS, port: 59696, ttl: None, cgroup_id: None };
         reports.extend(correlator.push(decoder.storm(&key, &counted, 1099)));
     }
     reports.extend(correlator.finish(20_000 * MS));

@@ -188,7 +188,7 @@ impl Decoder {
             keepalive: None,
             path: Path { ttl: counted.ttl, ..Default::default() },
             process: None,
-            cgroup_id: None,
+            cgroup_id: counted.cgroup_id,
             outcome,
             drop_reason,
             count: counted.count,

@@ -12,7 +12,7 @@ use aya::{
     maps::{Array, MapData, PerCpuHashMap},
 };
 use rsttrace_common::{
-    reset::{STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey},
+    reset::{STORM_HAS_CGROUP, STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey},
     timewait::{ReuseCount, ReuseKey},
 };
 
@@ -27,6 +27,8 @@ pub struct Counted {
     pub first_ns: u64,
     pub port: u16,
     pub ttl: Option<u8>,
+    /// The cgroup that owns the socket of the first counted one, when read.
+    pub cgroup_id: Option<u64>,
 }
 
 /// What one key's per-CPU values say: None when every reset was recorded
@@ -39,7 +41,8 @@ pub fn counted(per_cpu: &[StormCount]) -> Option<Counted> {
         count,
         first_ns: first.first_ns,
         port: first.port,
-        ttl: (first.flags & rsttrace_common::reset::STORM_HAS_TTL != 0).then_some(first.ttl),
+        ttl: (first.flags & STORM_HAS_TTL != 0).then_some(first.ttl),
+        cgroup_id: (first.flags & STORM_HAS_CGROUP != 0).then_some(first.cgroup_id),
     })
 }
 
@@ -168,6 +171,13 @@ mod tests {
         assert_eq!(counted(&[cpu(STORM_INDIVIDUAL, 0, 0), cpu(3, 0, 0)]), None, "all recorded one by one");
         let c = counted(&[cpu(STORM_INDIVIDUAL + 5, 900, 41000), cpu(STORM_INDIVIDUAL + 2, 700, 42000), cpu(1, 0, 0)])
             .unwrap();
-        assert_eq!((c.count, c.first_ns, c.port, c.ttl), (7, 700, 42000, None), "the earliest first");
+        assert_eq!(
+            (c.count, c.first_ns, c.port, c.ttl, c.cgroup_id),
+            (7, 700, 42000, None, None),
+            "the earliest first"
+        );
+        let owned = StormCount { flags: STORM_HAS_CGROUP, cgroup_id: 4242, ..cpu(STORM_INDIVIDUAL + 1, 500, 43000) };
+        let c = counted(&[owned, cpu(STORM_INDIVIDUAL + 2, 900, 41000)]).unwrap();
+        assert_eq!((c.count, c.cgroup_id), (3, Some(4242)), "the first one's owner");
     }
 }
