@@ -162,6 +162,13 @@ fn discarded_resets(label: &str, client_ip: &'static str, server_ip: &'static st
     assert_eq!(counted(&at_listener), 1, "the listener's RST without a connection: {}", dump());
     assert_eq!(at_listener[0]["remote"], addr(client_ip, 40099).to_string());
 
+    // The listener and the connection are full sockets of this test's
+    // process: their owner is named as for the RST that ended the
+    // connection (null only where no owner can be named at all).
+    for r in out_of_window.iter().chain(&at_listener) {
+        assert_eq!(r["unit"], reset[0]["unit"], "the socket's owner, as for its reset: {r}");
+    }
+
     let half_open = find("half_open", "LISTEN".into());
     assert_eq!(counted(&half_open), 1, "{}", dump());
     assert_eq!(half_open[0]["remote"], addr(client_ip, 40020).to_string());
