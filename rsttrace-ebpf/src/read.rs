@@ -56,6 +56,12 @@ pub fn endpoints_of_sock(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, 
     if e.family == AF_INET6 {
         e.local_addr = kernel(sk, offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
         e.remote_addr = kernel(sk, offsets.skc_v6_daddr).ok_or(ReadError)?;
+    } else if offsets.skc_rcv_saddr == offsets.skc_daddr.wrapping_add(4) {
+        // sock_common's skc_addrpair: both addresses in one read (every
+        // state change of every connection comes through here).
+        let pair: [u8; 8] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
+        e.remote_addr[..4].copy_from_slice(&pair[..4]);
+        e.local_addr[..4].copy_from_slice(&pair[4..]);
     } else {
         let local: [u8; 4] = kernel(sk, offsets.skc_rcv_saddr).ok_or(ReadError)?;
         let remote: [u8; 4] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;

@@ -128,11 +128,9 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
         endpoints: read::endpoints_of_sock(sk, offsets)?,
     };
-    let now = unsafe { bpf_ktime_get_ns() };
-
     if entering {
         let mut entry = TimeWaitEntry {
-            entered_ns: now,
+            entered_ns: unsafe { bpf_ktime_get_ns() },
             rcv_nxt: read::kernel(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
             ts_recent: read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0),
             ts_recent_stamp: read::kernel(sk, offsets.tcp_ts_recent_stamp).unwrap_or(0),
@@ -153,6 +151,7 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         return Ok(());
     };
     let _ = TIME_WAIT.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
     // Decided before a record is reserved in the ring: the retry after a
     // collision, or (tracepoint strategy) accepted reuse of a live entry.
     let followup = entry.flags & (entry_flags::COLLIDED | entry_flags::KILLED) != 0;
