@@ -61,9 +61,13 @@ pub fn verdict(e: &TimeWaitSegment) -> Verdict {
     match &e.tw_status {
         Some(TwStatus::Syn) => Verdict::Accepted,
         Some(TwStatus::Rst) => Verdict::Rst,
-        // ACK_OOW: the ACK was held back by the out-of-window rate limit;
-        // it is still the old connection's ACK.
-        Some(TwStatus::Ack | TwStatus::AckOow) if paws => Verdict::PawsDrop,
+        // A SYN the socket did not take is answered with the old
+        // connection's ACK through the out-of-window rate limit
+        // (net.ipv4.tcp_invalid_ratelimit): ACK (ACK_OOW since 6.15) when the
+        // ACK went out, SUCCESS when the limit held it back and nothing was
+        // sent (TcpExt.TCPACKSkippedTimeWait). A PAWS reject takes that path
+        // too, whichever of the two it got.
+        Some(TwStatus::Ack | TwStatus::AckOow | TwStatus::Success) if paws => Verdict::PawsDrop,
         Some(TwStatus::Ack | TwStatus::AckOow) => Verdict::StaleAck,
         Some(_) => Verdict::Unknown,
         None if e.hook == Hook::InetSockSetState => Verdict::Accepted,
@@ -495,6 +499,24 @@ pub(crate) mod tests {
         e.drop_reason = Some(DropReason::NotSpecified);
         e.tsval = Some(10);
         e.tw_ts_recent = Some(u32::MAX - 5);
+        assert_eq!(super::verdict(&e), Verdict::StaleAck);
+    }
+
+    /// A PAWS reject whose ACK the out-of-window rate limit held back: the
+    /// kernel returns TCP_TW_SUCCESS, with the drop reason on 6.16+ and
+    /// only the timestamps before.
+    #[test]
+    fn a_rate_limited_paws_reject_is_paws_drop() {
+        let mut e = tw(1, 0);
+        e.tw_status = Some(TwStatus::Success);
+        e.drop_reason = Some(DropReason::TcpRfc7323TwPaws);
+        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "the drop reason (6.16+)");
+        e.drop_reason = None;
+        (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) = (Some(1000), Some(5000), Some(77));
+        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval (before 6.16)");
+        e.tsval = Some(5001);
+        assert_eq!(super::verdict(&e), Verdict::Unknown, "no evidence of PAWS: what held the ACK back is not known");
+        e.tw_status = Some(TwStatus::AckOow);
         assert_eq!(super::verdict(&e), Verdict::StaleAck);
     }
 
