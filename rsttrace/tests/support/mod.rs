@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 mod capture;
+pub mod segments;
 // rsttrace's own /proc parser, so that tests and doctor read /proc alike.
 #[path = "../../src/procfs.rs"]
 pub mod procfs;
@@ -107,6 +108,11 @@ impl Netns {
     /// A counter of this namespace's /proc/net/netstat or /proc/net/snmp,
     /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`).
     pub fn counter(&self, name: &str) -> u64 {
+        self.counter_if_present(name).unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// The same, None where this kernel does not have the counter.
+    pub fn counter_if_present(&self, name: &str) -> Option<u64> {
         let name = name.to_string();
         self.run("proc-net-netstat", move || {
             let (group, field) = name.split_once('.').expect("GROUP.Name");
@@ -116,8 +122,9 @@ impl Netns {
             let prefix = format!("{group}:");
             let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
             let [names, values] = lines[..] else { panic!("{group} in /proc/net/netstat: {lines:?}") };
-            let at = names.split_whitespace().position(|n| n == field).unwrap_or_else(|| panic!("no counter {name}"));
-            values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}: {values}"))
+            let at = names.split_whitespace().position(|n| n == field)?;
+            let value = values.split_whitespace().nth(at).and_then(|v| v.parse().ok());
+            Some(value.unwrap_or_else(|| panic!("{name}: {values}")))
         })
     }
 
