@@ -7,68 +7,19 @@
 
 mod support;
 
-use std::{
-    io::Write,
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
-    time::Duration,
-};
+use std::{io::Write, net::TcpListener, time::Duration};
 
-use etherparse::PacketBuilder;
 use serde_json::Value;
-use socket2::{Domain, Protocol, Socket, Type};
 use support::{
     Arrivals, Sends, Traced, addr, connect_from, require_root, sees_discarded_resets,
     sees_discarded_resets_without_socket,
+    segments::{Flags, send_segment, send_sequence},
 };
 
 const SERVICE_PORT: u16 = 7003;
 const CLOSED_PORT: u16 = 9;
 /// The client ports hand-made RSTs are sent from.
 const HAND_MADE_PORTS: [u16; 3] = [40010, 40099, 40001];
-/// `TCP_SEND_QUEUE` of the kernel's `enum tcp_repair_queue` (not in libc).
-const TCP_SEND_QUEUE: libc::c_int = 2;
-
-/// A segment built by hand (RST unless `syn`), sent through a raw socket
-/// from the calling thread's namespace.
-fn send_segment(src: SocketAddr, dst: SocketAddr, seq: u32, syn: bool) {
-    let builder = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
-        _ => panic!("mixed families"),
-    };
-    let tcp = builder.tcp(src.port(), dst.port(), seq, 0);
-    let tcp = if syn { tcp.syn() } else { tcp.rst() };
-    let mut packet = Vec::new();
-    tcp.write(&mut packet, &[]).expect("build the segment");
-    // IPPROTO_RAW: the IP header is ours (IPv6 too, on Linux).
-    let socket =
-        Socket::new(Domain::for_address(dst), Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW))).expect("raw socket");
-    socket.send_to(&packet, &SocketAddr::new(dst.ip(), 0).into()).expect("send the segment");
-}
-
-/// The next sequence number `stream` sends (its snd_nxt), read in TCP
-/// repair mode (CAP_NET_ADMIN).
-fn send_sequence(stream: &TcpStream) -> u32 {
-    let fd = stream.as_raw_fd();
-    let set = |option: libc::c_int, value: libc::c_int| {
-        // SAFETY: a valid socket and a pointer to a live int.
-        let rc = unsafe { libc::setsockopt(fd, libc::IPPROTO_TCP, option, (&value as *const libc::c_int).cast(), 4) };
-        assert_eq!(rc, 0, "setsockopt {option}: {}", std::io::Error::last_os_error());
-    };
-    set(libc::TCP_REPAIR, 1);
-    set(libc::TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
-    let mut seq: u32 = 0;
-    let mut len = 4 as libc::socklen_t;
-    // SAFETY: as above, with a live u32 and its length.
-    let rc = unsafe {
-        libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, (&mut seq as *mut u32).cast(), &mut len)
-    };
-    assert_eq!(rc, 0, "TCP_QUEUE_SEQ: {}", std::io::Error::last_os_error());
-    set(libc::TCP_REPAIR, 0);
-    seq
-}
-
 fn discarded_resets(label: &str, client_ip: &'static str, server_ip: &'static str) {
     require_root();
     let traced = Traced::pair(label, &[]);
@@ -94,21 +45,21 @@ fn discarded_resets(label: &str, client_ip: &'static str, server_ip: &'static st
         // Far outside the window, then inside it but not at rcv_nxt (the
         // kernel answers with a challenge ACK), then exact: it ends the
         // connection.
-        send_segment(client, service, seq.wrapping_add(1 << 31), false);
+        send_segment(client, service, seq.wrapping_add(1 << 31), Flags::Rst);
         pause();
-        send_segment(client, service, seq.wrapping_add(1000), false);
+        send_segment(client, service, seq.wrapping_add(1000), Flags::Rst);
         pause();
-        send_segment(client, service, seq, false);
+        send_segment(client, service, seq, Flags::Rst);
         pause();
         // To the listener, for a connection it does not have; to a closed
         // port.
-        send_segment(addr(client_ip, 40099), service, 777, false);
-        send_segment(addr(client_ip, 40001), addr(server_ip, CLOSED_PORT), 12345, false);
+        send_segment(addr(client_ip, 40099), service, 777, Flags::Rst);
+        send_segment(addr(client_ip, 40001), addr(server_ip, CLOSED_PORT), 12345, Flags::Rst);
         pause();
         // A SYN from a port no socket of the client owns: the server answers
         // with a SYN-ACK, the client's kernel with an RST that ends the
         // half-open connection (how many health checks end).
-        send_segment(addr(client_ip, 40020), service, 1000, true);
+        send_segment(addr(client_ip, 40020), service, 1000, Flags::Syn { tsval: None });
         std::thread::sleep(Duration::from_millis(300));
         drop(stream);
     });

@@ -9,8 +9,9 @@
 mod support;
 
 use std::{
-    io::Read,
-    net::{TcpListener, TcpStream},
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -18,6 +19,7 @@ use serde_json::Value;
 use support::{
     Arrivals, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from, connection_closed_by_server,
     linger_zero, require_root,
+    segments::{self, Flags, send_segment, send_sequence},
 };
 
 const CLIENT_PORT: u16 = 40021;
@@ -311,4 +313,204 @@ fn no_verdict_without_a_time_wait_socket() {
         .collect();
     let ours: Vec<String> = ours.iter().map(|r| r.to_string()).collect();
     assert!(ours.is_empty(), "no TIME_WAIT socket ever held {local}, yet rsttrace reports:\n{}", ours.join("\n"));
+}
+
+const PAWS_PORT: u16 = 8096;
+
+/// The sequence number a TIME_WAIT socket of the server expects next from a
+/// client (its rcv_nxt), and a TSval the client sent no later than the
+/// socket's last one (its ts_recent).
+struct OldConnection {
+    rcv_nxt: u32,
+    tsval: u32,
+}
+
+/// A connection from `local` with TCP timestamps, closed by the server
+/// first: the server holds it in TIME_WAIT (the substate, not FIN_WAIT2)
+/// once the client's socket is gone.
+fn closed_with_timestamps(pair: &Pair, listener: &TcpListener, local: SocketAddr) -> OldConnection {
+    let server = listener.local_addr().unwrap();
+    let mut stream = pair.client.run("client", move || connect_from(local, server).expect("connect"));
+    let (accepted, _) = listener.accept().unwrap();
+    drop(accepted); // the server closes first
+    assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0, "the server's FIN");
+    // Nothing was written: the client's FIN takes this number, and the
+    // server then expects the next one.
+    let fin_seq = send_sequence(&stream);
+    let tsval = segments::timestamp(&stream);
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(pair.client.tcp_states(local.port(), false).is_empty()
+        && pair.server.tcp_states(local.port(), true) == [TIME_WAIT])
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no TIME_WAIT socket for {local}: client {:?}, server {:?}",
+            pair.client.tcp_states(local.port(), false),
+            pair.server.tcp_states(local.port(), true)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    OldConnection { rcv_nxt: fin_seq.wrapping_add(1), tsval }
+}
+
+/// Drops what arrives in `netns` for TCP port `port` before TCP sees it
+/// (nftables), as if the segments had been lost. False (after saying why)
+/// where nft is missing or the kernel refuses the rule.
+fn drop_arrivals(netns: &Netns, port: u16) -> bool {
+    let rules = format!(
+        "table inet rsttrace_test {{ chain input {{ type filter hook input priority 0; tcp dport {port} drop; }}; }}"
+    );
+    let nft = Command::new("ip")
+        .args(["netns", "exec", &netns.name, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(rules.as_bytes())?;
+            child.wait_with_output()
+        });
+    match nft {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "skipped: the rate-limited reject: nft refused the rule ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("skipped: the rate-limited reject: cannot run nft ({e}; apt install nftables)");
+            false
+        }
+    }
+}
+
+/// Two hosts behind one address (NAT) with unrelated timestamp clocks: a SYN
+/// reuses a 4-tuple the server holds in TIME_WAIT with a sequence number
+/// above the old connection's, which alone would make the kernel accept it,
+/// but with a TSval older than the old connection's last. Only PAWS rejects
+/// it (tcp_timewait_state_process: paws_reject), the same way on every
+/// kernel: the SYN goes through the out-of-window ACK's rate limit, and
+/// 6.16+ gives the drop the reason TCP_RFC7323_TW_PAWS.
+///
+/// First the answered reject: the TIME_WAIT socket sends the old
+/// connection's ACK (TCP_TW_ACK, TCP_TW_ACK_OOW on 6.15+); the client, with
+/// no socket on that port, resets it, and the RST kills the TIME_WAIT
+/// socket. The captured RST carries the ACK's acknowledgement number: the
+/// old connection's rcv_nxt (a SYN-ACK would have made it the SYN's
+/// sequence number + 1). Then the reject whose ACK the rate limit holds back
+/// (TCP_TW_SUCCESS, TcpExt.TCPACKSkippedTimeWait): the client drops what the
+/// server sends to that port, a bare ACK outside the window starts the
+/// limit's clock, and the SYN right after it gets no answer at all. The
+/// kernel's PAWS counter (TcpExt.PAWSTimewait on 6.16+, PAWSEstab before)
+/// counts both.
+fn paws_rejects_an_old_timestamp(label: &str, client_ip: &'static str, server_ip: &'static str) {
+    require_root();
+    let traced = Traced::pair(label, &["--port", "8096"]);
+    let pair = &traced.net;
+    // The out-of-window ACK's rate limit (500 ms by default) outlasts the
+    // test, however slow the machine.
+    pair.server.sysctl("net.ipv4.tcp_invalid_ratelimit", "60000");
+    let listener = pair.server.run("server", move || TcpListener::bind(addr(server_ip, PAWS_PORT)).unwrap());
+    let server = listener.local_addr().unwrap();
+    if !traced.daemon.sees_timewait_verdicts() {
+        eprintln!(
+            "skipped: strategy {} on this kernel cannot see TIME_WAIT verdicts (needs 6.11+ for tracepoints)",
+            traced.daemon.strategy()
+        );
+        return;
+    }
+    let strategy = traced.daemon.strategy().to_string();
+    let paws_counter = match pair.server.counter_if_present("TcpExt.PAWSTimewait") {
+        Some(_) => "TcpExt.PAWSTimewait",
+        None => "TcpExt.PAWSEstab",
+    };
+    let (paws_before, held_before) =
+        (pair.server.counter(paws_counter), pair.server.counter("TcpExt.TCPACKSkippedTimeWait"));
+    // The SYN's numbers: 2^20 above rcv_nxt, 2^20 older than the client's
+    // last TSval.
+    let syn = |old: &OldConnection| (old.rcv_nxt.wrapping_add(1 << 20), old.tsval.wrapping_sub(1 << 20));
+
+    let answered = addr(client_ip, 40023);
+    let old = closed_with_timestamps(pair, &listener, answered);
+    let (answered_seq, answered_tsval) = syn(&old);
+    pair.client.run("nat-peer", move || {
+        send_segment(answered, server, answered_seq, Flags::Syn { tsval: Some(answered_tsval) })
+    });
+    // The client's RST kills the TIME_WAIT socket.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pair.server.tcp_states(answered.port(), true).contains(&TIME_WAIT) {
+        assert!(Instant::now() < deadline, "the TIME_WAIT socket of {answered} outlived the SYN");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let held = addr(client_ip, 40024);
+    let old_held = closed_with_timestamps(pair, &listener, held);
+    let (held_seq, held_tsval) = syn(&old_held);
+    let rate_limited = drop_arrivals(&pair.client, held.port());
+    if rate_limited {
+        pair.client.run("nat-peer", move || {
+            send_segment(held, server, held_seq, Flags::Ack(1));
+            send_segment(held, server, held_seq, Flags::Syn { tsval: Some(held_tsval) });
+        });
+    }
+    let observed = traced.stop();
+    let (pair, records) = (&observed.net, &observed.records);
+    // The kernel's own account: PAWS rejected the SYNs, and the rate limit
+    // held back the second one's ACK.
+    assert_eq!(pair.server.counter(paws_counter) - paws_before, 1 + rate_limited as u64, "{paws_counter}");
+    let held_back = pair.server.counter("TcpExt.TCPACKSkippedTimeWait") - held_before;
+    assert_eq!(held_back, rate_limited as u64, "TcpExt.TCPACKSkippedTimeWait");
+    // The client's RST comes from no socket; the server sends none.
+    observed.assert_resets_match(&pair.client, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    let [rst] = observed.packets(&pair.server) else {
+        panic!("one RST reached the server: {:?}", observed.packets(&pair.server))
+    };
+    assert_eq!((rst.src, rst.dst, rst.ack), (answered, server, None), "the client's RST: {rst}");
+    assert_eq!(rst.seq, old.rcv_nxt, "the RST answers the old connection's ACK, not a SYN-ACK: {rst}");
+
+    let finding = records.one("tw_collision", &pair.server, |r| r["remote"] == answered.to_string());
+    assert_eq!(finding["verdict"], "paws_drop", "{finding}");
+    assert_eq!(finding["local"], server.to_string());
+    assert_eq!(finding["source"], strategy.as_str());
+    assert_eq!(
+        (finding["syn_seq"].as_u64(), finding["tw_rcv_nxt"].as_u64()),
+        (Some(answered_seq.into()), Some(old.rcv_nxt.into()))
+    );
+    assert_eq!(finding["syn_timestamps"], true);
+    assert_eq!(finding["tw_timestamps"], true);
+    assert_eq!(finding["syn_tsval"], answered_tsval, "{finding}");
+    // The evidence: the SYN's TSval is older than the socket's last.
+    let ts_recent = finding["tw_ts_recent"].as_u64().unwrap_or_else(|| panic!("no tw_ts_recent: {finding}")) as u32;
+    assert!(ts_recent.wrapping_sub(answered_tsval) as i32 > 0, "{finding}");
+    assert_eq!(finding["peer_rst"], true, "{finding}");
+    assert!(finding["advice"].as_str().unwrap().contains("(PAWS)"), "{finding}");
+    let killed = records.one("tw_killed", &pair.server, |r| r["remote"] == answered.to_string());
+    assert_eq!(killed["rst_seq"], rst.seq, "the captured RST: {rst}");
+
+    if rate_limited {
+        let unanswered = records.one("tw_collision", &pair.server, |r| r["remote"] == held.to_string());
+        assert_eq!(unanswered["verdict"], "paws_drop", "{unanswered}");
+        assert_eq!(unanswered["syn_seq"], held_seq, "{unanswered}");
+        assert_eq!(unanswered["tw_rcv_nxt"], old_held.rcv_nxt, "{unanswered}");
+        assert_eq!(unanswered["syn_tsval"], held_tsval, "{unanswered}");
+        assert_eq!(unanswered["count"], 1, "the bare ACK is no SYN: {unanswered}");
+        assert_ne!(unanswered["peer_rst"], true, "nothing killed the socket: {unanswered}");
+        assert!(records.of("tw_killed", &pair.server).iter().all(|r| r["remote"] != held.to_string()));
+        assert!(pair.server.tcp_states(held.port(), true).contains(&TIME_WAIT), "the socket is still there");
+    }
+}
+
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn paws_rejects_an_old_timestamp_ipv4() {
+    paws_rejects_an_old_timestamp("paws4", Pair::CLIENT_V4, Pair::SERVER_V4);
+}
+
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn paws_rejects_an_old_timestamp_ipv6() {
+    paws_rejects_an_old_timestamp("paws6", Pair::CLIENT_V6, Pair::SERVER_V6);
 }

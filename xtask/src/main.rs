@@ -146,8 +146,14 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
 
 /// The TIME_WAIT scenario tests (rsttrace/tests/timewait.rs), run with
 /// every hook strategy each kernel supports.
-const TIMEWAIT_SCENARIOS: &[&str] =
-    &["seed_case", "rst_kills", "harmless_reuse", "loopback_churn", "no_verdict_without_a_time_wait_socket"];
+const TIMEWAIT_SCENARIOS: &[&str] = &[
+    "seed_case",
+    "rst_kills",
+    "harmless_reuse",
+    "loopback_churn",
+    "no_verdict_without_a_time_wait_socket",
+    "paws_rejects_an_old_timestamp",
+];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()

@@ -61,9 +61,13 @@ pub fn verdict(e: &TimeWaitSegment) -> Verdict {
     match &e.tw_status {
         Some(TwStatus::Syn) => Verdict::Accepted,
         Some(TwStatus::Rst) => Verdict::Rst,
-        // ACK_OOW: the ACK was held back by the out-of-window rate limit;
-        // it is still the old connection's ACK.
-        Some(TwStatus::Ack | TwStatus::AckOow) if paws => Verdict::PawsDrop,
+        // A SYN the socket did not take is answered with the old
+        // connection's ACK through the out-of-window rate limit
+        // (net.ipv4.tcp_invalid_ratelimit): ACK (ACK_OOW since 6.15) when the
+        // ACK went out, SUCCESS when the limit held it back and nothing was
+        // sent (TcpExt.TCPACKSkippedTimeWait). A PAWS reject takes that path
+        // too, whichever of the two it got.
+        Some(TwStatus::Ack | TwStatus::AckOow | TwStatus::Success) if paws => Verdict::PawsDrop,
         Some(TwStatus::Ack | TwStatus::AckOow) => Verdict::StaleAck,
         Some(_) => Verdict::Unknown,
         None if e.hook == Hook::InetSockSetState => Verdict::Accepted,
@@ -74,11 +78,12 @@ pub fn verdict(e: &TimeWaitSegment) -> Verdict {
 }
 
 /// tcp_paws_reject() for a SYN: the TIME_WAIT socket saw timestamps and the
-/// SYN's is older than the last one by more than the PAWS window (1).
+/// SYN's is older than the last one at all (tcp_paws_check with a window of
+/// 0, as tcp_timewait_state_process asks for).
 fn paws_rejects(e: &TimeWaitSegment) -> bool {
     match (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) {
         (Some(tsval), Some(recent), Some(stamp)) => {
-            stamp != 0 && recent != 0 && (recent.wrapping_sub(tsval) as i32) > 1
+            stamp != 0 && recent != 0 && (recent.wrapping_sub(tsval) as i32) > 0
         }
         _ => false,
     }
@@ -488,6 +493,10 @@ pub(crate) mod tests {
         assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval");
         e.tw_status = Some(TwStatus::Ack);
         assert_eq!(super::verdict(&e), Verdict::PawsDrop);
+        e.tsval = Some(4999);
+        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older by 1 is rejected");
+        e.tsval = Some(5000);
+        assert_eq!(super::verdict(&e), Verdict::StaleAck, "the same TSval is no PAWS reject");
         e.tsval = Some(5001);
         assert_eq!(super::verdict(&e), Verdict::StaleAck, "newer TSval is no PAWS reject");
         e.tw_status = None;
@@ -497,6 +506,24 @@ pub(crate) mod tests {
         e.drop_reason = Some(DropReason::NotSpecified);
         e.tsval = Some(10);
         e.tw_ts_recent = Some(u32::MAX - 5);
+        assert_eq!(super::verdict(&e), Verdict::StaleAck);
+    }
+
+    /// A PAWS reject whose ACK the out-of-window rate limit held back: the
+    /// kernel returns TCP_TW_SUCCESS, with the drop reason on 6.16+ and
+    /// only the timestamps before.
+    #[test]
+    fn a_rate_limited_paws_reject_is_paws_drop() {
+        let mut e = tw(1, 0);
+        e.tw_status = Some(TwStatus::Success);
+        e.drop_reason = Some(DropReason::TcpRfc7323TwPaws);
+        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "the drop reason (6.16+)");
+        e.drop_reason = None;
+        (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) = (Some(1000), Some(5000), Some(77));
+        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval (before 6.16)");
+        e.tsval = Some(5001);
+        assert_eq!(super::verdict(&e), Verdict::Unknown, "no evidence of PAWS: what held the ACK back is not known");
+        e.tw_status = Some(TwStatus::AckOow);
         assert_eq!(super::verdict(&e), Verdict::StaleAck);
     }
 

@@ -140,15 +140,19 @@ impl DropReason {
 kernel_enum! {
     /// What `tcp_timewait_state_process` returned (`enum tcp_tw_status`).
     TwStatus, unnamed "STATUS" {
+        /// Nothing to send: for a SYN, the out-of-window rate limit held its
+        /// ACK back (TcpExt.TCPACKSkippedTimeWait).
         Success = "SUCCESS",
         /// Answered with an RST.
         Rst = "RST",
-        /// Answered with an ACK for the old connection.
+        /// Answered with an ACK for the old connection (before 6.15 also the
+        /// out-of-window ACK that ACK_OOW is now).
         Ack = "ACK",
         /// Accepted as a new connection.
         Syn = "SYN",
-        /// An ACK held back by the out-of-window rate limit (Linux 6.15+):
-        /// still the old connection's ACK.
+        /// An out-of-window ACK that the rate limit let through, sent with
+        /// the ECN bits cleared (Linux 6.15+): still the old connection's
+        /// ACK. When the limit holds it back the kernel returns SUCCESS.
         AckOow = "ACK_OOW",
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 mod capture;
+pub mod segments;
 // rsttrace's own /proc parser, so that tests and doctor read /proc alike.
 #[path = "../../src/procfs.rs"]
 pub mod procfs;
@@ -108,6 +109,11 @@ impl Netns {
     /// named GROUP.Name as doctor shows it (`TcpExt.TCPAbortOnData`), read
     /// with rsttrace's own parser.
     pub fn counter(&self, name: &str) -> u64 {
+        self.counter_if_present(name).unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// The same, None where this kernel does not have the counter.
+    pub fn counter_if_present(&self, name: &str) -> Option<u64> {
         let name = name.to_string();
         self.run("proc-net-netstat", move || {
             let (group, field) = name.split_once('.').expect("GROUP.Name");
@@ -117,8 +123,8 @@ impl Netns {
             tables.extend(procfs::counter_tables(
                 &std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read /proc/net/snmp"),
             ));
-            let value = tables.get(group).and_then(|t| t.get(field)).unwrap_or_else(|| panic!("no counter {name}"));
-            u64::try_from(*value).unwrap_or_else(|_| panic!("{name} is {value}"))
+            let value = tables.get(group)?.get(field)?;
+            Some(u64::try_from(*value).unwrap_or_else(|_| panic!("{name} is {value}")))
         })
     }
 
