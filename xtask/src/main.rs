@@ -61,8 +61,9 @@ enum Task {
     /// Build the Debian package (cargo-deb) with its man pages and shell
     /// completions, and check what it holds.
     Deb,
-    /// Measure rsttrace's overhead under churn, reset storm and TIME_WAIT
-    /// flood, against bpftrace and tcpdump (BENCHMARKS.md).
+    /// Measure rsttrace's overhead under churn (two clients, and one thread
+    /// alone), reset storm and TIME_WAIT flood, against bpftrace and tcpdump
+    /// (BENCHMARKS.md).
     Bench(bench::Options),
 }
 

@@ -17,8 +17,9 @@ use super::netns::Netns;
 pub const CHURN_PORT: u16 = 5301;
 pub const RESET_PORT: u16 = 5302;
 pub const FLOOD_PORT: u16 = 5303;
+pub const SERIAL_CHURN_PORT: u16 = 5304;
 
-/// Client ports of the churn: 1024, so that they come round again while the
+/// Client ports of both churns: 1024, so that they come round again while the
 /// server still holds their last connection in TIME_WAIT.
 pub const CHURN_PORT_RANGE: (u16, u16) = (40000, 41023);
 
@@ -33,6 +34,9 @@ const FLOOD_PORTS: (u16, u32) = (10000, 50000);
 pub enum Load {
     /// connect/accept/close, the server closing first, 1024 client ports.
     Churn,
+    /// The same in one thread: connect, accept, close the accepted stream,
+    /// read EOF, close; one connection at a time (latency-bound).
+    SerialChurn,
     /// Connections to a port nobody listens on: one RST sent, one received.
     Resets,
     /// More TIME_WAIT sockets than rsttrace's table holds.
@@ -40,9 +44,21 @@ pub enum Load {
 }
 
 impl Load {
+    /// Connect/accept/close with client ports coming round onto the
+    /// server's TIME_WAIT sockets.
+    pub fn is_churn(self) -> bool {
+        matches!(self, Load::Churn | Load::SerialChurn)
+    }
+
+    /// Load threads: the serial churn has one, which is also the server.
+    pub fn threads(self, clients: usize) -> usize {
+        if self == Load::SerialChurn { 1 } else { clients.max(1) }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Load::Churn => "churn",
+            Load::SerialChurn => "serial-churn",
             Load::Resets => "resets",
             Load::Flood => "flood",
         }
@@ -51,6 +67,7 @@ impl Load {
     pub fn port(self) -> u16 {
         match self {
             Load::Churn => CHURN_PORT,
+            Load::SerialChurn => SERIAL_CHURN_PORT,
             Load::Resets => RESET_PORT,
             Load::Flood => FLOOD_PORT,
         }
@@ -59,7 +76,7 @@ impl Load {
     /// What one operation is.
     pub fn unit(self) -> &'static str {
         match self {
-            Load::Churn | Load::Flood => "conn/s",
+            Load::Churn | Load::SerialChurn | Load::Flood => "conn/s",
             Load::Resets => "resets/s",
         }
     }
@@ -68,7 +85,7 @@ impl Load {
     pub fn configure(self, netns: &Netns) -> anyhow::Result<()> {
         netns.sysctl("net.ipv4.tcp_timestamps", "1")?;
         match self {
-            Load::Churn => {
+            Load::Churn | Load::SerialChurn => {
                 netns.sysctl("net.ipv4.ip_local_port_range", &format!("{} {}", CHURN_PORT_RANGE.0, CHURN_PORT_RANGE.1))
             }
             Load::Resets => Ok(()),
@@ -85,15 +102,16 @@ pub struct Spec {
     pub rate: Option<u64>,
     /// Flood: connections (each leaves one TIME_WAIT socket).
     pub flood_connections: u64,
+    /// Client threads (the serial churn: always one, which also accepts).
     pub clients: usize,
 }
 
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Completed connections (churn, flood) or refused attempts (resets).
+    /// Completed connections (churns, flood) or refused attempts (resets).
     pub ops: u64,
     pub elapsed: Duration,
-    /// Churn: connections whose client port had been used less than 60 s
+    /// Churns: connections whose client port had been used less than 60 s
     /// before, i.e. whose SYN met the previous connection in TIME_WAIT.
     pub reuse: u64,
     pub errors: BTreeMap<String, u64>,
@@ -123,25 +141,42 @@ impl Outcome {
 /// calling thread while it runs (memory samples, pausing the reader).
 pub fn run(netns: &Netns, spec: &Spec, mut tick: impl FnMut(Duration)) -> anyhow::Result<Outcome> {
     let listener = match spec.load {
-        Load::Churn | Load::Flood => Some(netns.run(|| TcpListener::bind(("127.0.0.1", spec.load.port())))??),
+        Load::Churn | Load::SerialChurn | Load::Flood => {
+            Some(netns.run(|| TcpListener::bind(("127.0.0.1", spec.load.port())))??)
+        }
         Load::Resets => None,
     };
+    if spec.load == Load::SerialChurn
+        && let Some(listener) = &listener
+    {
+        // A connection that never reaches the accept queue must not stall
+        // the thread past the run's end: accept() gives up after 1 s.
+        set_receive_timeout(listener, Duration::from_secs(1))?;
+    }
     let stop_accepting = AtomicBool::new(false);
     let next_tuple = AtomicU64::new(0);
     let last_use: Vec<AtomicU64> =
-        if spec.load == Load::Churn { (0..65536).map(|_| AtomicU64::new(0)).collect() } else { Vec::new() };
+        if spec.load.is_churn() { (0..65536).map(|_| AtomicU64::new(0)).collect() } else { Vec::new() };
     let started = Instant::now();
     let deadline = started + spec.duration;
     let mut total = Outcome::default();
     thread::scope(|s| -> anyhow::Result<()> {
-        let acceptor = listener.as_ref().map(|l| s.spawn(|| accept_and_close(l, &stop_accepting)));
-        let clients: Vec<_> = (0..spec.clients.max(1))
+        // The serial churn accepts in its own (only) thread.
+        let acceptor = listener
+            .as_ref()
+            .filter(|_| spec.load != Load::SerialChurn)
+            .map(|l| s.spawn(|| accept_and_close(l, &stop_accepting)));
+        let clients: Vec<_> = (0..spec.load.threads(spec.clients))
             .map(|i| {
-                let (next_tuple, last_use) = (&next_tuple, &last_use);
+                let (next_tuple, last_use, listener) = (&next_tuple, &last_use, &listener);
                 s.spawn(move || -> io::Result<Outcome> {
                     netns.enter()?;
                     Ok(match spec.load {
                         Load::Churn => churn(started, deadline, last_use),
+                        Load::SerialChurn => match listener {
+                            Some(listener) => serial_churn(listener, started, deadline, last_use),
+                            None => unreachable!("the serial churn has its listener"),
+                        },
                         Load::Resets => resets(started, deadline, spec.rate.map(|r| r as f64 / spec.clients as f64)),
                         Load::Flood => flood(deadline, next_tuple, spec.flood_connections, i),
                     })
@@ -191,31 +226,98 @@ fn await_close(mut stream: TcpStream, outcome: &mut Outcome) {
     }
 }
 
+/// Counts the connection as reuse if its client port was used less than
+/// 60 s before (its SYN then met the server's TIME_WAIT socket).
+/// Returns the client port.
+fn tally_reuse(stream: &TcpStream, started: Instant, last_use: &[AtomicU64], outcome: &mut Outcome) -> Option<u16> {
+    let port = stream.local_addr().ok()?.port();
+    let now = started.elapsed().as_nanos() as u64 + 1;
+    let before = last_use[port as usize].swap(now, Ordering::Relaxed);
+    if before != 0 && now - before < TIME_WAIT.as_nanos() as u64 {
+        outcome.reuse += 1;
+    }
+    Some(port)
+}
+
+fn connect_failed(e: &io::Error, outcome: &mut Outcome) {
+    outcome.error(e);
+    if e.kind() == io::ErrorKind::AddrNotAvailable {
+        // Every client port busy: let some close.
+        thread::yield_now();
+    }
+}
+
 fn churn(started: Instant, deadline: Instant, last_use: &[AtomicU64]) -> Outcome {
     let mut outcome = Outcome::default();
     let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, CHURN_PORT);
     while Instant::now() < deadline {
         match TcpStream::connect(server) {
             Ok(stream) => {
-                if let Ok(local) = stream.local_addr() {
-                    let now = started.elapsed().as_nanos() as u64 + 1;
-                    let before = last_use[local.port() as usize].swap(now, Ordering::Relaxed);
-                    if before != 0 && now - before < TIME_WAIT.as_nanos() as u64 {
-                        outcome.reuse += 1;
-                    }
-                }
+                let _ = tally_reuse(&stream, started, last_use, &mut outcome);
                 await_close(stream, &mut outcome);
             }
-            Err(e) => {
-                outcome.error(&e);
-                if e.kind() == io::ErrorKind::AddrNotAvailable {
-                    // Every client port busy: let some close.
-                    thread::yield_now();
-                }
-            }
+            Err(e) => connect_failed(&e, &mut outcome),
         }
     }
     outcome
+}
+
+/// One thread as a busy service thread: per connection, connect to its own
+/// listener, accept, close the accepted stream first (the server keeps the
+/// TIME_WAIT socket), then read EOF on the client stream and close it.
+fn serial_churn(listener: &TcpListener, started: Instant, deadline: Instant, last_use: &[AtomicU64]) -> Outcome {
+    let mut outcome = Outcome::default();
+    let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, SERIAL_CHURN_PORT);
+    while Instant::now() < deadline {
+        let client = match TcpStream::connect(server) {
+            Ok(client) => client,
+            Err(e) => {
+                connect_failed(&e, &mut outcome);
+                continue;
+            }
+        };
+        let port = tally_reuse(&client, started, last_use, &mut outcome);
+        // Its own connection: one left in the queue by an accept that timed
+        // out is closed and skipped, or the client would wait for a FIN that
+        // never comes.
+        let accepted = loop {
+            match listener.accept() {
+                Ok((accepted, peer)) if port.is_none_or(|p| p == peer.port()) => break Ok(accepted),
+                Ok(_) => *outcome.errors.entry("accepted an earlier connection".into()).or_default() += 1,
+                Err(e) => break Err(e),
+            }
+        };
+        match accepted {
+            // The server closes first.
+            Ok(accepted) => drop(accepted),
+            Err(e) => {
+                *outcome.errors.entry(format!("accept: {}", e.kind())).or_default() += 1;
+                continue;
+            }
+        }
+        await_close(client, &mut outcome);
+    }
+    outcome
+}
+
+/// SO_RCVTIMEO, which accept() honours too (std has no setter on a
+/// listener).
+fn set_receive_timeout(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: timeout.subsec_micros() as _ };
+    // SAFETY: a valid socket and an option value of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Refused connections; `rate`: attempts per second for this thread.
