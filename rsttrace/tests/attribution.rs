@@ -2,7 +2,9 @@
 //! cgroup) and the `ip netns` name of the namespace (`netns_name`), also
 //! when the kernel sends or handles the reset in packet processing, where no
 //! process is named. The traffic comes from a helper process that the test
-//! puts in a cgroup of its own, `rsttrace-test-PID.scope`.
+//! puts in a cgroup of its own, `rsttrace-test-PID.scope`; a capture of both
+//! namespaces (the `Traced` fixture) is the ground truth the records are
+//! compared with.
 
 mod support;
 
@@ -17,7 +19,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, Netns, Pair, addr, require_root};
+use support::{Arrivals, Netns, Pair, Sends, Traced, addr, require_root};
 
 /// The server's closed port, and a server that closes its connection and
 /// then gets data on it: its RST is sent in packet processing.
@@ -126,7 +128,10 @@ fn resets_name_the_unit_that_owns_the_socket() {
     // FIN_WAIT2 for tcp_fin_timeout - 60 s, instead of a TIME_WAIT
     // minisocket (which has no cgroup).
     pair.server.sysctl("net.ipv4.tcp_fin_timeout", "120");
-    let daemon = Daemon::start(&[]);
+    // The capture of both namespaces, started before rsttrace, is the
+    // ground truth its records are compared with.
+    let traced = Traced::start(pair, &[]);
+    let daemon = &traced.daemon;
     if daemon.ready["limitations"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("unit is null")) {
         eprintln!("skipped: this kernel's BTF has no sock.sk_cgrp_data.cgroup (the 5.15 layout)");
         return;
@@ -141,7 +146,7 @@ fn resets_name_the_unit_that_owns_the_socket() {
     let mut helper = Command::new(std::env::current_exe().unwrap());
     helper
         .args(["--exact", "resets_name_the_unit_that_owns_the_socket", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(HELPER, format!("{} {}", pair.client.name, pair.server.name));
+        .env(HELPER, format!("{} {}", traced.net.client.name, traced.net.server.name));
     // SAFETY: open, write and close are async-signal-safe; the path was
     // allocated before the fork.
     unsafe {
@@ -161,7 +166,14 @@ fn resets_name_the_unit_that_owns_the_socket() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let records = daemon.stop();
+    let observed = traced.stop();
+    let (pair, records) = (&observed.net, &observed.records);
+    // The client's sockets end by the RSTs they receive (the refusals, the
+    // reset of the late data) and send none; the server receives none, and
+    // sends the refusals' RSTs without a socket and the late data's from
+    // its orphaned socket.
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
     let everything = format!("{}{}", records.dump(&pair.client), records.dump(&pair.server));
 
     // The refused connections: the client's sockets received the RSTs in

@@ -2,7 +2,9 @@
 //! stream (JOURNAL_STREAM set), NOTIFY_SOCKET for readiness, WATCHDOG_USEC.
 //! A real systemd-journald runs in a private mount namespace of its own, so a
 //! journald already running on the machine is not disturbed; entries are read
-//! back with journalctl.
+//! back with journalctl. A capture of the test's namespaces (the `Captured`
+//! fixture: rsttrace runs as a service here, not on the fixture's stdout) is
+//! the ground truth the entries' resets are compared with.
 
 mod support;
 
@@ -29,7 +31,9 @@ use nix::{
     unistd::Pid,
 };
 use serde_json::Value;
-use support::{Pair, addr, connect_from, connection_closed_by_server, require_root};
+use support::{
+    Arrivals, Captured, Pair, Records, Sends, addr, connect_from, connection_closed_by_server, require_root,
+};
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
 
@@ -162,6 +166,8 @@ fn entries_readiness_and_watchdog_under_a_real_journald() {
     pair.client.sysctl("net.ipv4.tcp_timestamps", "0");
     let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8093)).unwrap());
     let server = listener.local_addr().unwrap();
+    let captured = Captured::start(pair);
+    let pair = &captured.net;
 
     let mut rsttrace = start_as_service(&journald, &notify);
     assert_eq!(notify.next(), "READY=1", "readiness once every hook is attached");
@@ -170,7 +176,7 @@ fn entries_readiness_and_watchdog_under_a_real_journald() {
     pair.client
         .run("client", || TcpStream::connect_timeout(&addr(Pair::SERVER_V4, 9), Duration::from_secs(5)).unwrap_err());
     let local = addr(Pair::CLIENT_V4, 40022);
-    assert!(connection_closed_by_server(&pair, &listener, local, true), "no TIME_WAIT socket to reuse");
+    assert!(connection_closed_by_server(pair, &listener, local, true), "no TIME_WAIT socket to reuse");
     std::thread::sleep(Duration::from_millis(50));
     let second = pair.client.run("lb", move || connect_from(local, server).unwrap());
     drop((second, listener.accept().unwrap()));
@@ -191,6 +197,15 @@ fn entries_readiness_and_watchdog_under_a_real_journald() {
 
     let entries = journald.entries();
     let ours: Vec<&Value> = entries.iter().filter(|e| e["SYSLOG_IDENTIFIER"] == "rsttrace").collect();
+    // The entries' resets against the capture: the client's SYN_SENT
+    // sockets end by the closed port's RST and send one against the stale
+    // ACK; at the server that RST kills the TIME_WAIT socket, no connection,
+    // and the closed port's RST comes from no socket.
+    let (ready, records) = records_of(&ours);
+    let observed = captured.stop(records, ready);
+    let pair = &observed.net;
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
     let server_netns = pair.server.inode().to_string();
     let of = |kind: &str| -> Vec<&Value> {
         ours.iter().copied().filter(|e| e["KIND"] == kind && e["NETNS"] == server_netns.as_str()).collect()
@@ -237,4 +252,32 @@ fn entries_readiness_and_watchdog_under_a_real_journald() {
     assert_eq!((ready.len(), summary.len()), (1, 1));
     assert_eq!(ready[0]["PRIORITY"], "6", "information");
     assert_eq!(summary[0]["UNWRITTEN"], "0");
+}
+
+/// rsttrace's entries as the JSON records they were written from
+/// (docs/output.md's rule reversed): each field of an entry that has `KIND`
+/// becomes its key lower-cased, and its value the JSON its text is (numbers,
+/// booleans, arrays, objects), else the string. The fields journald and the
+/// rule add (`_PID`, `__CURSOR`, `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`
+/// …) are left out. Returns the ready record and the others.
+fn records_of(entries: &[&Value]) -> (Value, Records) {
+    let added = ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER"];
+    let mut records: Vec<Value> = entries
+        .iter()
+        .filter(|e| e.get("KIND").is_some())
+        .map(|e| {
+            let fields =
+                e.as_object().unwrap().iter().filter(|(k, _)| !k.starts_with('_') && !added.contains(&k.as_str()));
+            let record = fields
+                .map(|(k, v)| {
+                    let text = v.as_str().unwrap_or_else(|| panic!("field {k} is not text: {e}"));
+                    (k.to_lowercase(), serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+                })
+                .collect();
+            Value::Object(record)
+        })
+        .collect();
+    let at = records.iter().position(|r| r["kind"] == "ready").expect("a ready entry");
+    let ready = records.remove(at);
+    (ready, Records(records))
 }

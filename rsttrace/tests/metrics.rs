@@ -2,8 +2,11 @@
 //! rsttrace every second while resets and a TIME_WAIT collision are made in
 //! network namespaces; its query API must return exactly the increases the
 //! traffic made, equal to what the records say, and `promtool check metrics`
-//! must find nothing wrong with the exposition. A bad `--metrics` value and an
-//! address in use stop the start with one line.
+//! must find nothing wrong with the exposition. A capture of the test's
+//! namespaces (the `Traced` fixture) is the ground truth the records are
+//! compared with, so Prometheus's counts rest on the RSTs that went over the
+//! wire. A bad `--metrics` value and an address in use stop the start with
+//! one line.
 //!
 //! rsttrace sees every namespace of the host, so other tests' resets reach
 //! its metrics too: the test's own traffic uses fixed local ports that get a
@@ -22,7 +25,9 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Daemon, Pair, addr, connect_from, connection_closed_by_server, linger_zero, require_root};
+use support::{
+    Arrivals, Pair, Sends, Traced, addr, connect_from, connection_closed_by_server, linger_zero, require_root,
+};
 
 /// The server's closed port, and the client's port that connects to it.
 const CLOSED: u16 = 7301;
@@ -257,7 +262,8 @@ fn prometheus_reads_the_exact_counts() {
     for port in PORTS {
         args.extend(["--metrics-port-label".to_string(), port.to_string()]);
     }
-    let daemon = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let traced = Traced::start(pair, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (pair, daemon) = (&traced.net, &traced.daemon);
     let (socketless, reasons, verdicts) =
         (daemon.sees_socketless_resets(), daemon.has_reset_reasons(), daemon.sees_timewait_verdicts());
     let prometheus = Prometheus::start(metrics);
@@ -299,7 +305,7 @@ fn prometheus_reads_the_exact_counts() {
     if verdicts {
         let local = addr(client_ip, REUSED_CLIENT);
         let server = time_wait.local_addr().unwrap();
-        assert!(connection_closed_by_server(&pair, &time_wait, local, true), "no TIME_WAIT socket to reuse");
+        assert!(connection_closed_by_server(pair, &time_wait, local, true), "no TIME_WAIT socket to reuse");
         std::thread::sleep(Duration::from_millis(50));
         let second = pair.client.run("lb", move || connect_from(local, server).expect("second connection"));
         let (accepted, _) = time_wait.accept().unwrap();
@@ -337,7 +343,14 @@ fn prometheus_reads_the_exact_counts() {
         .collect();
     let kills = prometheus.query(r#"rsttrace_timewait_kills_total{port="7305"}"#, after);
     let lost = prometheus.query("rsttrace_lost_records_total + rsttrace_read_errors_total", after);
-    let records = daemon.stop();
+    let observed = traced.stop();
+    let (pair, records) = (&observed.net, &observed.records);
+    // The client's sockets end by the RSTs they receive (the refusals, the
+    // abort) and send one from SYN_SENT against the stale ACK; at the server
+    // that RST kills the TIME_WAIT socket, no connection, and the closed
+    // port's RSTs come from no socket.
+    observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
 
     // The increases the traffic made, known beforehand.
     let no_socket = if reasons { "NO_SOCKET" } else { "none" };
@@ -362,7 +375,7 @@ fn prometheus_reads_the_exact_counts() {
     // Every reset series of the test's ports equals what the records say
     // (the client's RST against the stale ACK among them), and nothing was
     // lost on the way.
-    assert_eq!(resets, resets_in_records(&records, &pair), "prometheus against the records:\n{}", {
+    assert_eq!(resets, resets_in_records(records, pair), "prometheus against the records:\n{}", {
         let mut dump = records.dump(&pair.client);
         dump += &records.dump(&pair.server);
         dump

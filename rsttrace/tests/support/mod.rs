@@ -1,6 +1,7 @@
 //! Shared by the integration tests: network namespace topologies, running
 //! code inside a namespace, the rsttrace daemon as a child process, and the
-//! fixture that runs both with a packet capture (`Traced`).
+//! fixture that runs both with a packet capture (`Traced`; `Captured` where
+//! a test runs rsttrace its own way).
 #![allow(dead_code)] // each test file uses a different part
 
 mod capture;
@@ -368,7 +369,7 @@ impl Traced<Pair> {
 
 impl<N: Namespaces> Traced<N> {
     pub fn start(net: N, daemon_args: &[&str]) -> Self {
-        let captures = net.namespaces().into_iter().map(Capture::start).collect();
+        let Captured { net, captures } = Captured::start(net);
         let daemon = Daemon::start(daemon_args);
         Traced { net, daemon, captures }
     }
@@ -379,6 +380,31 @@ impl<N: Namespaces> Traced<N> {
         let Traced { net, daemon, captures } = self;
         let ready = daemon.ready.clone();
         let records = daemon.stop();
+        Captured { net, captures }.stop(records, ready)
+    }
+}
+
+/// A test's namespaces with tcpdump capturing RSTs in each, and no rsttrace
+/// of the fixture's: for a test that runs rsttrace its own way (as a
+/// service writing to journald, say) and reads the records back itself.
+/// `Traced` is this plus the daemon on stdout.
+pub struct Captured<N: Namespaces> {
+    pub net: N,
+    captures: Vec<Capture>,
+}
+
+impl<N: Namespaces> Captured<N> {
+    /// Returns once every namespace is being captured: start rsttrace after.
+    pub fn start(net: N) -> Self {
+        let captures = net.namespaces().into_iter().map(Capture::start).collect();
+        Captured { net, captures }
+    }
+
+    /// Stops the captures (once each has written everything up to now) and
+    /// sets them beside what rsttrace wrote: its event records (in the JSON
+    /// form) and its ready record, which says what this kernel lets it see.
+    pub fn stop(self, records: Records, ready: Value) -> Observed<N> {
+        let Captured { net, captures } = self;
         let packets = net.namespaces().into_iter().zip(captures).map(|(ns, c)| (ns.name.clone(), c.stop(ns))).collect();
         Observed { net, records, ready, packets }
     }
