@@ -81,7 +81,10 @@ fn reuse_count(key: &TimeWaitKey) -> *mut ReuseCount {
     let slot = match REUSE.get_ptr_mut(reuse_key) {
         Some(slot) => slot,
         None => {
-            if REUSE.insert(reuse_key, &EMPTY_REUSE, 0).is_err() {
+            // By reference: by value the static would be copied onto the stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let inserted = REUSE.insert(reuse_key, &EMPTY_REUSE, 0);
+            if inserted.is_err() {
                 return core::ptr::null_mut();
             }
             match REUSE.get_ptr_mut(reuse_key) {
