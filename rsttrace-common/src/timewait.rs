@@ -145,18 +145,16 @@ unsafe impl aya::Pod for TimeWaitRecord {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeWaitConfig {
     /// Non-zero: `inet_sock_set_state` reports accepted reuse itself (the
-    /// tracepoint strategy, which has no hook on the kernel's verdict).
+    /// tracepoint strategy, which has no hook on the kernel's verdict),
+    /// proved by the new connection's ISN: a SYN a TIME_WAIT socket accepted
+    /// gives it `isn_after_time_wait`. Only where `tcp_timewait_state_process`
+    /// has a `tw_isn` parameter (Debian's 6.12 and newer); measured on
+    /// Debian's 5.10 and 6.1, such connections get a random ISN.
     pub accepted_from_set_state: u32,
     /// Argument index of its `enum skb_drop_reason *` (6.16+), or ABSENT.
     pub drop_reason_arg: u32,
     /// `TCP_TW_SYN`: the kernel accepted the SYN (number from BTF).
     pub tw_status_syn: u32,
-    /// Non-zero: the kernel gives a connection accepted by a TIME_WAIT
-    /// socket the ISN derived from it (its `tcp_timewait_state_process` has
-    /// a `tw_isn` parameter: Debian's 6.12 and newer), which proves the
-    /// socket existed. Measured on Debian's 5.10 and 6.1 (no such
-    /// parameter): such connections get a random ISN.
-    pub isn_proves_accept: u32,
     /// Non-zero: `kfree_skb` reports what TIME_WAIT sockets did with SYNs
     /// and RSTs (the tracepoint strategy; fexit and kprobe hook the kernel's
     /// verdict instead).
@@ -169,7 +167,6 @@ impl TimeWaitConfig {
             accepted_from_set_state: 0,
             drop_reason_arg: crate::kernel::ABSENT,
             tw_status_syn: crate::kernel::ABSENT,
-            isn_proves_accept: 0,
             segments_from_kfree_skb: 0,
         }
     }

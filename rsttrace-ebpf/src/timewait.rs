@@ -165,9 +165,8 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     let accepted = !followup
         && config.accepted_from_set_state != 0
         && now.saturating_sub(entry.entered_ns) <= TIME_WAIT_NS
-        && (config.isn_proves_accept == 0
-            || read::kernel::<u32>(sk, offsets.tcp_snd_una)
-                .is_some_and(|snd_una| snd_una.wrapping_sub(1) == isn_after_time_wait(entry.snd_nxt)));
+        && read::kernel::<u32>(sk, offsets.tcp_snd_una)
+            .is_some_and(|snd_una| snd_una.wrapping_sub(1) == isn_after_time_wait(entry.snd_nxt));
     if followup {
         // A full ring was counted as lost.
         let Some(mut record) = new_record(RecordKind::TwFollowup, source::SET_STATE, &key, now) else {

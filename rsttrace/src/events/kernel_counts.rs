@@ -8,8 +8,8 @@
 
 use anyhow::Context as _;
 use aya::{
-    Ebpf,
-    maps::{Array, MapData, PerCpuHashMap},
+    Ebpf, Pod,
+    maps::{Array, MapData, PerCpuHashMap, PerCpuValues},
 };
 use rsttrace_common::{
     reset::{STORM_HAS_CGROUP, STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_INTERVAL_NS, StormCount, StormKey},
@@ -108,40 +108,40 @@ impl KernelCounts {
     }
 
     fn drain(&mut self, generation: u8, interval_ms: u64, decoder: &Decoder) -> Vec<Event> {
-        let mut events = Vec::new();
-        let keys: Vec<StormKey> =
-            self.storms.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
-        for key in keys {
-            match self.storms.get(&key, 0) {
-                Ok(values) => {
-                    if let Some(c) = counted(&values) {
-                        events.push(decoder.storm(&key, &c, interval_ms));
-                    }
-                }
-                Err(e) => log::warn!("cannot read the storm table: {e}"),
-            }
-            if let Err(e) = self.storms.remove(&key) {
-                log::warn!("cannot empty the storm table: {e}");
-            }
-        }
-        let keys: Vec<ReuseKey> =
-            self.reuse.keys().filter_map(Result::ok).filter(|k| k.generation == u32::from(generation)).collect();
-        for key in keys {
-            match self.reuse.get(&key, 0) {
-                Ok(values) => {
-                    if let Some((first, count)) = reused(&values) {
-                        events.push(decoder.reuse(&first.first, count));
-                    }
-                }
-                Err(e) => log::warn!("cannot read the reuse table: {e}"),
-            }
-            if let Err(e) = self.reuse.remove(&key) {
-                log::warn!("cannot empty the reuse table: {e}");
-            }
-        }
+        let mut events: Vec<Event> = take_generation(&mut self.storms, |k| k.generation == generation, "storm")
+            .into_iter()
+            .filter_map(|(key, values)| counted(&values).map(|c| decoder.storm(&key, &c, interval_ms)))
+            .collect();
+        let reuse = take_generation(&mut self.reuse, |k| k.generation == u32::from(generation), "reuse");
+        events.extend(
+            reuse
+                .into_iter()
+                .filter_map(|(_, values)| reused(&values).map(|(f, count)| decoder.reuse(&f.first, count))),
+        );
         events.sort_by_key(Event::ktime_ns);
         events
     }
+}
+
+/// Every key of one generation of a per-CPU table, with its values, taken
+/// out of the table; what cannot be read or removed is said in the log.
+fn take_generation<K: Pod, V: Pod>(
+    table: &mut PerCpuHashMap<MapData, K, V>,
+    in_generation: impl Fn(&K) -> bool,
+    name: &str,
+) -> Vec<(K, PerCpuValues<V>)> {
+    let keys: Vec<K> = table.keys().filter_map(Result::ok).filter(|k| in_generation(k)).collect();
+    let mut taken = Vec::new();
+    for key in keys {
+        match table.get(&key, 0) {
+            Ok(values) => taken.push((key, values)),
+            Err(e) => log::warn!("cannot read the {name} table: {e}"),
+        }
+        if let Err(e) = table.remove(&key) {
+            log::warn!("cannot empty the {name} table: {e}");
+        }
+    }
+    taken
 }
 
 #[cfg(test)]

@@ -209,7 +209,6 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         accepted_from_set_state: (strategy == Strategy::Tracepoint && isn_proves_accept) as u32,
         drop_reason_arg: params.iter().position(|p| p == "drop_reason").map_or(ABSENT, |i| i as u32),
         tw_status_syn: kernel.names.tw_status_number(&TwStatus::Syn).unwrap_or(ABSENT),
-        isn_proves_accept: isn_proves_accept as u32,
         segments_from_kfree_skb: (strategy == Strategy::Tracepoint) as u32,
     };
     if strategy == Strategy::Tracepoint && !isn_proves_accept {
