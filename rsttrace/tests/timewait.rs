@@ -10,15 +10,15 @@ mod support;
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use support::{
-    Arrivals, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from, connection_closed_by_server,
-    linger_zero, require_root,
+    Arrivals, FIN_WAIT2, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from,
+    connection_closed_by_server, linger_zero, require_root,
     segments::{self, Flags, send_segment, send_sequence},
 };
 
@@ -204,11 +204,27 @@ fn rst_kills_a_timewait_socket() {
     }
     let mut client = pair.client.run("client", move || TcpStream::connect(server).unwrap());
     let (accepted, _) = listener.accept().unwrap();
+    let local = client.local_addr().unwrap();
+    // The server's FIN goes out while its socket is still open, and the
+    // close waits for the client's ACK. Closed in FIN_WAIT1, the ACK can
+    // arrive while close() still owns the socket: the kernel then keeps a
+    // full FIN_WAIT2 socket on a timer, and the RST below ends that
+    // connection instead of killing a TIME_WAIT socket (seen on 5.10 under
+    // QEMU). Closed in FIN_WAIT2, it becomes a TIME_WAIT socket at once.
+    accepted.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "the server's FIN");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pair.server.tcp_states(local.port(), true) != [FIN_WAIT2] {
+        assert!(
+            Instant::now() < deadline,
+            "the client's ACK of the server's FIN did not arrive: {:?}",
+            pair.server.tcp_states(local.port(), true)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let server_closed = Instant::now();
     drop(accepted);
-    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "the server's FIN");
     std::thread::sleep(Duration::from_millis(20));
-    let local = client.local_addr().unwrap();
     pair.client.run("aborter", move || {
         linger_zero(&client);
         drop(client);
@@ -222,8 +238,7 @@ fn rst_kills_a_timewait_socket() {
     let killed = records.one("tw_killed", &pair.server, |_| true);
     assert_eq!(killed["local"], server.to_string());
     assert_eq!(killed["remote"], local.to_string());
-    // TIME_WAIT began after the server's close, when the client's (possibly
-    // delayed) ACK of the FIN arrived, and ended with the kill.
+    // TIME_WAIT began with the server's close and ended with the kill.
     assert!(
         killed["tw_age_ms"].as_u64().is_some_and(|age| age as u128 <= since_server_closed.as_millis()),
         "the server closed {since_server_closed:?} ago: {killed}"

@@ -176,15 +176,11 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
         discard_reasons: discard_reasons(&names, kfree_skb),
     };
     // The programs read these functions' arguments by position.
-    let expected: [(Hook, &[&str]); 3] = [
-        (Hook::FentryTcpReset, &["sk", "skb"]),
-        (Hook::FexitTcpCreateOpenreqChild, &["sk", "req", "skb"]),
-        (Hook::FentryTcpFinishConnect, &["sk", "skb"]),
-    ];
-    let origin_hooks = expected
+    let origin_hooks = ORIGIN_HOOKS
         .into_iter()
-        .map(|(hook, wanted)| {
+        .map(|hook| {
             let function = hook.function().unwrap_or_default();
+            let wanted = hook.reads_params().unwrap_or_default();
             let found = match types.function_params(function) {
                 None => Err(format!("kernel BTF has no {function}")),
                 Some(params) if params == wanted => Ok(()),
@@ -312,6 +308,11 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
 }
 
+/// The hooks `attach_origin_hooks` may attach, each checked against the
+/// kernel's prototype of its function first.
+const ORIGIN_HOOKS: [Hook; 4] =
+    [Hook::FentryTcpReset, Hook::KprobeTcpReset, Hook::FexitTcpCreateOpenreqChild, Hook::FentryTcpFinishConnect];
+
 /// Hooks that tell who sent a received RST: the segment tcp_reset()
 /// handles (its TTL, and whether it is an RST at all), and the TTL of the
 /// peer's segments, learned as connections are set up. They need fentry,
@@ -326,7 +327,8 @@ fn attach_origin_hooks(
     limitations: &mut Vec<String>,
 ) {
     let usable = |hook: Hook| -> Result<(), String> {
-        kernel.origin_hooks.iter().find(|(h, _)| *h == hook).map_or(Ok(()), |(_, found)| found.clone())
+        let checked = kernel.origin_hooks.iter().find(|(h, _)| *h == hook);
+        checked.map_or_else(|| Err(format!("{hook} is not an origin hook")), |(_, found)| found.clone())
     };
     let mut attach = |hook: Hook, program: &str| -> Result<(), String> {
         usable(hook)?;

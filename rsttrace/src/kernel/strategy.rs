@@ -188,6 +188,26 @@ impl Hook {
         }
     }
 
+    /// The parameters of its kernel function that the program reads by
+    /// position, for the functions whose prototype changed between kernels
+    /// (`tcp_reset(sk)` before 5.13): the hook is only attached where the
+    /// kernel's BTF names these parameters. A kprobe reads registers by
+    /// position too, and a parameter the kernel does not pass is garbage.
+    /// (`tcp_timewait_state_process` has one program per prototype.)
+    pub fn reads_params(self) -> Option<&'static [&'static str]> {
+        match self {
+            Hook::FentryTcpReset | Hook::KprobeTcpReset | Hook::FentryTcpFinishConnect => Some(&["sk", "skb"]),
+            Hook::FexitTcpCreateOpenreqChild => Some(&["sk", "req", "skb"]),
+            Hook::InetSockSetState
+            | Hook::TcpSendReset
+            | Hook::TcpReceiveReset
+            | Hook::KfreeSkb
+            | Hook::FexitTimewaitProcess
+            | Hook::KprobeTimewaitProcess
+            | Hook::KretprobeTimewaitProcess => None,
+        }
+    }
+
     /// The strategy that attaches this hook.
     pub fn strategy(self) -> Strategy {
         match self {
@@ -247,5 +267,14 @@ mod tests {
         assert_eq!(Hook::KfreeSkb.to_string(), "raw_tracepoint/kfree_skb");
         assert_eq!(Hook::KretprobeTimewaitProcess.to_string(), "kretprobe/tcp_timewait_state_process");
         assert_eq!(serde_json::to_string(&Hook::FentryTcpFinishConnect).unwrap(), r#""fentry/tcp_finish_connect""#);
+    }
+
+    #[test]
+    fn hooks_on_one_function_read_the_same_parameters() {
+        // A kprobe on tcp_reset(sk) of 5.10 read a second register as the
+        // segment when only the fentry hook's parameters were checked.
+        assert_eq!(Hook::KprobeTcpReset.reads_params(), Hook::FentryTcpReset.reads_params());
+        assert_eq!(Hook::KprobeTcpReset.reads_params(), Some(&["sk", "skb"][..]));
+        assert_eq!(Hook::KprobeTimewaitProcess.reads_params(), None);
     }
 }

@@ -320,9 +320,15 @@ impl Records {
         last
     }
 
+    /// The records of `netns`, then the summary (what was lost or could not
+    /// be read counts there).
     pub fn dump(&self, netns: &Netns) -> String {
         let inode = netns.inode();
-        self.0.iter().filter(|r| r["netns"].as_u64() == Some(inode)).map(|r| format!("  {r}\n")).collect()
+        self.0
+            .iter()
+            .filter(|r| r["netns"].as_u64() == Some(inode) || r["kind"] == "summary")
+            .map(|r| format!("  {r}\n"))
+            .collect()
     }
 }
 
@@ -478,6 +484,7 @@ pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<Tc
 }
 
 /// TCP state number of TIME_WAIT in /proc/net/tcp.
+pub const FIN_WAIT2: u8 = 5;
 pub const TIME_WAIT: u8 = 6;
 
 /// One connection from `local` that the server closes first, leaving it in
