@@ -44,6 +44,14 @@ pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
     kernel(net, offsets.net_ns_inum)
 }
 
+/// Whether a socket in `state` is a full one (a listener or a connection,
+/// with a cgroup, a lock and TCP fields), not a TIME_WAIT or request
+/// minisocket, which has only its `sock_common`.
+#[inline(always)]
+pub fn is_full_socket(state: u8, offsets: &KernelOffsets) -> bool {
+    state < 32 && offsets.minisock_state_mask & (1 << state) == 0
+}
+
 /// A full socket's endpoints: local = the bound address and port.
 #[inline(always)]
 pub fn endpoints_of_sock(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {

@@ -77,7 +77,7 @@ pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offset
     // A listener or a connection: the socket of a service (not a TIME_WAIT
     // or request minisocket, which has no cgroup).
     let full_sk = match state {
-        Some(s) if s < 32 && offsets.minisock_state_mask & (1 << s) == 0 => rx_sk,
+        Some(s) if read::is_full_socket(s, offsets) => rx_sk,
         _ => 0,
     };
     let mut key =
@@ -221,7 +221,7 @@ fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -
     if !aggregated {
         return false;
     }
-    let full_socket = state < 32 && offsets.minisock_state_mask & (1 << state) == 0;
+    let full_socket = read::is_full_socket(state, offsets);
     // Unreadable: the record's own path counts the error. (Each branch
     // returns: a merged `Option<Endpoints>` would copy the unset payload of
     // `None`.)
@@ -347,7 +347,7 @@ fn fill(
     // Timewait and request socks have no inet_sock fields, lock, owner or
     // TCP timers: only their sock_common is read.
     let sk_state = read::kernel::<u8>(sk, offsets.skc_state);
-    let full_socket = sk_state.is_some_and(|s| s < 32 && offsets.minisock_state_mask & (1 << s) == 0);
+    let full_socket = sk_state.is_some_and(|s| read::is_full_socket(s, offsets));
     // The segment being answered names the 4-tuple as the peer sent it
     // (its destination is this host); without one, the socket does.
     record.endpoints = if skb != 0 {

@@ -361,11 +361,6 @@ pub fn on_segment(
     if is_rst && rst_kills(tw, segment, offsets) != Some(true) {
         return;
     }
-    // Decided before anything is written: what no record can be without.
-    let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) else {
-        count(counter::READ_ERRORS);
-        return;
-    };
     let now = unsafe { bpf_ktime_get_ns() };
     let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
     let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
@@ -380,32 +375,44 @@ pub fn on_segment(
     if !slot.is_null() {
         // SAFETY: this CPU's value, as returned by `reuse_count`.
         let slot = unsafe { &mut *slot };
+        // Counted already: only the first of a key, CPU and interval is
+        // read (the others are a count, whatever they would show).
         if slot.count == 1 {
             start(&mut slot.first, kind, source, &key, now);
-            fill_segment(&mut slot.first, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
+            fill_segment(&mut slot.first, tw, segment, tw_status, drop_reason, &key, offsets);
+            // Unreadable, the count stands and rcv_nxt stays unknown.
+            if let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) {
+                slot.first.tw_rcv_nxt = tw_rcv_nxt;
+                slot.first.flags |= tw_flags::TW_FIELDS;
+            }
         }
         return;
     }
+    // Decided before anything is reserved: what no record can be without.
+    let Some(tw_rcv_nxt) = read::kernel::<u32>(tw, offsets.tw_rcv_nxt) else {
+        count(counter::READ_ERRORS);
+        return;
+    };
     let Some(mut record) = new_record(kind, source, &key, now) else {
         return;
     };
-    let entry = fill_segment(&mut record, tw, tw_rcv_nxt, segment, tw_status, drop_reason, &key, offsets);
+    record.tw_rcv_nxt = tw_rcv_nxt;
+    record.flags |= tw_flags::TW_FIELDS;
+    let entry = fill_segment(&mut record, tw, segment, tw_status, drop_reason, &key, offsets);
     if !accepted {
         mark(&key, entry, if is_syn { entry_flags::COLLIDED } else { entry_flags::KILLED }, now);
     }
     record.emit();
 }
 
-/// The segment and the TIME_WAIT socket `tw` it met, into a record begun by
-/// `start`; what cannot be read stays unknown. Returns the table's entry
-/// for the 4-tuple.
+/// The segment and the TIME_WAIT socket `tw` it met (but its rcv_nxt),
+/// into a record begun by `start`; what cannot be read stays unknown.
+/// Returns the table's entry for the 4-tuple.
 // Inlined: BPF calls take at most five register arguments.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fill_segment(
     record: &mut TimeWaitRecord,
     tw: u64,
-    tw_rcv_nxt: u32,
     segment: &Segment,
     tw_status: u8,
     drop_reason: Option<u32>,
@@ -425,8 +432,6 @@ fn fill_segment(
         record.drop_reason = reason;
         record.flags |= tw_flags::HAS_DROP_REASON;
     }
-    record.tw_rcv_nxt = tw_rcv_nxt;
-    record.flags |= tw_flags::TW_FIELDS;
     // Read straight into the record: the kretprobe's stack (with the
     // segment's) has no room for more (6.1's verifier: "combined stack size
     // of 2 calls is 544"). Unreadable, the old connection's timestamps are
