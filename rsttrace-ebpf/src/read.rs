@@ -52,97 +52,32 @@ pub fn is_full_socket(state: u8, offsets: &KernelOffsets) -> bool {
     state < 32 && offsets.minisock_state_mask & (1 << state) == 0
 }
 
-/// Where a socket's members are read from: kernel memory one by one, or a
-/// head read at once (`SockHead`).
-pub trait Members {
-    fn member<T: Copy>(&self, offset: u32) -> Option<T>;
-}
-
-/// A socket read member by member.
-pub struct Sock(pub u64);
-
-impl Members for Sock {
-    #[inline(always)]
-    fn member<T: Copy>(&self, offset: u32) -> Option<T> {
-        kernel(self.0, offset)
-    }
-}
-
 /// A full socket's endpoints: local = the bound address and port.
 #[inline(always)]
 pub fn endpoints_of_sock(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {
-    endpoints_of(&Sock(sk), offsets)
-}
-
-#[inline(always)]
-pub fn endpoints_of<M: Members>(sk: &M, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {
     let mut e = Endpoints {
-        family: sk.member::<u16>(offsets.skc_family).ok_or(ReadError)?,
-        local_port: u16::from_be(sk.member::<u16>(offsets.inet_sport).ok_or(ReadError)?),
-        remote_port: u16::from_be(sk.member::<u16>(offsets.skc_dport).ok_or(ReadError)?),
+        family: kernel::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
+        local_port: u16::from_be(kernel::<u16>(sk, offsets.inet_sport).ok_or(ReadError)?),
+        remote_port: u16::from_be(kernel::<u16>(sk, offsets.skc_dport).ok_or(ReadError)?),
         ..Default::default()
     };
     if e.family == AF_INET6 {
-        e.local_addr = sk.member(offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
-        e.remote_addr = sk.member(offsets.skc_v6_daddr).ok_or(ReadError)?;
+        e.local_addr = kernel(sk, offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
+        e.remote_addr = kernel(sk, offsets.skc_v6_daddr).ok_or(ReadError)?;
     } else if offsets.skc_rcv_saddr == offsets.skc_daddr.wrapping_add(4) {
-        // sock_common's skc_addrpair: both addresses in one read.
-        let pair: [u8; 8] = sk.member(offsets.skc_daddr).ok_or(ReadError)?;
+        // sock_common's skc_addrpair: both addresses in one read (every
+        // state change of every connection comes through here).
+        let pair: [u8; 8] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
         e.remote_addr[..4].copy_from_slice(&pair[..4]);
         e.local_addr[..4].copy_from_slice(&pair[4..]);
     } else {
-        let local: [u8; 4] = sk.member(offsets.skc_rcv_saddr).ok_or(ReadError)?;
-        let remote: [u8; 4] = sk.member(offsets.skc_daddr).ok_or(ReadError)?;
+        let local: [u8; 4] = kernel(sk, offsets.skc_rcv_saddr).ok_or(ReadError)?;
+        let remote: [u8; 4] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
         e.local_addr[..4].copy_from_slice(&local);
         e.remote_addr[..4].copy_from_slice(&remote);
     }
     e.unmap_v4();
     Ok(e)
-}
-
-/// Bytes read at once from the start of a socket: its `sock_common`, with
-/// the addresses, ports, family, state, namespace pointer and IPv6
-/// addresses (below 96 bytes on every kernel rsttrace knows). On the path
-/// a connection takes twice, one read in place of five: 9 % less BPF time
-/// per churned connection (`cargo xtask bench`, 2-vCPU VM).
-const SOCK_HEAD_BYTES: usize = 96;
-
-/// The head of a socket, read once.
-pub struct SockHead {
-    sk: u64,
-    bytes: [u8; SOCK_HEAD_BYTES],
-}
-
-impl SockHead {
-    #[inline(always)]
-    pub fn read(sk: u64) -> Result<Self, ReadError> {
-        if sk == 0 {
-            return Err(ReadError);
-        }
-        let mut head = SockHead { sk, bytes: [0; SOCK_HEAD_BYTES] };
-        unsafe { bpf_probe_read_kernel_buf(sk as *const u8, &mut head.bytes) }.map_err(|_| ReadError)?;
-        Ok(head)
-    }
-
-    /// The namespace's inode number (one more read, in `struct net`).
-    #[inline(always)]
-    pub fn netns(&self, offsets: &KernelOffsets) -> Option<u32> {
-        kernel(self.member::<u64>(offsets.skc_net)?, offsets.net_ns_inum)
-    }
-}
-
-impl Members for SockHead {
-    /// From the head where the member lies there, read on its own where it
-    /// does not (`inet_sock.inet_sport`).
-    #[inline(always)]
-    fn member<T: Copy>(&self, offset: u32) -> Option<T> {
-        let at = offset as usize;
-        if at.saturating_add(core::mem::size_of::<T>()) > SOCK_HEAD_BYTES {
-            return kernel(self.sk, offset);
-        }
-        // SAFETY: within the array, checked above.
-        Some(unsafe { core::ptr::read_unaligned(self.bytes.as_ptr().add(at) as *const T) })
-    }
 }
 
 pub const TCP_SYN: u8 = 0x02;

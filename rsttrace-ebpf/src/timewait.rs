@@ -127,10 +127,10 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     if entering && read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
         return Ok(());
     }
-    // Every connection comes here twice: its 4-tuple and namespace from one
-    // read of the socket's head.
-    let head = read::SockHead::read(sk)?;
-    let key = TimeWaitKey { netns: head.netns(offsets).unwrap_or(0), endpoints: read::endpoints_of(&head, offsets)? };
+    let key = TimeWaitKey {
+        netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
+        endpoints: read::endpoints_of_sock(sk, offsets)?,
+    };
     if entering {
         let mut entry = TimeWaitEntry {
             entered_ns: unsafe { bpf_ktime_get_ns() },
