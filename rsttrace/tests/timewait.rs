@@ -311,7 +311,6 @@ fn no_verdict_without_a_time_wait_socket() {
     let listener = pair.server.run("server", || TcpListener::bind(addr(Pair::SERVER_V4, 8095)).unwrap());
     let local = addr(Pair::CLIENT_V4, CLIENT_PORT);
     let overflows_before = pair.server.counter("TcpExt.TCPTimeWaitOverflow");
-    let client_retransmits_before = pair.client.counter("Tcp.RetransSegs");
     for _ in 0..CONNECTIONS {
         let server_sockets = closed_by_server(pair, &listener, local, false);
         assert!(!server_sockets.contains(&TIME_WAIT), "a TIME_WAIT socket despite tcp_max_tw_buckets=0");
@@ -324,21 +323,13 @@ fn no_verdict_without_a_time_wait_socket() {
     // when the client acknowledges the server's FIN apart from its own FIN
     // (its delayed ACK, seen under QEMU), the server's socket ends there, and
     // the client's FIN meets no socket: an RST ends the client's LAST_ACK.
-    // Unless the client sent a segment again (a loaded machine): the server
-    // acknowledges the client's FIN and ends, the copy of the FIN meets no
-    // socket, and the RST that answers it finds the client's socket gone
-    // too. Seen once on the host under load (the record said `no_socket`);
-    // the explanation is ours, hence the counter. Then each RST is still
-    // checked against its record where the kernel shows discarded RSTs
-    // (6.11+).
-    let retransmitted = pair.client.counter("Tcp.RetransSegs") - client_retransmits_before;
-    let client_arrivals = if retransmitted == 0 {
-        Arrivals::EndConnections
-    } else {
-        eprintln!("the client sent {retransmitted} segments again: an RST may find its socket gone");
-        Arrivals::Mixed
-    };
-    observed.assert_resets_match(&pair.client, client_arrivals, Sends::FromFullSockets);
+    // Not always: twice in the host suite (never alone, never under QEMU)
+    // the one RST reached the client after its socket was gone, reported
+    // `no_socket`, the second time with no segment sent again (the client's
+    // Tcp.RetransSegs unchanged).
+    // Not explained yet. So the client's arrivals are mixed: each is still
+    // matched with its record where the kernel shows discarded RSTs (6.11+).
+    observed.assert_resets_match(&pair.client, Arrivals::Mixed, Sends::FromFullSockets);
     observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
 
     let ours: Vec<&Value> = ["tw_collision", "tw_killed"]
