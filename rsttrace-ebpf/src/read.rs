@@ -13,11 +13,62 @@ pub struct ReadError;
 
 /// `base + offset` in kernel memory; `None` for a NULL base, an offset BTF
 /// did not give, or a failed read.
-pub fn kernel<T>(base: u64, offset: u32) -> Option<T> {
-    if base == 0 || offset == ABSENT {
-        return None;
+pub fn kernel<T: Copy>(base: u64, offset: u32) -> Option<T> {
+    Probed::load(base, offset)
+}
+
+/// How a program reads a kernel structure at run-time offsets.
+pub trait Memory {
+    /// `base + offset`; `None` for a NULL base, an offset BTF did not give,
+    /// or a failed read.
+    fn load<T: Copy>(base: u64, offset: u32) -> Option<T>;
+}
+
+/// Any address, through `bpf_probe_read_kernel`: a helper call a read.
+pub struct Probed;
+
+impl Memory for Probed {
+    #[inline(always)]
+    fn load<T: Copy>(base: u64, offset: u32) -> Option<T> {
+        if base == 0 || offset == ABSENT {
+            return None;
+        }
+        unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
     }
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
+
+/// A pointer whose type the verifier knows from the kernel's BTF (a tp_btf
+/// program's argument, or a pointer member loaded through one): a plain
+/// load, which the verifier checks against that type and makes fault-safe,
+/// instead of a helper call. The offsets come from the frozen read-only
+/// globals, which the verifier reads as constants. Only for members of the
+/// pointer's own type: a `tcp_sock` field of a `struct sock *` is refused.
+pub struct Typed;
+
+impl Memory for Typed {
+    #[inline(always)]
+    fn load<T: Copy>(base: u64, offset: u32) -> Option<T> {
+        if base == 0 || offset == ABSENT {
+            return None;
+        }
+        let address = base + offset as u64;
+        // SAFETY: the verifier turns each load into one that cannot fault
+        // (BPF_PROBE_MEM); loads of 1, 2, 4 or 8 bytes, the only sizes it
+        // takes, chosen at compile time by the size of T.
+        unsafe {
+            Some(match core::mem::size_of::<T>() {
+                1 => core::mem::transmute_copy(&core::ptr::read_volatile(address as *const u8)),
+                2 => core::mem::transmute_copy(&core::ptr::read_volatile(address as *const u16)),
+                4 => core::mem::transmute_copy(&core::ptr::read_volatile(address as *const u32)),
+                8 => core::mem::transmute_copy(&core::ptr::read_volatile(address as *const u64)),
+                16 => core::mem::transmute_copy(&[
+                    core::ptr::read_volatile(address as *const u64),
+                    core::ptr::read_volatile((address + 8) as *const u64),
+                ]),
+                _ => return None,
+            })
+        }
+    }
 }
 
 /// The `struct net *` a socket (full, timewait or request) belongs to.
@@ -26,7 +77,13 @@ pub fn netns_net(sk: u64, offsets: &KernelOffsets) -> Option<u64> {
 }
 
 pub fn netns_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u32> {
-    kernel(netns_net(sk, offsets)?, offsets.net_ns_inum)
+    netns_of::<Probed>(sk, offsets)
+}
+
+/// The namespace's inode number, read through the socket's `struct net *`.
+#[inline(always)]
+pub fn netns_of<M: Memory>(sk: u64, offsets: &KernelOffsets) -> Option<u32> {
+    M::load(M::load::<u64>(sk, offsets.skc_net)?, offsets.net_ns_inum)
 }
 
 /// The id of the cgroup (v2) that owns a full socket: set when the socket
@@ -55,24 +112,29 @@ pub fn is_full_socket(state: u8, offsets: &KernelOffsets) -> bool {
 /// A full socket's endpoints: local = the bound address and port.
 #[inline(always)]
 pub fn endpoints_of_sock(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {
+    endpoints_of::<Probed>(sk, offsets)
+}
+
+#[inline(always)]
+pub fn endpoints_of<M: Memory>(sk: u64, offsets: &KernelOffsets) -> Result<Endpoints, ReadError> {
     let mut e = Endpoints {
-        family: kernel::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
-        local_port: u16::from_be(kernel::<u16>(sk, offsets.inet_sport).ok_or(ReadError)?),
-        remote_port: u16::from_be(kernel::<u16>(sk, offsets.skc_dport).ok_or(ReadError)?),
+        family: M::load::<u16>(sk, offsets.skc_family).ok_or(ReadError)?,
+        local_port: u16::from_be(M::load::<u16>(sk, offsets.inet_sport).ok_or(ReadError)?),
+        remote_port: u16::from_be(M::load::<u16>(sk, offsets.skc_dport).ok_or(ReadError)?),
         ..Default::default()
     };
     if e.family == AF_INET6 {
-        e.local_addr = kernel(sk, offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
-        e.remote_addr = kernel(sk, offsets.skc_v6_daddr).ok_or(ReadError)?;
+        e.local_addr = M::load(sk, offsets.skc_v6_rcv_saddr).ok_or(ReadError)?;
+        e.remote_addr = M::load(sk, offsets.skc_v6_daddr).ok_or(ReadError)?;
     } else if offsets.skc_rcv_saddr == offsets.skc_daddr.wrapping_add(4) {
         // sock_common's skc_addrpair: both addresses in one read (every
         // state change of every connection comes through here).
-        let pair: [u8; 8] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
+        let pair = M::load::<u64>(sk, offsets.skc_daddr).ok_or(ReadError)?.to_ne_bytes();
         e.remote_addr[..4].copy_from_slice(&pair[..4]);
         e.local_addr[..4].copy_from_slice(&pair[4..]);
     } else {
-        let local: [u8; 4] = kernel(sk, offsets.skc_rcv_saddr).ok_or(ReadError)?;
-        let remote: [u8; 4] = kernel(sk, offsets.skc_daddr).ok_or(ReadError)?;
+        let local = M::load::<u32>(sk, offsets.skc_rcv_saddr).ok_or(ReadError)?.to_ne_bytes();
+        let remote = M::load::<u32>(sk, offsets.skc_daddr).ok_or(ReadError)?.to_ne_bytes();
         e.local_addr[..4].copy_from_slice(&local);
         e.remote_addr[..4].copy_from_slice(&remote);
     }

@@ -4,12 +4,14 @@
 //! and reports what happens to the 4-tuple next; the kernel's handling of a
 //! segment by a TIME_WAIT socket is seen by `kfree_skb` (tracepoint strategy).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_func_arg, bpf_ktime_get_ns},
-    macros::{fexit, kprobe, kretprobe, map, raw_tracepoint},
+    helpers::{bpf_get_func_arg, bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
+    macros::{btf_tracepoint, fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
-    programs::{FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
+    programs::{BtfTracePointContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
@@ -22,7 +24,7 @@ use rsttrace_common::{
 
 use crate::{
     Draft, count, offsets, patched,
-    read::{self, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN},
+    read::{self, Memory, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN},
 };
 
 #[unsafe(no_mangle)]
@@ -104,43 +106,84 @@ fn reuse_count(key: &TimeWaitKey) -> *mut ReuseCount {
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     let (sk, old, new) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1) as u32, ctx.arg::<u64>(2) as u32);
-    if on_set_state(sk, old, new).is_err() {
+    let offsets = offsets();
+    let Some(change) = StateChange::of(old, new, offsets) else { return 0 };
+    if read::kernel::<u16>(sk, offsets.sk_protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0;
+    }
+    if on_set_state::<read::Probed>(sk, change, offsets).is_err() {
         count(counter::READ_ERRORS);
     }
     0
 }
 
-fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
+/// The same program as a BTF-typed tracepoint (tp_btf), where the kernel
+/// allows one: the verifier knows `sk`'s type, so the socket's fields are
+/// plain loads instead of a helper call each.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state_typed(ctx: BtfTracePointContext) -> u32 {
+    let (sk, old, new) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1) as u32, ctx.arg::<u64>(2) as u32);
     let offsets = offsets();
-    let entering = new == offsets.state_close && (old == offsets.state_fin_wait2 || old == offsets.state_closing);
-    // Passive connections only: an active one on a TIME_WAIT 4-tuple of
-    // this host is its own reuse (tcp_tw_reuse), not a peer's SYN.
-    let established = new == offsets.state_established && old == offsets.state_syn_recv;
-    if !entering && !established {
-        return Ok(());
+    let Some(change) = StateChange::of(old, new, offsets) else { return 0 };
+    // The socket typed as a tcp_sock, whose members include the TCP
+    // fields; null for another protocol.
+    // SAFETY: a helper taking the tracepoint's socket argument.
+    let tcp_sk = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as u64;
+    if tcp_sk == 0 {
+        return 0;
     }
-    if read::kernel::<u16>(sk, offsets.sk_protocol).is_some_and(|p| p != IPPROTO_TCP) {
-        return Ok(());
+    if on_set_state::<read::Typed>(tcp_sk, change, offsets).is_err() {
+        count(counter::READ_ERRORS);
     }
-    // FIN_WAIT2/CLOSING -> CLOSE is tcp_time_wait() handing the connection
-    // to a timewait socket, unless a reset or error closed it.
-    if entering && read::kernel::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
+    0
+}
+
+/// The two state changes of a connection that matter here.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StateChange {
+    /// FIN_WAIT2/CLOSING -> CLOSE: tcp_time_wait() handing the connection
+    /// to a timewait socket, unless a reset or error closed it.
+    EnteringTimeWait,
+    /// SYN_RECV -> ESTABLISHED: a passive connection. Active ones are left
+    /// out: an active connection on a TIME_WAIT 4-tuple of this host is its
+    /// own reuse (tcp_tw_reuse), not a peer's SYN.
+    Established,
+}
+
+impl StateChange {
+    #[inline(always)]
+    fn of(old: u32, new: u32, offsets: &KernelOffsets) -> Option<Self> {
+        if new == offsets.state_close && (old == offsets.state_fin_wait2 || old == offsets.state_closing) {
+            Some(StateChange::EnteringTimeWait)
+        } else if new == offsets.state_established && old == offsets.state_syn_recv {
+            Some(StateChange::Established)
+        } else {
+            None
+        }
+    }
+}
+
+/// A TCP socket's state change that matters; `M` says how `sk` is read.
+#[inline(always)]
+fn on_set_state<M: Memory>(sk: u64, change: StateChange, offsets: &KernelOffsets) -> Result<(), ReadError> {
+    let entering = change == StateChange::EnteringTimeWait;
+    if entering && M::load::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
         return Ok(());
     }
     let key = TimeWaitKey {
-        netns: read::netns_of_sock(sk, offsets).unwrap_or(0),
-        endpoints: read::endpoints_of_sock(sk, offsets)?,
+        netns: read::netns_of::<M>(sk, offsets).unwrap_or(0),
+        endpoints: read::endpoints_of::<M>(sk, offsets)?,
     };
     if entering {
         let mut entry = TimeWaitEntry {
             entered_ns: unsafe { bpf_ktime_get_ns() },
-            rcv_nxt: read::kernel(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
-            ts_recent: read::kernel(sk, offsets.tcp_ts_recent).unwrap_or(0),
-            ts_recent_stamp: read::kernel(sk, offsets.tcp_ts_recent_stamp).unwrap_or(0),
-            snd_nxt: read::kernel(sk, offsets.tcp_snd_nxt).unwrap_or(0),
+            rcv_nxt: M::load(sk, offsets.tcp_rcv_nxt).unwrap_or(0),
+            ts_recent: M::load(sk, offsets.tcp_ts_recent).unwrap_or(0),
+            ts_recent_stamp: M::load(sk, offsets.tcp_ts_recent_stamp).unwrap_or(0),
+            snd_nxt: M::load(sk, offsets.tcp_snd_nxt).unwrap_or(0),
             ..Default::default()
         };
-        match timestamps_ok(sk, offsets) {
+        match timestamps_ok::<M>(sk, offsets) {
             Some(true) => entry.flags |= entry_flags::TIMESTAMPS | entry_flags::TIMESTAMPS_KNOWN,
             Some(false) => entry.flags |= entry_flags::TIMESTAMPS_KNOWN,
             None => {}
@@ -165,7 +208,7 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
     let accepted = !followup
         && config.accepted_from_set_state != 0
         && now.saturating_sub(entry.entered_ns) <= TIME_WAIT_NS
-        && read::kernel::<u32>(sk, offsets.tcp_snd_una)
+        && M::load::<u32>(sk, offsets.tcp_snd_una)
             .is_some_and(|snd_una| snd_una.wrapping_sub(1) == isn_after_time_wait(entry.snd_nxt));
     if followup {
         // A full ring was counted as lost.
@@ -191,14 +234,14 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
         let slot = unsafe { &mut *slot };
         if slot.count == 1 {
             start(&mut slot.first, RecordKind::TwCollision, source::SET_STATE, &key, now);
-            fill_accepted(&mut slot.first, sk, &entry, offsets);
+            fill_accepted::<M>(&mut slot.first, sk, &entry, offsets);
         }
         return Ok(());
     }
     let Some(mut record) = new_record(RecordKind::TwCollision, source::SET_STATE, &key, now) else {
         return Ok(());
     };
-    fill_accepted(&mut record, sk, &entry, offsets);
+    fill_accepted::<M>(&mut record, sk, &entry, offsets);
     record.emit();
     Ok(())
 }
@@ -207,12 +250,12 @@ fn on_set_state(sk: u64, old: u32, new: u32) -> Result<(), ReadError> {
 /// connection appears on it while the socket lives). The SYN's ISN is
 /// rcv_nxt - 1 of the new socket; its timestamps, as negotiated.
 #[inline(always)]
-fn fill_accepted(record: &mut TimeWaitRecord, sk: u64, entry: &TimeWaitEntry, offsets: &KernelOffsets) {
+fn fill_accepted<M: Memory>(record: &mut TimeWaitRecord, sk: u64, entry: &TimeWaitEntry, offsets: &KernelOffsets) {
     fill_from_entry(record, entry);
-    record.segment_seq = read::kernel::<u32>(sk, offsets.tcp_rcv_nxt).unwrap_or(1).wrapping_sub(1);
-    match timestamps_ok(sk, offsets) {
+    record.segment_seq = M::load::<u32>(sk, offsets.tcp_rcv_nxt).unwrap_or(1).wrapping_sub(1);
+    match timestamps_ok::<M>(sk, offsets) {
         Some(true) => {
-            if let Some(tsval) = read::kernel::<u32>(sk, offsets.tcp_ts_recent) {
+            if let Some(tsval) = M::load::<u32>(sk, offsets.tcp_ts_recent) {
                 record.segment_tsval = tsval;
                 record.flags |= tw_flags::SEGMENT_OPTIONS_KNOWN | tw_flags::SEGMENT_TIMESTAMPS;
             }
@@ -224,8 +267,9 @@ fn fill_accepted(record: &mut TimeWaitRecord, sk: u64, entry: &TimeWaitEntry, of
 
 /// `tcp_sock.rx_opt.tstamp_ok`: the connection negotiated timestamps; None
 /// when it cannot be read.
-fn timestamps_ok(sk: u64, offsets: &KernelOffsets) -> Option<bool> {
-    read::kernel::<u8>(sk, offsets.tcp_tstamp_ok_byte).map(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
+#[inline(always)]
+fn timestamps_ok<M: Memory>(sk: u64, offsets: &KernelOffsets) -> Option<bool> {
+    M::load::<u8>(sk, offsets.tcp_tstamp_ok_byte).map(|byte| (byte >> (offsets.tcp_tstamp_ok_bit & 7)) & 1 != 0)
 }
 
 /// A segment freed after the TIME_WAIT socket `tw` handled it (seen by

@@ -3,7 +3,8 @@
 //! AmbientCapabilities and reports a reset; with one of them removed it exits
 //! 1 with one line naming that capability, and serves metrics with them. The
 //! unit itself passes `systemd-analyze verify` and allows the metrics
-//! endpoint.
+//! endpoint. With those capabilities, `inet_sock_set_state` gets its
+//! BTF-typed program.
 
 mod support;
 
@@ -141,6 +142,8 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
     // The metrics endpoint on a port above 1023 needs no capability of its own.
     let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut child = as_nobody(&caps, &["--format", "json", "--duration", "4", "--metrics", &metrics])
+        // Says which program inet_sock_set_state got (below).
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -173,7 +176,15 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     });
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}: {stderr}", out.status);
+    // Every kernel of the matrix (5.10+) takes the BTF-typed program, with
+    // the unit's capabilities too: a fallback to the raw tracepoint's
+    // program would work, slower, and would go unnoticed otherwise.
+    assert!(
+        stderr.contains("raw_tracepoint/inet_sock_set_state: a BTF-typed program (tp_btf)"),
+        "inet_sock_set_state is the BTF-typed program: {stderr}"
+    );
     let records: Vec<Value> = lines.try_iter().map(|l| serde_json::from_str(&l).unwrap()).collect();
     let client = pair.client.inode();
     assert!(
