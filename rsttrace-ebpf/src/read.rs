@@ -96,9 +96,15 @@ pub fn cgroup_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u64> {
 }
 
 pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
-    let dev: u64 = kernel(skb, offsets.skb_dev)?;
-    let net: u64 = kernel(dev, offsets.netdev_nd_net)?;
-    kernel(net, offsets.net_ns_inum)
+    netns_of_skb_in::<Probed>(skb, offsets)
+}
+
+/// The namespace of the device `skb` came in on.
+#[inline(always)]
+pub fn netns_of_skb_in<M: Memory>(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
+    let dev: u64 = M::load(skb, offsets.skb_dev)?;
+    let net: u64 = M::load(dev, offsets.netdev_nd_net)?;
+    M::load(net, offsets.net_ns_inum)
 }
 
 /// Whether a socket in `state` is a full one (a listener or a connection,
@@ -164,14 +170,21 @@ pub struct Segment {
 /// The incoming segment `skb` holds, from its IP and TCP headers.
 #[inline(always)]
 pub fn segment_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Segment> {
-    let (addresses, th, _) = addresses_of_skb(skb, offsets)?;
+    let (addresses, th, _) = addresses_of_skb::<Probed>(skb, offsets)?;
     segment_at(th, addresses)
 }
 
 /// The 4-tuple of the incoming segment `skb` holds (local = destination).
 #[inline(always)]
 pub fn endpoints_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Endpoints> {
-    let (mut e, th, _) = addresses_of_skb(skb, offsets)?;
+    endpoints_of_skb_in::<Probed>(skb, offsets)
+}
+
+/// The same, with `skb`'s own fields read as `M` says (the segment's bytes
+/// are not typed: always through the helper).
+#[inline(always)]
+pub fn endpoints_of_skb_in<M: Memory>(skb: u64, offsets: &KernelOffsets) -> Option<Endpoints> {
+    let (mut e, th, _) = addresses_of_skb::<M>(skb, offsets)?;
     let ports: [u8; 4] = kernel(th, 0)?;
     e.remote_port = u16::from_be_bytes([ports[0], ports[1]]);
     e.local_port = u16::from_be_bytes([ports[2], ports[3]]);
@@ -198,14 +211,14 @@ pub fn flags_and_ttl_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(u8, u8
 /// kernel drops are not RSTs, and the protocol is checked only for those
 /// that look like one.
 #[inline(always)]
-pub fn rst_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u8)> {
-    let head: u64 = kernel(skb, offsets.skb_head)?;
-    let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
+pub fn rst_of_skb<M: Memory>(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u8)> {
+    let head: u64 = M::load(skb, offsets.skb_head)?;
+    let transport: u16 = M::load(skb, offsets.skb_transport_header)?;
     let flags: u8 = kernel(head + transport as u64, 13)?;
     if flags & TCP_RST == 0 {
         return None;
     }
-    let network: u16 = kernel(skb, offsets.skb_network_header)?;
+    let network: u16 = M::load(skb, offsets.skb_network_header)?;
     // IPv4: TTL at 8, protocol at 9; IPv6: next header at 6, hop limit at 7.
     let ip: [u8; 10] = kernel(head + network as u64, 0)?;
     let (protocol, hops) = match ip[0] >> 4 {
@@ -216,7 +229,7 @@ pub fn rst_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u8)> 
     if protocol != IPPROTO_TCP {
         return None;
     }
-    Some((endpoints_of_skb(skb, offsets)?, hops))
+    Some((endpoints_of_skb_in::<M>(skb, offsets)?, hops))
 }
 
 const IPPROTO_TCP: u8 = 6;
@@ -234,7 +247,7 @@ fn ttl_at(ip: u64) -> Option<u8> {
 /// it arrived with.
 #[inline(always)]
 pub fn peer_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<PeerTtl> {
-    let (e, th, ip) = addresses_of_skb(skb, offsets)?;
+    let (e, th, ip) = addresses_of_skb::<Probed>(skb, offsets)?;
     let ttl = ttl_at(ip)?;
     let ports: [u8; 2] = kernel(th, 0)?;
     Some(PeerTtl { remote_addr: e.remote_addr, remote_port: u16::from_be_bytes(ports), ttl, _pad: [0; 5] })
@@ -243,10 +256,10 @@ pub fn peer_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<PeerTtl> {
 /// The addresses of the segment `skb` holds (ports not filled in), and where
 /// its TCP and IP headers are.
 #[inline(always)]
-fn addresses_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64, u64)> {
-    let head: u64 = kernel(skb, offsets.skb_head)?;
-    let network: u16 = kernel(skb, offsets.skb_network_header)?;
-    let transport: u16 = kernel(skb, offsets.skb_transport_header)?;
+fn addresses_of_skb<M: Memory>(skb: u64, offsets: &KernelOffsets) -> Option<(Endpoints, u64, u64)> {
+    let head: u64 = M::load(skb, offsets.skb_head)?;
+    let network: u16 = M::load(skb, offsets.skb_network_header)?;
+    let transport: u16 = M::load(skb, offsets.skb_transport_header)?;
     let ip = head + network as u64;
     let mut e = Endpoints::default();
     let version: u8 = kernel::<u8>(ip, 0)? >> 4;

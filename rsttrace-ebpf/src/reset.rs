@@ -1,11 +1,13 @@
 //! Resets sent and received: the `tcp_send_reset` and `tcp_receive_reset`
 //! tracepoints.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns},
-    macros::{fentry, fexit, kprobe, map, raw_tracepoint},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, map, raw_tracepoint},
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
-    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
 };
 use rsttrace_common::{
     endpoints::AF_INET6,
@@ -20,7 +22,7 @@ use rsttrace_common::{
 
 use crate::{
     Draft, count, offsets, patched,
-    read::{self, ReadError, TCP_RST},
+    read::{self, Memory, Probed, ReadError, TCP_RST, Typed},
 };
 
 /// Filled by the loader before the programs are verified.
@@ -38,7 +40,30 @@ pub static RESET_CONFIG: ResetConfig =
 #[raw_tracepoint(tracepoint = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: RawTracePointContext) -> u32 {
     let reason = if patched(&RESET_CONFIG).send_reset_has_reason != 0 { ctx.arg::<u64>(2) as u32 } else { NO_REASON };
-    on_reset(ctx.arg(0), ctx.arg(1), reason, RecordKind::RstSent)
+    let sk = ctx.arg(0);
+    on_reset::<Probed>(sk, sk, ctx.arg(1), reason, RecordKind::RstSent)
+}
+
+/// The same as a BTF-typed tracepoint (tp_btf), where the kernel takes it:
+/// the socket's and the segment's fields the storm table is keyed by are
+/// plain loads (the segment's bytes are still read by the helper).
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset_typed(ctx: BtfTracePointContext) -> u32 {
+    let reason = if patched(&RESET_CONFIG).send_reset_has_reason != 0 { ctx.arg::<u64>(2) as u32 } else { NO_REASON };
+    let sk: u64 = ctx.arg(0);
+    on_reset::<Typed>(sk, tcp_sock_of(sk), ctx.arg(1), reason, RecordKind::RstSent)
+}
+
+/// A socket typed as a `tcp_sock` (whose members include `inet_sock`'s and
+/// TCP's) when it is a full TCP socket; 0 otherwise (none, a timewait or
+/// request socket, whose `sock_common` is all that can be read).
+#[inline(always)]
+fn tcp_sock_of(sk: u64) -> u64 {
+    if sk == 0 {
+        return 0;
+    }
+    // SAFETY: the helper checks what `sk` is before returning it.
+    unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) as u64 }
 }
 
 /// `tcp_receive_reset(sk)`: a full socket. It fires at the start of
@@ -47,6 +72,18 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
+    on_receive_reset::<Probed>(sk, sk)
+}
+
+/// The same as a BTF-typed tracepoint (tp_btf), where the kernel takes it.
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    on_receive_reset::<Typed>(sk, tcp_sock_of(sk))
+}
+
+#[inline(always)]
+fn on_receive_reset<M: Memory>(sk: u64, tcp_sk: u64) -> u32 {
     let segment = take_segment(sk);
     let offsets = offsets();
     let mut ttl = 0u32;
@@ -64,16 +101,16 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
         }
         ttl = TTL_KNOWN | hops as u32;
     }
-    on_reset(sk, 0, ttl, RecordKind::RstReceived)
+    on_reset::<M>(sk, tcp_sk, 0, ttl, RecordKind::RstReceived)
 }
 
 /// A received RST the kernel freed with the drop `reason` instead of ending
 /// a connection: it found no socket, reached a listener or a half-open
 /// connection (`rx_sk`, in `state`), or was outside the window.
 #[inline(always)]
-pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offsets: &KernelOffsets) {
-    let Some((endpoints, ttl)) = read::rst_of_skb(skb, offsets) else { return };
-    let netns = if rx_sk != 0 { read::netns_of_sock(rx_sk, offsets) } else { read::netns_of_skb(skb, offsets) };
+pub fn on_discarded<M: Memory>(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offsets: &KernelOffsets) {
+    let Some((endpoints, ttl)) = read::rst_of_skb::<M>(skb, offsets) else { return };
+    let netns = if rx_sk != 0 { read::netns_of::<M>(rx_sk, offsets) } else { read::netns_of_skb_in::<M>(skb, offsets) };
     // A listener or a connection: the socket of a service (not a TIME_WAIT
     // or request minisocket, which has no cgroup).
     let full_sk = match state {
@@ -111,9 +148,12 @@ pub fn on_discarded(skb: u64, reason: u32, rx_sk: u64, state: Option<u8>, offset
 /// `ttl` argument bit: the RST's TTL (low byte) is known.
 const TTL_KNOWN: u32 = 1 << 8;
 
+/// A reset sent or received by `sk`; `tcp_sk` is the same socket when it
+/// is a full TCP one (else 0), which a typed program reads `inet_sock` and
+/// TCP fields through.
 #[inline(always)]
-fn on_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
-    if storm_counts_reset(sk, skb, reason_or_ttl, kind) {
+fn on_reset<M: Memory>(sk: u64, tcp_sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> u32 {
+    if storm_counts_reset::<M>(sk, tcp_sk, skb, reason_or_ttl, kind) {
         return 0;
     }
     let Some(mut record) = Draft::<ResetRecord>::new() else { return 0 };
@@ -208,11 +248,11 @@ fn counted_in_storm(key: &mut StormKey, port: u16, ttl: u32, full_sk: u64) -> bo
 // endpoints would add to the stack of the program, whose frame plus
 // `fill`'s must stay within 512 bytes (Debian's 5.10 counted 704).
 #[inline(never)]
-fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> bool {
+fn storm_counts_reset<M: Memory>(sk: u64, tcp_sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -> bool {
     let offsets = offsets();
     // Plain values with sentinels from here: an `Option`'s unset payload
     // spilled to the stack is refused by the verifier ("!read_ok").
-    let state = read::kernel::<u8>(sk, offsets.skc_state).unwrap_or(STORM_NO_STATE);
+    let state = M::load::<u8>(sk, offsets.skc_state).unwrap_or(STORM_NO_STATE);
     let s = state as u32;
     let aggregated = match kind {
         RecordKind::RstSent => s != offsets.state_close && s != offsets.state_time_wait,
@@ -226,19 +266,20 @@ fn storm_counts_reset(sk: u64, skb: u64, reason_or_ttl: u32, kind: RecordKind) -
     // returns: a merged `Option<Endpoints>` would copy the unset payload of
     // `None`.)
     let endpoints = if skb != 0 {
-        match read::endpoints_of_skb(skb, offsets) {
+        match read::endpoints_of_skb_in::<M>(skb, offsets) {
             Some(e) => e,
             None => return false,
         }
     } else if full_socket {
-        match read::endpoints_of_sock(sk, offsets) {
+        match read::endpoints_of::<M>(tcp_sk, offsets) {
             Ok(e) => e,
             Err(_) => return false,
         }
     } else {
         return false;
     };
-    let netns = if sk != 0 { read::netns_of_sock(sk, offsets) } else { read::netns_of_skb(skb, offsets) }.unwrap_or(0);
+    let netns =
+        if sk != 0 { read::netns_of::<M>(sk, offsets) } else { read::netns_of_skb_in::<M>(skb, offsets) }.unwrap_or(0);
     let (reason, ttl) = match kind {
         RecordKind::RstSent if reason_or_ttl != NO_REASON => (reason_or_ttl, 0),
         RecordKind::RstReceived => (STORM_NO_REASON, reason_or_ttl),

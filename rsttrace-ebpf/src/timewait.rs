@@ -284,7 +284,7 @@ pub fn on_freed(tw: u64, skb: u64, reason: u32, offsets: &KernelOffsets) {
         return;
     };
     if segment.flags & TCP_RST != 0 && rst_kills(tw, &segment, offsets) == Some(false) {
-        crate::reset::on_discarded(skb, reason, tw, Some(offsets.state_time_wait as u8), offsets);
+        crate::reset::on_discarded::<read::Probed>(skb, reason, tw, Some(offsets.state_time_wait as u8), offsets);
         return;
     }
     if patched(&TIME_WAIT_CONFIG).segments_from_kfree_skb != 0 {

@@ -3,8 +3,8 @@
 //! AmbientCapabilities and reports a reset; with one of them removed it exits
 //! 1 with one line naming that capability, and serves metrics with them. The
 //! unit itself passes `systemd-analyze verify` and allows the metrics
-//! endpoint. With those capabilities, `inet_sock_set_state` gets its
-//! BTF-typed program.
+//! endpoint. With those capabilities, `inet_sock_set_state`,
+//! `tcp_send_reset` and `tcp_receive_reset` get their BTF-typed programs.
 
 mod support;
 
@@ -178,13 +178,15 @@ fn runs_unprivileged_with_exactly_the_units_capabilities() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {}: {stderr}", out.status);
-    // Every kernel of the matrix (5.10+) takes the BTF-typed program, with
-    // the unit's capabilities too: a fallback to the raw tracepoint's
-    // program would work, slower, and would go unnoticed otherwise.
-    assert!(
-        stderr.contains("raw_tracepoint/inet_sock_set_state: a BTF-typed program (tp_btf)"),
-        "inet_sock_set_state is the BTF-typed program: {stderr}"
-    );
+    // Every kernel of the matrix (5.10+) takes the BTF-typed programs, with
+    // the unit's capabilities too: a fallback to the raw tracepoints'
+    // programs would work, slower, and would go unnoticed otherwise.
+    for tracepoint in ["inet_sock_set_state", "tcp_send_reset", "tcp_receive_reset"] {
+        assert!(
+            stderr.contains(&format!("raw_tracepoint/{tracepoint}: a BTF-typed program (tp_btf)")),
+            "{tracepoint} has its BTF-typed program: {stderr}"
+        );
+    }
     let records: Vec<Value> = lines.try_iter().map(|l| serde_json::from_str(&l).unwrap()).collect();
     let client = pair.client.inode();
     assert!(

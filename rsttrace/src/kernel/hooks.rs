@@ -303,7 +303,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
             Hook::KfreeSkb if kernel.kfree_skb == FreedSegments::WithReason => "kfree_skb_without_socket",
             _ => name,
         };
-        if let (Some(typed), Some(kernel_btf)) = (typed_program(hook), kernel_btf.as_ref()) {
+        if let (Some(typed), Some(kernel_btf)) = (typed_program(program), kernel_btf.as_ref()) {
             match attach_typed_tracepoint(&mut ebpf, typed, name, kernel_btf) {
                 Ok(()) => {
                     log::info!("{hook}: a BTF-typed program (tp_btf), reading sockets with plain loads");
@@ -322,12 +322,17 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
 }
 
 /// The BTF-typed twin of a raw tracepoint's program, where it has one: the
-/// same code, whose socket reads the verifier checks against the kernel's
-/// types and turns into plain loads (a helper call each otherwise: on
-/// `inet_sock_set_state`, 25 % of its time per connection).
-fn typed_program(hook: Hook) -> Option<&'static str> {
-    match hook {
-        Hook::InetSockSetState => Some("inet_sock_set_state_typed"),
+/// same code, whose socket and segment reads the verifier checks against
+/// the kernel's types and turns into plain loads (a helper call each
+/// otherwise: a quarter of `inet_sock_set_state`'s time per connection, a
+/// third of the reset programs' in a storm, BENCHMARKS.md).
+fn typed_program(program: &str) -> Option<&'static str> {
+    match program {
+        "inet_sock_set_state" => Some("inet_sock_set_state_typed"),
+        "tcp_send_reset" => Some("tcp_send_reset_typed"),
+        "tcp_receive_reset" => Some("tcp_receive_reset_typed"),
+        "kfree_skb" => Some("kfree_skb_typed"),
+        "kfree_skb_without_socket" => Some("kfree_skb_without_socket_typed"),
         _ => None,
     }
 }
