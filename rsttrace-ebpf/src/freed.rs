@@ -9,7 +9,7 @@ use aya_ebpf::{
 
 use crate::{
     offsets, patched,
-    read::{self, Memory, Probed, Typed},
+    read::{Memory, Probed, Typed},
     reset, timewait,
 };
 

@@ -51,6 +51,7 @@ impl Memory for Typed {
         if base == 0 || offset == ABSENT {
             return None;
         }
+        const { assert!(matches!(core::mem::size_of::<T>(), 1 | 2 | 4 | 8 | 16), "loads of 1, 2, 4, 8 or 16 bytes") };
         let address = base + offset as u64;
         // SAFETY: the verifier turns each load into one that cannot fault
         // (BPF_PROBE_MEM); loads of 1, 2, 4 or 8 bytes, the only sizes it
@@ -65,7 +66,7 @@ impl Memory for Typed {
                     core::ptr::read_volatile(address as *const u64),
                     core::ptr::read_volatile((address + 8) as *const u64),
                 ]),
-                _ => return None,
+                _ => unreachable!(),
             })
         }
     }

@@ -111,6 +111,9 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
             if !outcome.success {
                 bail!("the tests on this machine's kernel failed");
             }
+            if args.is_empty() {
+                untyped_pass()?;
+            }
             if host {
                 return Ok(());
             }
@@ -150,6 +153,43 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
 /// from a fentry or a kprobe on tcp_reset(), or not at all (its TTL, and
 /// whether it was an RST or the kernel's own abort; origin.rs, resets.rs).
 /// IPv4 only for the second kind: the families share those hooks.
+/// The scenarios run a second time on this machine with the raw
+/// tracepoints' programs (`RSTTRACE_NO_TP_BTF`): every kernel of the matrix
+/// takes the BTF-typed ones, and the others, for kernels that do not, would
+/// go untested. One scenario per program and path: TIME_WAIT entry and reuse,
+/// kills, resets sent and received one by one and as a storm, discarded RSTs.
+const UNTYPED_SCENARIOS: &[&str] = &[
+    "seed_case_ipv4",
+    "harmless_reuse_is_aggregated",
+    "rst_kills_a_timewait_socket",
+    "closed_port_ipv6",
+    "refused_storm_ipv4",
+    "linger_abort_ipv4",
+    "idle_time_of_a_received_reset",
+    "every_arriving_rst_is_accounted_for_ipv4",
+];
+
+/// `cargo test` of `UNTYPED_SCENARIOS` with `RSTTRACE_NO_TP_BTF` set.
+fn untyped_pass() -> anyhow::Result<()> {
+    println!("\nthe same on this machine with the raw tracepoints' programs (RSTTRACE_NO_TP_BTF=1):");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--exclude", "rsttrace-ebpf", "--no-fail-fast"]);
+    if !is_root() {
+        cmd.args(["--config", "target.'cfg(all())'.runner = 'sudo -E'"]);
+    }
+    cmd.env("RSTTRACE_NO_TP_BTF", "1");
+    cmd.args(["--", "--include-ignored", "--show-output"]).args(UNTYPED_SCENARIOS);
+    let outcome = host_tests::run(cmd)?;
+    outcome.print(&format!(
+        "{}, raw tracepoints' programs",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    ));
+    if !outcome.success {
+        bail!("the tests with the raw tracepoints' programs failed");
+    }
+    Ok(())
+}
+
 const STRATEGY_SCENARIOS: &[&str] = &[
     "seed_case",
     "rst_kills",

@@ -296,6 +296,10 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     // (inet_sock_set_state fires on every state change of every TCP socket),
     // and attaching needs no perf event, which kernel.perf_event_paranoid=3
     // (Debian, Ubuntu) reserves to CAP_SYS_ADMIN.
+    let untyped_only = std::env::var_os(NO_TP_BTF).is_some();
+    if untyped_only {
+        log::warn!("{NO_TP_BTF} is set: the raw tracepoints' programs read sockets through bpf_probe_read_kernel");
+    }
     for hook in raw_tracepoints {
         let name = hook.tracepoint().expect("a raw tracepoint");
         // One program per prototype, like the fexit programs.
@@ -303,7 +307,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
             Hook::KfreeSkb if kernel.kfree_skb == FreedSegments::WithReason => "kfree_skb_without_socket",
             _ => name,
         };
-        if let (Some(typed), Some(kernel_btf)) = (typed_program(program), kernel_btf.as_ref()) {
+        if let (Some(typed), Some(kernel_btf), false) = (typed_program(program), kernel_btf.as_ref(), untyped_only) {
             match attach_typed_tracepoint(&mut ebpf, typed, name, kernel_btf) {
                 Ok(()) => {
                     log::info!("{hook}: a BTF-typed program (tp_btf), reading sockets with plain loads");
@@ -320,6 +324,12 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     }
     Ok(Hooks { ebpf, attached, names: kernel.names.clone(), limitations, strategy })
 }
+
+/// Set (to anything), rsttrace attaches the raw tracepoints' programs, not
+/// their BTF-typed twins: an escape hatch should a kernel's verifier accept
+/// a typed program that then misreads, and how the tests keep the programs
+/// kernels without `tp_btf` get under test.
+pub const NO_TP_BTF: &str = "RSTTRACE_NO_TP_BTF";
 
 /// The BTF-typed twin of a raw tracepoint's program, where it has one: the
 /// same code, whose socket and segment reads the verifier checks against
