@@ -334,8 +334,8 @@ pub const NO_TP_BTF: &str = "RSTTRACE_NO_TP_BTF";
 /// The BTF-typed twin of a raw tracepoint's program, where it has one: the
 /// same code, whose socket and segment reads the verifier checks against
 /// the kernel's types and turns into plain loads (a helper call each
-/// otherwise: a quarter of `inet_sock_set_state`'s time per connection, a
-/// third of the reset programs' in a storm, BENCHMARKS.md).
+/// otherwise: a quarter of the BPF time per churned connection, 40 % per
+/// refused attempt of a reset storm, BENCHMARKS.md).
 fn typed_program(program: &str) -> Option<&'static str> {
     match program {
         "inet_sock_set_state" => Some("inet_sock_set_state_typed"),
