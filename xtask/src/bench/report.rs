@@ -541,6 +541,23 @@ fn targets(loads: &[Load], runs: &[Run]) -> Vec<(String, String, &'static str)> 
         }
     }
     if loads.contains(&Load::Resets) {
+        let storm = row(runs, Load::Resets, Tool::Rsttrace);
+        let tcpdump = row(runs, Load::Resets, Tool::Tcpdump).ratio;
+        out.push((
+            "resets throughput with rsttrace ≥ 0.95 × without".into(),
+            opt(storm.ratio, |v| format!("{v:.3}")),
+            verdict(storm.ratio.map(|v| v >= 0.95)),
+        ));
+        out.push((
+            "resets: rsttrace's ratio at or above tcpdump's (same run)".into(),
+            format!("{} against {}", opt(storm.ratio, |v| format!("{v:.3}")), opt(tcpdump, |v| format!("{v:.3}"))),
+            verdict(storm.ratio.zip(tcpdump).map(|(r, t)| r >= t)),
+        ));
+        out.push((
+            "daemon CPU under the reset storm < 10 % of a core".into(),
+            opt(storm.cpu, |v| format!("{v:.1} %")),
+            verdict(storm.cpu.map(|c| c < 10.0)),
+        ));
         match rst(Load::Resets).find(|r| matches!(r.variant, Variant::Paced(_))) {
             Some(r) => {
                 let Variant::Paced(target) = r.variant else { unreachable!() };
