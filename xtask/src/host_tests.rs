@@ -19,9 +19,14 @@ pub struct Outcome {
     pub ignored: u32,
     /// binary::test and the first line of its output starting with `skipped`.
     pub skipped: Vec<(String, String)>,
-    /// binary::test of each failed test.
-    pub failures: Vec<String>,
+    /// binary::test of each failed test, with what it printed.
+    pub failures: Vec<(String, Vec<String>)>,
 }
+
+/// How much of a failed test's output the closing lines repeat: from its
+/// panic on, so that a log whose middle is cut still says why.
+const FAILURE_LINES: usize = 40;
+const FAILURE_LINE_CHARS: usize = 400;
 
 impl Outcome {
     /// The closing lines: counts, then each skip with its reason and each
@@ -36,8 +41,13 @@ impl Outcome {
         for (test, reason) in &self.skipped {
             println!("  skipped {test}: {reason}");
         }
-        for test in &self.failures {
+        for (test, output) in &self.failures {
             println!("  FAILED {test}");
+            let from_panic = output.iter().position(|l| l.contains("panicked at")).unwrap_or(0);
+            for line in output.iter().skip(from_panic).take(FAILURE_LINES) {
+                let cut = line.char_indices().nth(FAILURE_LINE_CHARS).map_or(line.len(), |(i, _)| i);
+                println!("    {}{}", &line[..cut], if cut < line.len() { " […]" } else { "" });
+            }
         }
     }
 }
@@ -74,6 +84,8 @@ struct Parser {
     binary: String,
     /// The test whose captured output is being read.
     section: Option<String>,
+    /// In libtest's `failures:` part, whose sections are failed tests'.
+    in_failures: bool,
     outcome: Outcome,
 }
 
@@ -86,11 +98,13 @@ impl Parser {
             let file = path.rsplit('/').next().unwrap_or(path);
             self.binary = file.rsplit_once('-').map_or(file, |(name, _hash)| name).to_string();
             self.section = None;
+            self.in_failures = false;
             return;
         }
         if let Some(krate) = trimmed.strip_prefix("Doc-tests ") {
             self.binary = format!("doctest {krate}");
             self.section = None;
+            self.in_failures = false;
             return;
         }
         if let Some(name) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" stdout ----")) {
@@ -99,20 +113,29 @@ impl Parser {
         }
         if let Some(counts) = line.strip_prefix("test result: ") {
             self.section = None;
+            self.in_failures = false;
             self.count(counts);
             return;
         }
         if line == "successes:" {
             self.section = None;
+            self.in_failures = false;
             return;
         }
         if line == "failures:" {
             self.section = None;
+            self.in_failures = true;
             return;
         }
         if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... FAILED")) {
-            self.outcome.failures.push(format!("{}::{name}", self.binary));
+            self.outcome.failures.push((format!("{}::{name}", self.binary), Vec::new()));
             return;
+        }
+        if self.in_failures
+            && let Some(test) = &self.section
+            && let Some((_, output)) = self.outcome.failures.iter_mut().find(|(t, _)| t == test)
+        {
+            output.push(line.to_string());
         }
         if let Some(test) = &self.section
             && line.starts_with("skipped")
@@ -243,7 +266,17 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(out.failures, ["resets::abort_on_data"]);
+        assert_eq!(
+            out.failures,
+            [(
+                "resets::abort_on_data".to_string(),
+                vec![
+                    "thread 'abort_on_data' panicked at tests/resets.rs:1:1:".to_string(),
+                    "rst_received records without an RST arriving".to_string(),
+                    String::new()
+                ]
+            )]
+        );
     }
 
     #[test]
