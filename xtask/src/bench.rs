@@ -18,7 +18,7 @@ mod report;
 mod tools;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -155,7 +155,7 @@ struct Bench {
 
 const NETNS: &str = "rsttrace-bench";
 
-pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
+pub fn run(options: Options) -> anyhow::Result<()> {
     if !options.no_build {
         crate::cargo(&["build", "--release", "--package", "rsttrace"])?;
     }
@@ -178,13 +178,13 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     let mut watchers = options.tools.clone();
     watchers.sort();
     watchers.dedup();
-    let dir = root.join("target/bench");
+    let dir = crate::target_dir()?.join("bench");
     let runs_dir = dir.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create {}", runs_dir.display()))?;
     let script = dir.join("rsttrace-bench.bt");
     std::fs::write(&script, tools::BPFTRACE_SCRIPT)?;
     let bench = Bench {
-        rsttrace: target_dir(root).join("release/rsttrace"),
+        rsttrace: crate::target_dir()?.join("release/rsttrace"),
         dir: runs_dir,
         script,
         seconds: options.seconds.unwrap_or(if options.quick { 1 } else { 5 }),
@@ -251,14 +251,6 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the workspace) if
-/// set, else `target/`.
-fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target"),
-    }
-}
 
 impl Bench {
     fn measure(&self, load: Load, tool: Tool, variant: Variant, round: usize) -> anyhow::Result<Run> {

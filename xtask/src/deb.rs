@@ -33,9 +33,9 @@ const REQUIRED: [&str; 13] = [
     "./usr/share/rsttrace/grafana/rsttrace.json",
 ];
 
-pub fn run_task(root: &Path) -> anyhow::Result<()> {
+pub fn run_task() -> anyhow::Result<()> {
     cargo(&["build", "--release", "--package", "rsttrace"])?;
-    let release = target_dir(root).join("release");
+    let release = crate::target_dir()?.join("release");
     let assets = release.join("deb-assets");
     let _ = std::fs::remove_dir_all(&assets);
     let binary = release.join("rsttrace");
@@ -73,9 +73,6 @@ pub fn run_task(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
-}
 
 /// Every required file is in the package, the configuration is a conffile,
 /// and no maintainer script enables or starts the unit.

@@ -87,7 +87,7 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
         Task::Setup => Ok(()),
         Task::Run { args } => {
             cargo(&["build", "--release", "--package", "rsttrace"])?;
-            let binary = root.join("target/release/rsttrace");
+            let binary = target_dir()?.join("release/rsttrace");
             let mut cmd = as_root(&binary);
             cmd.args(args);
             // Exit with rsttrace's own status (1 and 2 mean different things).
@@ -126,8 +126,8 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Task::VmTest(options) => vm::run(&root, options),
-        Task::Deb => deb::run_task(&root),
-        Task::Bench(options) => bench::run(&root, options),
+        Task::Deb => deb::run_task(),
+        Task::Bench(options) => bench::run(options),
         Task::Clippy => {
             cargo(&["clippy", "--workspace", "--exclude", "rsttrace-ebpf", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&[
@@ -205,6 +205,22 @@ const STRATEGY_SCENARIOS: &[&str] = &[
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+/// Where cargo builds, as cargo itself resolves it (`CARGO_TARGET_DIR`,
+/// relative or not, or `build.target-dir` in a config file): the binaries
+/// `run`, `bench`, `deb` and `vm-test` use are the ones cargo just built.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let output = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("cannot start cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("cargo metadata's output")?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata names no target_directory")?;
+    Ok(PathBuf::from(dir))
 }
 
 fn setup(root: &Path) -> anyhow::Result<()> {

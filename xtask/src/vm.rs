@@ -142,7 +142,7 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
         bail!("cargo test --release -p rsttrace --no-run produced no integration test binary");
     }
 
-    let out_dir = target_dir(root).join("vm-test");
+    let out_dir = crate::target_dir()?.join("vm-test");
     std::fs::create_dir_all(&out_dir)?;
     let initrd = out_dir.join("initrd.cpio");
     let modules: Vec<_> = images.iter().map(|(_, image, modules)| (image.uname.clone(), modules.clone())).collect();
@@ -342,9 +342,6 @@ fn cargo_executables(
     Ok(found)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
-}
 
 fn which(program: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
