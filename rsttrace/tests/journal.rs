@@ -22,7 +22,7 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::{
@@ -32,7 +32,7 @@ use nix::{
 };
 use serde_json::Value;
 use support::{
-    Arrivals, Captured, Pair, Records, Sends, addr, connect_from, connection_closed_by_server, require_root,
+    Arrivals, Captured, Pair, Records, Sends, addr, connect_from, connection_closed_by_server, require_root, wait_until,
 };
 
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
@@ -53,11 +53,11 @@ impl PrivateJournald {
             .spawn()
             .expect("unshare (util-linux)");
         let journald = PrivateJournald { child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !journald.path("run/systemd/journal/stdout").exists() {
-            assert!(Instant::now() < deadline, "journald did not create its sockets");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            || journald.path("run/systemd/journal/stdout").exists(),
+            || "journald did not create its sockets".into(),
+        );
         journald
     }
 

@@ -17,7 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Arrivals, Pair, Sends, Traced, addr, linger_zero, require_root};
+use support::{Arrivals, Pair, Sends, Traced, addr, linger_zero, require_root, wait_until};
 
 const CLOSED_PORT: u16 = 9;
 
@@ -207,10 +207,11 @@ fn close_with_unread_data() {
     let (accepted, _) = listener.accept().unwrap();
     client.write_all(b"request nobody reads").unwrap();
     // Wait until the data sits in the server's receive queue.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while accepted.peek(&mut [0u8; 1]).unwrap_or(0) == 0 {
-        assert!(Instant::now() < deadline, "data never arrived");
-    }
+    wait_until(
+        Duration::from_secs(5),
+        || accepted.peek(&mut [0u8; 1]).unwrap_or(0) > 0,
+        || "data never arrived".into(),
+    );
     pair.server.run("rst-unread", move || drop(accepted));
     let err = client.read(&mut [0u8; 1]).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);

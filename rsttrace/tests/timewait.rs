@@ -20,6 +20,7 @@ use support::{
     Arrivals, FIN_WAIT2, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from,
     connection_closed_by_server, linger_zero, require_root,
     segments::{self, Flags, send_segment, send_sequence},
+    wait_until,
 };
 
 const CLIENT_PORT: u16 = 40021;
@@ -213,15 +214,16 @@ fn rst_kills_a_timewait_socket() {
     // QEMU). Closed in FIN_WAIT2, it becomes a TIME_WAIT socket at once.
     accepted.shutdown(Shutdown::Write).unwrap();
     assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "the server's FIN");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pair.server.tcp_states(local.port(), true) != [FIN_WAIT2] {
-        assert!(
-            Instant::now() < deadline,
-            "the client's ACK of the server's FIN did not arrive: {:?}",
-            pair.server.tcp_states(local.port(), true)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        || pair.server.tcp_states(local.port(), true) == [FIN_WAIT2],
+        || {
+            format!(
+                "the client's ACK of the server's FIN did not arrive: {:?}",
+                pair.server.tcp_states(local.port(), true)
+            )
+        },
+    );
     let server_closed = Instant::now();
     drop(accepted);
     std::thread::sleep(Duration::from_millis(20));
@@ -365,18 +367,20 @@ fn closed_with_timestamps(pair: &Pair, listener: &TcpListener, local: SocketAddr
     let fin_seq = send_sequence(&stream);
     let tsval = segments::timestamp(&stream);
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !(pair.client.tcp_states(local.port(), false).is_empty()
-        && pair.server.tcp_states(local.port(), true) == [TIME_WAIT])
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no TIME_WAIT socket for {local}: client {:?}, server {:?}",
-            pair.client.tcp_states(local.port(), false),
-            pair.server.tcp_states(local.port(), true)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        || {
+            pair.client.tcp_states(local.port(), false).is_empty()
+                && pair.server.tcp_states(local.port(), true) == [TIME_WAIT]
+        },
+        || {
+            format!(
+                "no TIME_WAIT socket for {local}: client {:?}, server {:?}",
+                pair.client.tcp_states(local.port(), false),
+                pair.server.tcp_states(local.port(), true)
+            )
+        },
+    );
     OldConnection { rcv_nxt: fin_seq.wrapping_add(1), tsval }
 }
 
@@ -465,11 +469,11 @@ fn paws_rejects_an_old_timestamp(label: &str, client_ip: &'static str, server_ip
         send_segment(answered, server, answered_seq, Flags::Syn { tsval: Some(answered_tsval) })
     });
     // The client's RST kills the TIME_WAIT socket.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pair.server.tcp_states(answered.port(), true).contains(&TIME_WAIT) {
-        assert!(Instant::now() < deadline, "the TIME_WAIT socket of {answered} outlived the SYN");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        || !pair.server.tcp_states(answered.port(), true).contains(&TIME_WAIT),
+        || format!("the TIME_WAIT socket of {answered} outlived the SYN"),
+    );
 
     let held = addr(client_ip, 40024);
     let old_held = closed_with_timestamps(pair, &listener, held);

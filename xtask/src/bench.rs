@@ -17,10 +17,7 @@ mod netns;
 mod report;
 mod tools;
 
-use std::{
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
@@ -141,6 +138,8 @@ pub struct Run {
     pub maps: Vec<MapInfo>,
     /// rsttrace's resident memory by kind of mapping, at the end of the load.
     pub memory_map: Vec<(String, u64)>,
+    /// How long the watcher took to start watching.
+    pub ready_after: Option<Duration>,
 }
 
 struct Bench {
@@ -251,7 +250,6 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 impl Bench {
     fn measure(&self, load: Load, tool: Tool, variant: Variant, round: usize) -> anyhow::Result<Run> {
         self.try_measure(load, tool, variant, round)?.map_err(|reason| anyhow::anyhow!(reason))
@@ -354,6 +352,7 @@ impl Bench {
             progs: Vec::new(),
             maps: Vec::new(),
             memory_map: Vec::new(),
+            ready_after: running.as_ref().map(|r| r.ready_after),
         };
         if let Some(running) = running {
             run.cpu_seconds = running.cpu_seconds() - cpu_start;

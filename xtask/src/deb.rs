@@ -73,7 +73,6 @@ pub fn run_task() -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Every required file is in the package, the configuration is a conffile,
 /// and no maintainer script enables or starts the unit.
 fn check(deb: &Path) -> anyhow::Result<()> {

@@ -342,7 +342,6 @@ fn cargo_executables(
     Ok(found)
 }
 
-
 fn which(program: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -49,9 +49,10 @@ struct Kernel {
     kfree_skb: FreedSegments,
     /// Parameter names of tcp_timewait_state_process.
     tw_process_params: Option<Vec<String>>,
-    /// Whether fentry, fexit or kprobe programs can read what each origin
-    /// hook needs: `(hook, why not)`.
-    origin_hooks: Vec<(Hook, Result<(), String>)>,
+    /// Whether the kernel's prototype of each hook's function has the
+    /// parameters its program reads by position (`Hook::reads_params`):
+    /// `(hook, why not)`.
+    prototypes: Vec<(Hook, Result<(), String>)>,
     limitations: Vec<String>,
 }
 
@@ -176,11 +177,10 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
         discard_reasons: discard_reasons(&names, kfree_skb),
     };
     // The programs read these functions' arguments by position.
-    let origin_hooks = ORIGIN_HOOKS
+    let prototypes = Hook::ALL
         .into_iter()
-        .map(|hook| {
-            let function = hook.function().unwrap_or_default();
-            let wanted = hook.reads_params().unwrap_or_default();
+        .filter_map(|hook| Some((hook, hook.function()?, hook.reads_params()?)))
+        .map(|(hook, function, wanted)| {
             let found = match types.function_params(function) {
                 None => Err(format!("kernel BTF has no {function}")),
                 Some(params) if params == wanted => Ok(()),
@@ -189,7 +189,7 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
             (hook, found)
         })
         .collect();
-    Ok(Kernel { names, offsets, reset_config, kfree_skb, tw_process_params, origin_hooks, limitations })
+    Ok(Kernel { names, offsets, reset_config, kfree_skb, tw_process_params, prototypes, limitations })
 }
 
 fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Result<Hooks> {
@@ -362,11 +362,6 @@ fn attach_typed_tracepoint(
     Ok(())
 }
 
-/// The hooks `attach_origin_hooks` may attach, each checked against the
-/// kernel's prototype of its function first.
-const ORIGIN_HOOKS: [Hook; 4] =
-    [Hook::FentryTcpReset, Hook::KprobeTcpReset, Hook::FexitTcpCreateOpenreqChild, Hook::FentryTcpFinishConnect];
-
 /// Hooks that tell who sent a received RST: the segment tcp_reset()
 /// handles (its TTL, and whether it is an RST at all), and the TTL of the
 /// peer's segments, learned as connections are set up. They need fentry,
@@ -381,8 +376,8 @@ fn attach_origin_hooks(
     limitations: &mut Vec<String>,
 ) {
     let usable = |hook: Hook| -> Result<(), String> {
-        let checked = kernel.origin_hooks.iter().find(|(h, _)| *h == hook);
-        checked.map_or_else(|| Err(format!("{hook} is not an origin hook")), |(_, found)| found.clone())
+        // A hook that reads no parameter by position fits any prototype.
+        kernel.prototypes.iter().find(|(h, _)| *h == hook).map_or(Ok(()), |(_, found)| found.clone())
     };
     let mut attach = |hook: Hook, program: &str| -> Result<(), String> {
         usable(hook)?;

@@ -150,6 +150,21 @@ pub enum Hook {
 pub const TW_PROCESS: &str = "tcp_timewait_state_process";
 
 impl Hook {
+    /// Every hook (`every_hook_is_in_all` keeps the list whole).
+    pub const ALL: [Hook; 11] = [
+        Hook::InetSockSetState,
+        Hook::TcpSendReset,
+        Hook::TcpReceiveReset,
+        Hook::KfreeSkb,
+        Hook::FexitTimewaitProcess,
+        Hook::KprobeTimewaitProcess,
+        Hook::KretprobeTimewaitProcess,
+        Hook::FentryTcpReset,
+        Hook::KprobeTcpReset,
+        Hook::FexitTcpCreateOpenreqChild,
+        Hook::FentryTcpFinishConnect,
+    ];
+
     /// How it attaches, and to what: the tracepoint's or the kernel
     /// function's name.
     pub fn target(self) -> (Attach, &'static str) {
@@ -267,6 +282,28 @@ mod tests {
         assert_eq!(Hook::KfreeSkb.to_string(), "raw_tracepoint/kfree_skb");
         assert_eq!(Hook::KretprobeTimewaitProcess.to_string(), "kretprobe/tcp_timewait_state_process");
         assert_eq!(serde_json::to_string(&Hook::FentryTcpFinishConnect).unwrap(), r#""fentry/tcp_finish_connect""#);
+    }
+
+    #[test]
+    fn every_hook_is_in_all() {
+        // A new variant fails to compile here until it is listed in ALL.
+        for hook in Hook::ALL {
+            match hook {
+                Hook::InetSockSetState
+                | Hook::TcpSendReset
+                | Hook::TcpReceiveReset
+                | Hook::KfreeSkb
+                | Hook::FexitTimewaitProcess
+                | Hook::KprobeTimewaitProcess
+                | Hook::KretprobeTimewaitProcess
+                | Hook::FentryTcpReset
+                | Hook::KprobeTcpReset
+                | Hook::FexitTcpCreateOpenreqChild
+                | Hook::FentryTcpFinishConnect => {}
+            }
+        }
+        let distinct: std::collections::HashSet<Hook> = Hook::ALL.into_iter().collect();
+        assert_eq!(distinct.len(), Hook::ALL.len());
     }
 
     #[test]

@@ -468,6 +468,18 @@ impl<N: Namespaces> Observed<N> {
     }
 }
 
+/// Polls `done` every millisecond until it holds; after `within`, fails the
+/// test with what `failure` says (read then, so it shows the last state).
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool, failure: impl FnOnce() -> String) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            panic!("{}", failure());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Sets SO_LINGER {on, 0}: close() then aborts with an RST.
 pub fn linger_zero(stream: &std::net::TcpStream) {
     nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 })

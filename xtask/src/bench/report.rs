@@ -448,6 +448,29 @@ pub fn markdown(
         let _ = writeln!(md);
     }
 
+    let _ = writeln!(md, "## Start-up\n");
+    let _ = writeln!(
+        md,
+        "From starting the watcher until it watches (rsttrace: its ready record, all programs attached; bpftrace: its four programs loaded; tcpdump: `listening on`), polled every 10 ms, over every run of the bench.\n"
+    );
+    let _ = writeln!(md, "| watcher | starts | median | slowest |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: |");
+    for &tool in watchers {
+        let starts: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.tool == tool)
+            .filter_map(|r| r.ready_after)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        if starts.is_empty() {
+            continue;
+        }
+        let slowest = starts.iter().copied().fold(0.0, f64::max);
+        let (count, median) = (starts.len(), median(starts));
+        let _ = writeln!(md, "| {} | {count} | {} ms | {} ms |", tool.as_str(), opt(median, int), int(slowest));
+    }
+    let _ = writeln!(md);
+
     let _ = writeln!(md, "## Memory\n");
     let _ = writeln!(
         md,

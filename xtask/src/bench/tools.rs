@@ -54,6 +54,9 @@ pub struct Running {
     pub pid: i32,
     out: PathBuf,
     err: PathBuf,
+    /// From spawn until it watched (rsttrace: its ready record), to the
+    /// poll's 10 ms.
+    pub ready_after: Duration,
 }
 
 /// Where its output goes and what it needs.
@@ -95,13 +98,14 @@ impl Running {
         let (stdout, stderr) = files.map_err(|e| format!("cannot create {}: {e}", out.display()))?;
         cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", tool.as_str()))?;
-        let mut running = Running { tool, pid: child.id() as i32, child, out, err };
         let started = Instant::now();
+        let mut running = Running { tool, pid: child.id() as i32, child, out, err, ready_after: Duration::ZERO };
         loop {
             if let Ok(Some(status)) = running.child.try_wait() {
                 return Err(format!("{} exited at start ({status}): {}", tool.as_str(), running.first_error_line()));
             }
             if running.is_watching() {
+                running.ready_after = started.elapsed();
                 break;
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -109,7 +113,7 @@ impl Running {
                 let _ = running.child.wait();
                 return Err(format!("{} not ready after 60 s: {}", tool.as_str(), running.first_error_line()));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         if tool == Tool::Bpftrace {
             // Programs loaded; give it time to attach the last one.
