@@ -31,6 +31,8 @@ packages=(
   # tests/metrics.rs scrapes rsttrace with a real Prometheus; promtool checks
   # the exposition and the shipped alert rules (packaging/prometheus/).
   prometheus
+  # tests/load_balancer.rs puts a real load balancer in front of a backend.
+  haproxy
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -42,11 +44,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # llvm-22 comes from bookworm-security: a stale package list does not know it.
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The package enables and starts its own server on :9090; the tests start
-  # theirs on free ports and need no other. Where systemd runs, a server
-  # this script brought in is stopped and disabled again.
-  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
-    as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  # Prometheus's package enables and starts its own server on :9090; the
+  # tests start theirs on free ports and need no other. Where systemd runs,
+  # a server this script brought in is stopped and disabled again.
+  # The same for haproxy's (the tests start theirs in a namespace).
+  if [ -d /run/systemd/system ]; then
+    for service in prometheus haproxy; do
+      if [[ " ${missing[*]} " == *" $service "* ]]; then
+        as_root systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+      fi
+    done
   fi
 fi
 

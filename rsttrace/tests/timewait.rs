@@ -18,7 +18,7 @@ use std::{
 use serde_json::Value;
 use support::{
     Arrivals, FIN_WAIT2, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from,
-    connection_closed_by_server, linger_zero, require_root,
+    connection_closed_by_server, linger_zero, require_root, reuse_unseen_here,
     segments::{self, Flags, send_segment, send_sequence},
     wait_until,
 };
@@ -104,21 +104,6 @@ fn seed_case_ipv4() {
 #[ignore = "needs root: run cargo xtask test"]
 fn seed_case_ipv6() {
     seed_case("seed6", Pair::CLIENT_V6, Pair::SERVER_V6);
-}
-
-/// Where the ready record says accepted reuse is not reported (the
-/// tracepoint strategy without the ISN proof): checks that none was, and
-/// says the test is skipped.
-fn reuse_unseen_here<N: support::Namespaces>(observed: &support::Observed<N>, reuse: &[&Value]) -> bool {
-    if observed.sees_accepted_reuse() {
-        return false;
-    }
-    assert!(reuse.is_empty(), "accepted reuse reported where the ready record says it is not: {reuse:?}");
-    eprintln!(
-        "skipped: strategy {} on this kernel does not report accepted reuse (the ready record's limitation); none was reported",
-        observed.strategy()
-    );
-    true
 }
 
 /// Aggregated reuse records of one peer come one per 10 s interval: every

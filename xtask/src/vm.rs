@@ -148,7 +148,9 @@ pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
     let modules: Vec<_> = images.iter().map(|(_, image, modules)| (image.uname.clone(), modules.clone())).collect();
     // tcpdump: the tests' packet capture, their ground truth for resets.
     // nft: the router of the origin tests forges RSTs with nftables.
-    let programs = [rsttrace.1.clone(), which("ip")?, which("setpriv")?, which("tcpdump")?, which("nft")?];
+    // haproxy: the load balancer of tests/load_balancer.rs.
+    let programs =
+        [rsttrace.1.clone(), which("ip")?, which("setpriv")?, which("tcpdump")?, which("nft")?, which("haproxy")?];
     initramfs::write(
         &initrd,
         &initramfs::Contents {
