@@ -201,6 +201,7 @@ const STRATEGY_SCENARIOS: &[&str] = &[
     "forged_reset_seen_by_the_client_ipv4",
     "the_peers_own_abort_through_the_router_ipv4",
     "abort_on_data_reports_no_received_reset",
+    "behind_haproxy",
 ];
 
 fn workspace_root() -> PathBuf {
