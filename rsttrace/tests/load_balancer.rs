@@ -29,7 +29,8 @@ use nix::{
 };
 use serde_json::Value;
 use support::{
-    Arrivals, Netns, Pair, RstPacket, Sends, TIME_WAIT, Traced, addr, require_root, reuse_unseen_here, wait_until,
+    Arrivals, Netns, Pair, RstPacket, Sends, TIME_WAIT, Traced, addr, outrun_the_isn_clock, require_root,
+    reuse_unseen_here, wait_until,
 };
 
 /// The tests of this file run one at a time. Side by side, about one pair
@@ -54,7 +55,8 @@ struct Haproxy {
 }
 
 impl Haproxy {
-    /// None where HAProxy is not installed (the QEMU guests).
+    /// None where HAProxy is not installed (xtask/bootstrap.sh installs it,
+    /// and the QEMU guests get the host's).
     fn start(netns: &Netns, backend: SocketAddr, source: &str, ports: RangeInclusive<u16>) -> Option<Haproxy> {
         if !std::path::Path::new(HAPROXY).exists() {
             return None;
@@ -130,18 +132,12 @@ fn serve(listener: TcpListener, connections: usize) -> mpsc::Receiver<SocketAddr
 }
 
 /// One request through the balancer, from its own namespace. `bulk`: enough
-/// data that the next ISN of the 4-tuple stays below this connection's last
-/// sequence number (the ISN clock runs at 15.6 M/s), as in
-/// `support::closed_by_server`.
+/// data that the balancer's next SYN on the 4-tuple gets a stale ACK.
 fn request(lb: &Netns, bulk: bool) {
     lb.run("client", move || {
         let mut stream = TcpStream::connect(("127.0.0.1", FRONTEND_PORT)).expect("connect to haproxy");
-        let started = Instant::now();
-        let chunk = vec![b'x'; 1 << 20];
-        let mut sent = 0usize;
-        while bulk && sent < 1 << 30 && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
-            stream.write_all(&chunk).unwrap();
-            sent += chunk.len();
+        if bulk {
+            outrun_the_isn_clock(&mut stream);
         }
         stream.write_all(b".").unwrap();
         let mut answer = String::new();

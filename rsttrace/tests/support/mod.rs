@@ -514,6 +514,24 @@ pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<Tc
     Ok(socket.into())
 }
 
+/// Sends enough on `stream` that the next ISN of its 4-tuple stays below
+/// this connection's last sequence number (a reused port's SYN then gets a
+/// stale ACK from the TIME_WAIT socket): 48 MB per second of transfer
+/// outruns the ISN clock (15.6 M/s), and 32 MiB more covers ~2 s between
+/// this connect and the next (a loaded machine, or QEMU). Never 2 GiB, half
+/// the sequence space: past it the next ISN is "after" rcv_nxt again and
+/// the kernel accepts the SYN (a loaded QEMU below 48 MB/s kept sending
+/// that long).
+pub fn outrun_the_isn_clock(stream: &mut TcpStream) {
+    let started = Instant::now();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0usize;
+    while sent < 1 << 30 && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+        stream.write_all(&chunk).unwrap();
+        sent += chunk.len();
+    }
+}
+
 /// TCP state number of TIME_WAIT in /proc/net/tcp.
 pub const FIN_WAIT2: u8 = 5;
 pub const TIME_WAIT: u8 = 6;
@@ -557,18 +575,8 @@ pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, 
         drop(accepted); // the server closes first
         total
     });
-    let started = Instant::now();
-    let chunk = vec![b'x'; 1 << 20];
-    let mut sent = 0usize;
-    // The next ISN must stay below this connection's last sequence number:
-    // 48 MB per second of transfer outruns the ISN clock (15.6 M/s), and
-    // 32 MiB more covers ~2 s between this connect and the next (a loaded
-    // machine, or QEMU). Never 2 GiB, half the sequence space: past it the
-    // next ISN is "after" rcv_nxt again and the kernel accepts the SYN (a
-    // loaded QEMU below 48 MB/s kept sending that long).
-    while bulk && sent < 1 << 30 && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
-        stream.write_all(&chunk).unwrap();
-        sent += chunk.len();
+    if bulk {
+        outrun_the_isn_clock(&mut stream);
     }
     stream.write_all(b".").unwrap();
     reader.join().unwrap();
