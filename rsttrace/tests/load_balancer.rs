@@ -34,10 +34,10 @@ use support::{
 };
 
 /// The tests of this file run one at a time. Side by side, about one pair
-/// of runs in a hundred saw no program run for the establishment of the
-/// retried connection, in both tests' rsttrace and with no run counted as
-/// missed: a tw_collision without its retry. Not explained yet; alone, none
-/// in 170 runs.
+/// of runs in a hundred reported a tw_collision without its retry: the
+/// kernel traced the retried connection's establishment (ftrace showed it),
+/// but neither test's rsttrace followed it up, with nothing counted as lost,
+/// unreadable or missed. Not explained yet; alone, none in 170 runs.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const BACKEND_PORT: u16 = 8097;
