@@ -46,10 +46,8 @@ pub struct KernelOffsets {
     pub sk_dst_cache: u32,
     pub rt_uses_gateway: u32,
     pub rt6i_flags: u32,
-    /// `tcp_sock.srtt_us` (u32, 8 × µs) and `tcp_wstamp_ns` (u64, when the
-    /// last segment left, CLOCK_MONOTONIC).
-    pub tcp_srtt_us: u32,
-    pub tcp_wstamp_ns: u32,
+    /// `tcp_sock.rtt_min.s[0].v` (u32, µs): the path's minimum RTT.
+    pub tcp_rtt_min: u32,
     /// `tcp_sock.keepalive_time` (u32 jiffies, TCP_KEEPIDLE; 0: the
     /// namespace's) and `net.ipv4.sysctl_tcp_keepalive_time` (int jiffies).
     pub tcp_keepalive_time: u32,
@@ -103,6 +101,9 @@ pub struct KernelOffsets {
     pub state_time_wait: u32,
     pub state_close: u32,
     pub state_closing: u32,
+    pub state_listen: u32,
+    pub state_close_wait: u32,
+    pub state_last_ack: u32,
 }
 
 impl KernelOffsets {
@@ -126,8 +127,7 @@ impl KernelOffsets {
             sk_dst_cache: ABSENT,
             rt_uses_gateway: ABSENT,
             rt6i_flags: ABSENT,
-            tcp_srtt_us: ABSENT,
-            tcp_wstamp_ns: ABSENT,
+            tcp_rtt_min: ABSENT,
             sock_flag_keepopen: ABSENT,
             tcp_keepalive_time: ABSENT,
             net_tcp_keepalive_time: ABSENT,
@@ -160,6 +160,9 @@ impl KernelOffsets {
             state_time_wait: ABSENT,
             state_close: ABSENT,
             state_closing: ABSENT,
+            state_listen: ABSENT,
+            state_close_wait: ABSENT,
+            state_last_ack: ABSENT,
         }
     }
 }

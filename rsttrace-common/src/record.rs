@@ -43,7 +43,10 @@ pub mod counter {
     pub const LOST: u32 = 0;
     /// Records dropped because a kernel read failed (layout mismatch).
     pub const READ_ERRORS: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Connections whose peer TTL or FIN time could not be kept: the
+    /// connection table was full (`reset::CONNECTION_ENTRIES` at once).
+    pub const UNKEPT: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Ring buffer size in bytes: a power of two multiple of the page size.

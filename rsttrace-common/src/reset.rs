@@ -5,38 +5,45 @@ use crate::{endpoints::Endpoints, record::RecordHeader};
 /// `ResetRecord::flags` bits.
 pub mod reset_flags {
     /// `reason` holds the kernel's `enum sk_rst_reason` value.
-    pub const HAS_REASON: u16 = 1 << 0;
+    pub const HAS_REASON: u32 = 1 << 0;
     /// `state` holds the kernel's TCP state number.
-    pub const HAS_STATE: u16 = 1 << 1;
+    pub const HAS_STATE: u32 = 1 << 1;
     /// The reset concerns a socket (skaddr was not NULL).
-    pub const HAS_SOCKET: u16 = 1 << 2;
+    pub const HAS_SOCKET: u32 = 1 << 2;
     /// Sent while a task held the socket lock: `pid`/`comm` say who.
-    pub const FROM_PROCESS: u16 = 1 << 3;
+    pub const FROM_PROCESS: u32 = 1 << 3;
     /// The `*_jiffies` fields were read from a full TCP socket.
-    pub const HAS_ACTIVITY: u16 = 1 << 4;
+    pub const HAS_ACTIVITY: u32 = 1 << 4;
     /// `netns` was read.
-    pub const HAS_NETNS: u16 = 1 << 5;
+    pub const HAS_NETNS: u32 = 1 << 5;
     /// Whether SO_KEEPALIVE is on was read (received resets).
-    pub const KEEPALIVE_KNOWN: u16 = 1 << 6;
+    pub const KEEPALIVE_KNOWN: u32 = 1 << 6;
     /// SO_KEEPALIVE is on: `keepalive_jiffies` is its idle time.
-    pub const KEEPALIVE_ON: u16 = 1 << 7;
+    pub const KEEPALIVE_ON: u32 = 1 << 7;
     /// `ttl` holds the received RST's IPv4 TTL or IPv6 hop limit.
-    pub const HAS_TTL: u16 = 1 << 8;
+    pub const HAS_TTL: u32 = 1 << 8;
     /// `peer_ttl` holds the TTL the peer's segments arrived with when the
     /// connection was set up.
-    pub const HAS_PEER_TTL: u16 = 1 << 9;
+    pub const HAS_PEER_TTL: u32 = 1 << 9;
     /// The socket's cached route was read: `VIA_GATEWAY` is meaningful.
-    pub const ROUTE_KNOWN: u16 = 1 << 10;
+    pub const ROUTE_KNOWN: u32 = 1 << 10;
     /// The socket's route to the peer goes through a gateway.
-    pub const VIA_GATEWAY: u16 = 1 << 11;
-    /// `srtt_us` and `since_sent_us` were read.
-    pub const HAS_RTT: u16 = 1 << 12;
+    pub const VIA_GATEWAY: u32 = 1 << 11;
+    /// `rtt_min_us` was read.
+    pub const HAS_RTT_MIN: u32 = 1 << 12;
     /// `cgroup_id` was read from the (full) socket.
-    pub const HAS_CGROUP: u16 = 1 << 13;
+    pub const HAS_CGROUP: u32 = 1 << 13;
     /// A received RST the kernel freed without ending a connection (seen by
     /// `kfree_skb`): `reason` holds its `enum skb_drop_reason`; `state`
     /// (`HAS_STATE`) is that of the socket it reached, if any.
-    pub const DISCARDED: u16 = 1 << 14;
+    pub const DISCARDED: u32 = 1 << 14;
+    /// A sent RST answers a segment (the kernel's reply to it, not its own
+    /// abort): `segment_flags` holds that segment's TCP flags.
+    pub const ANSWERS_SEGMENT: u32 = 1 << 15;
+    /// `closed_ns` was read: for a sent RST from a TIME_WAIT socket, when
+    /// this host's connection entered TIME_WAIT (its FIN acknowledged); for a
+    /// received RST, when the peer's FIN arrived.
+    pub const HAS_CLOSED: u32 = 1 << 16;
 }
 
 /// One RST sent or received by this host (`RecordKind::RstSent` /
@@ -61,41 +68,61 @@ pub struct ResetRecord {
     /// How long the connection may be idle before the first keepalive
     /// probe (`KEEPALIVE_ON`).
     pub keepalive_jiffies: u32,
-    /// The connection's smoothed RTT, and how long before the RST this host
-    /// last transmitted on it (`HAS_RTT`), in microseconds.
-    pub srtt_us: u32,
-    pub since_sent_us: u32,
+    /// The path's minimum RTT (`tcp_sock.rtt_min`, `HAS_RTT_MIN`), in
+    /// microseconds: unlike the smoothed RTT it holds no think time of the
+    /// peer's application and no delayed ACK.
+    pub rtt_min_us: u32,
+    pub _pad: u32,
     pub state: u8,
     pub ttl: u8,
     pub peer_ttl: u8,
-    pub _pad: u8,
+    /// The TCP flags of the segment a sent RST answers (`ANSWERS_SEGMENT`).
+    pub segment_flags: u8,
     /// `reset_flags` bits.
-    pub flags: u16,
-    pub _pad2: [u8; 2],
+    pub flags: u32,
     /// The id of the cgroup that owns the socket (`HAS_CGROUP`): the inode
     /// number of its directory under /sys/fs/cgroup.
     pub cgroup_id: u64,
+    /// `HAS_CLOSED`: when the connection was closed (ktime ns), see there.
+    pub closed_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 128);
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 136);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ResetRecord {}
 
-/// What the peer's segments arrived with, learned when a connection is set
-/// up, keyed by the socket's address; the peer's port and address prove the
-/// entry is this socket's and not a freed one's.
+/// What is kept of a live connection, keyed by its socket's address, from
+/// when it is set up or half-closed by the peer until it closes (deleted on
+/// the change to CLOSE, so churn does not push out long-lived idle
+/// connections); the peer's port and address prove the entry is this
+/// socket's and not a freed one's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PeerTtl {
+pub struct Connection {
     pub remote_addr: [u8; 16],
     pub remote_port: u16,
+    /// What the peer's segments arrived with when the connection was set up
+    /// (`connection_flags::TTL_KNOWN`).
     pub ttl: u8,
-    pub _pad: [u8; 5],
+    /// `connection_flags` bits.
+    pub flags: u8,
+    pub _pad: u32,
+    /// When the peer's FIN arrived, ktime ns (`connection_flags::PEER_FIN`).
+    pub peer_fin_ns: u64,
 }
 
-/// Connections whose peer TTL is kept (least recently used first out).
-pub const PEER_TTL_ENTRIES: u32 = 65536;
+/// `Connection::flags` bits.
+pub mod connection_flags {
+    pub const TTL_KNOWN: u8 = 1 << 0;
+    pub const PEER_FIN: u8 = 1 << 1;
+}
+
+/// Live connections whose peer TTL or FIN time is kept. Not an LRU: the
+/// entries that matter most are the oldest (idle connections a device may
+/// forget). Beyond this many at once, new ones go unkept (their `peer_ttl`
+/// and `peer_closed_ms` are null) and are counted (`counter::UNKEPT`).
+pub const CONNECTION_ENTRIES: u32 = 131072;
 
 /// What the loader tells the reset programs about this kernel.
 #[repr(C)]

@@ -4,7 +4,7 @@ use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     kernel::{ABSENT, KernelOffsets},
-    reset::PeerTtl,
+    reset::{Connection, connection_flags},
     tcp_options,
 };
 
@@ -247,11 +247,18 @@ fn ttl_at(ip: u64) -> Option<u8> {
 /// The peer (source) of the segment `skb` holds, with the TTL or hop limit
 /// it arrived with.
 #[inline(always)]
-pub fn peer_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<PeerTtl> {
+pub fn peer_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<Connection> {
     let (e, th, ip) = addresses_of_skb::<Probed>(skb, offsets)?;
     let ttl = ttl_at(ip)?;
     let ports: [u8; 2] = kernel(th, 0)?;
-    Some(PeerTtl { remote_addr: e.remote_addr, remote_port: u16::from_be_bytes(ports), ttl, _pad: [0; 5] })
+    Some(Connection {
+        remote_addr: e.remote_addr,
+        remote_port: u16::from_be_bytes(ports),
+        ttl,
+        flags: connection_flags::TTL_KNOWN,
+        _pad: 0,
+        peer_fin_ns: 0,
+    })
 }
 
 /// The addresses of the segment `skb` holds (ports not filled in), and where

@@ -6,7 +6,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
     macros::{btf_tracepoint, fentry, fexit, kprobe, map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RawTracePointContext},
 };
 use rsttrace_common::{
@@ -15,9 +15,11 @@ use rsttrace_common::{
     kernel::KernelOffsets,
     record::{RecordHeader, RecordKind, counter},
     reset::{
-        DISCARD_REASON_WORDS, PEER_TTL_ENTRIES, PeerTtl, ResetConfig, ResetRecord, STORM_ENTRIES, STORM_HAS_CGROUP,
-        STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags,
+        CONNECTION_ENTRIES, Connection, DISCARD_REASON_WORDS, ResetConfig, ResetRecord, STORM_ENTRIES,
+        STORM_HAS_CGROUP, STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey,
+        connection_flags, reset_flags,
     },
+    timewait::TimeWaitKey,
 };
 
 use crate::{
@@ -342,9 +344,11 @@ pub fn tcp_reset_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The TTL the peer's segments arrive with, per connection.
+/// Live connections: the TTL the peer's segments arrive with, and when
+/// its FIN came (see `Connection`). Deleted when the socket closes
+/// (`forget_connection`).
 #[map]
-static PEER_TTL: LruHashMap<u64, PeerTtl> = LruHashMap::with_max_entries(PEER_TTL_ENTRIES, 0);
+static CONNECTIONS: HashMap<u64, Connection> = HashMap::with_max_entries(CONNECTION_ENTRIES, 0);
 
 /// `tcp_create_openreq_child(sk, req, skb)` returns the new connection of
 /// either family; `skb` is the peer's ACK that completed it. (Not
@@ -369,9 +373,44 @@ fn learn_peer_ttl(sk: u64, skb: u64) {
     if sk == 0 || skb == 0 {
         return;
     }
-    if let Some(peer) = read::peer_of_skb(skb, offsets()) {
-        let _ = PEER_TTL.insert(sk, peer, 0);
+    if let Some(peer) = read::peer_of_skb(skb, offsets())
+        && CONNECTIONS.insert(sk, peer, 0).is_err()
+    {
+        count(counter::UNKEPT);
     }
+}
+
+/// The peer's FIN reached `sk` (ESTABLISHED -> CLOSE_WAIT): when, kept
+/// with what the handshake learned, for a reset that follows.
+#[inline(always)]
+pub fn note_peer_fin<M: Memory>(sk: u64, offsets: &KernelOffsets) -> Result<(), ReadError> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(kept) = CONNECTIONS.get_ptr_mut(sk) {
+        // SAFETY: a live entry's value.
+        let kept = unsafe { &mut *kept };
+        kept.peer_fin_ns = now;
+        kept.flags |= connection_flags::PEER_FIN;
+        return Ok(());
+    }
+    let endpoints = read::endpoints_of::<M>(sk, offsets)?;
+    let fresh = Connection {
+        remote_addr: endpoints.remote_addr,
+        remote_port: endpoints.remote_port,
+        ttl: 0,
+        flags: connection_flags::PEER_FIN,
+        _pad: 0,
+        peer_fin_ns: now,
+    };
+    if CONNECTIONS.insert(sk, &fresh, 0).is_err() {
+        count(counter::UNKEPT);
+    }
+    Ok(())
+}
+
+/// `sk` closed: what was kept of it goes (a missing entry costs one lookup).
+#[inline(always)]
+pub fn forget_connection(sk: u64) {
+    let _ = CONNECTIONS.remove(sk);
 }
 
 // `fill` takes no `Option`: one is passed in two registers, and for `None`
@@ -418,7 +457,19 @@ fn fill(
         record.flags |= reset_flags::HAS_NETNS;
     }
 
+    if kind == RecordKind::RstSent && skb != 0 {
+        let (segment_flags, _) = read::flags_and_ttl_of_skb(skb, offsets).ok_or(ReadError)?;
+        record.segment_flags = segment_flags;
+        record.flags |= reset_flags::ANSWERS_SEGMENT;
+    }
     if !full_socket {
+        if sk_state.is_some_and(|s| s as u32 == offsets.state_time_wait) {
+            let entered_ns = time_wait_entered(record.netns, &record.endpoints);
+            if entered_ns != 0 {
+                record.closed_ns = entered_ns;
+                record.flags |= reset_flags::HAS_CLOSED;
+            }
+        }
         return Ok(());
     }
     if let Some(cgroup_id) = read::cgroup_of_sock(sk, offsets) {
@@ -430,7 +481,11 @@ fn fill(
             // The socket lock is only held by a task in process context
             // (softirq and timers back off from an owned socket), so an owned
             // socket means `current` is the process that caused the reset.
-            if read::kernel::<i32>(sk, offsets.sk_lock_owned).unwrap_or(0) != 0 {
+            // Not a listener: softirq answers segments at a listener without
+            // its lock, which another CPU's accept() may hold.
+            if sk_state.is_some_and(|s| s as u32 != offsets.state_listen)
+                && read::kernel::<i32>(sk, offsets.sk_lock_owned).unwrap_or(0) != 0
+            {
                 record.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
                 record.comm = bpf_get_current_comm().unwrap_or_default();
                 record.flags |= reset_flags::FROM_PROCESS;
@@ -479,9 +534,9 @@ fn keepalive(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
     }
 }
 
-/// What the origin of a received RST is judged by: the socket's route
-/// (through a gateway or not), its smoothed RTT and last transmission, and
-/// the TTL its peer's segments came with.
+/// What the origin and cause of a received RST are judged by: the socket's
+/// route (through a gateway or not), its minimum RTT, the TTL its peer's
+/// segments came with, and when the peer's FIN came.
 #[inline(always)]
 fn path(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
     if let Some(dst) = read::kernel::<u64>(sk, offsets.sk_dst_cache).filter(|&dst| dst != 0) {
@@ -497,22 +552,34 @@ fn path(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
             }
         }
     }
-    if let (Some(srtt8), Some(sent_ns)) =
-        (read::kernel::<u32>(sk, offsets.tcp_srtt_us), read::kernel::<u64>(sk, offsets.tcp_wstamp_ns))
-    {
-        let now = unsafe { bpf_ktime_get_ns() };
-        record.srtt_us = srtt8 >> 3;
-        record.since_sent_us = (now.saturating_sub(sent_ns) / 1000).min(u32::MAX as u64) as u32;
-        record.flags |= reset_flags::HAS_RTT;
+    if let Some(rtt_min_us) = read::kernel::<u32>(sk, offsets.tcp_rtt_min) {
+        record.rtt_min_us = rtt_min_us;
+        record.flags |= reset_flags::HAS_RTT_MIN;
     }
     // SAFETY: the map value is plain data, copied out at once.
-    if let Some(peer) = unsafe { PEER_TTL.get(sk) }.copied()
-        && peer.remote_port == record.endpoints.remote_port
-        && peer.remote_addr == record.endpoints.remote_addr
+    if let Some(kept) = unsafe { CONNECTIONS.get(sk) }.copied()
+        && kept.remote_port == record.endpoints.remote_port
+        && kept.remote_addr == record.endpoints.remote_addr
     {
-        record.peer_ttl = peer.ttl;
-        record.flags |= reset_flags::HAS_PEER_TTL;
+        if kept.flags & connection_flags::TTL_KNOWN != 0 {
+            record.peer_ttl = kept.ttl;
+            record.flags |= reset_flags::HAS_PEER_TTL;
+        }
+        if kept.flags & connection_flags::PEER_FIN != 0 {
+            record.closed_ns = kept.peer_fin_ns;
+            record.flags |= reset_flags::HAS_CLOSED;
+        }
     }
+}
+
+/// When the TIME_WAIT socket of `endpoints` in `netns` was entered (its
+/// table entry), 0 when the table does not hold it.
+// A function of its own: the key stays off `fill`'s stack.
+#[inline(never)]
+fn time_wait_entered(netns: u32, endpoints: &Endpoints) -> u64 {
+    let key = TimeWaitKey { netns, endpoints: *endpoints };
+    // SAFETY: the map value is plain data, read at once.
+    unsafe { crate::timewait::TIME_WAIT.get(&key) }.map_or(0, |entry| entry.entered_ns)
 }
 
 /// `RTF_GATEWAY` of `rt6i_flags`: the route goes through a router.

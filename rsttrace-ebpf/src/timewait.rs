@@ -33,7 +33,7 @@ static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
 /// Connections in TIME_WAIT, per network namespace and 4-tuple. Bounded:
 /// the oldest entries go first when a flood of TIME_WAIT exceeds it.
 #[map]
-static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
+pub(crate) static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -102,7 +102,7 @@ fn reuse_count(key: &TimeWaitKey) -> *mut ReuseCount {
 
 /// `inet_sock_set_state(sk, oldstate, newstate)`, a raw tracepoint: the
 /// arguments are read straight from the context, and the kernel builds no
-/// trace record. Eight of a connection's ten state changes leave at once.
+/// trace record. Six of a connection's ten state changes leave at once.
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     let (sk, old, new) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1) as u32, ctx.arg::<u64>(2) as u32);
@@ -138,7 +138,7 @@ pub fn inet_sock_set_state_typed(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// The two state changes of a connection that matter here.
+/// The state changes of a connection that matter here.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StateChange {
     /// FIN_WAIT2/CLOSING -> CLOSE: tcp_time_wait() handing the connection
@@ -148,15 +148,25 @@ enum StateChange {
     /// out: an active connection on a TIME_WAIT 4-tuple of this host is its
     /// own reuse (tcp_tw_reuse), not a peer's SYN.
     Established,
+    /// ESTABLISHED -> CLOSE_WAIT: the peer's FIN came.
+    PeerFin,
+    /// Any other change to CLOSE: the socket is done.
+    Closed,
 }
 
 impl StateChange {
     #[inline(always)]
     fn of(old: u32, new: u32, offsets: &KernelOffsets) -> Option<Self> {
-        if new == offsets.state_close && (old == offsets.state_fin_wait2 || old == offsets.state_closing) {
-            Some(StateChange::EnteringTimeWait)
+        if new == offsets.state_close {
+            if old == offsets.state_fin_wait2 || old == offsets.state_closing {
+                Some(StateChange::EnteringTimeWait)
+            } else {
+                Some(StateChange::Closed)
+            }
         } else if new == offsets.state_established && old == offsets.state_syn_recv {
             Some(StateChange::Established)
+        } else if new == offsets.state_close_wait && old == offsets.state_established {
+            Some(StateChange::PeerFin)
         } else {
             None
         }
@@ -166,6 +176,15 @@ impl StateChange {
 /// A TCP socket's state change that matters; `M` says how `sk` is read.
 #[inline(always)]
 fn on_set_state<M: Memory>(sk: u64, change: StateChange, offsets: &KernelOffsets) -> Result<(), ReadError> {
+    match change {
+        StateChange::PeerFin => return crate::reset::note_peer_fin::<M>(sk, offsets),
+        StateChange::Closed => {
+            crate::reset::forget_connection(sk);
+            return Ok(());
+        }
+        StateChange::EnteringTimeWait => crate::reset::forget_connection(sk),
+        StateChange::Established => {}
+    }
     let entering = change == StateChange::EnteringTimeWait;
     if entering && M::load::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {
         return Ok(());

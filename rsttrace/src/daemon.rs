@@ -174,6 +174,7 @@ fn release_startup_memory() {
 fn kernel_counts(hooks: &Hooks, counters: &PerCpuArray<MapData, u64>, summary: &mut Summary) {
     summary.lost = sum_counter(counters, counter::LOST);
     summary.read_errors = sum_counter(counters, counter::READ_ERRORS);
+    summary.connections_unkept = sum_counter(counters, counter::UNKEPT);
     summary.missed_runs = hooks.missed_runs();
 }
 

@@ -134,13 +134,12 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     // sooner than the RTT allows (recorded when rst_received gained origin).
     r.ttl = 64;
     r.peer_ttl = 63;
-    r.srtt_us = 40_000;
-    r.since_sent_us = 150;
+    r.rtt_min_us = 40_000;
     r.flags |= reset_flags::HAS_TTL
         | reset_flags::HAS_PEER_TTL
         | reset_flags::ROUTE_KNOWN
         | reset_flags::VIA_GATEWAY
-        | reset_flags::HAS_RTT;
+        | reset_flags::HAS_RTT_MIN;
     push(None, record_bytes(&r));
     // A second forgery from that peer network, after 5 minutes: with the
     // first, the device's idle timeout (recorded with idle_timeout).
@@ -154,6 +153,33 @@ fn recorded() -> Vec<(Option<u64>, Vec<u8>)> {
     r.last_ack_jiffies = 25_000;
     r.ttl = 64;
     r.flags |= reset_flags::HAS_TTL | reset_flags::ROUTE_KNOWN | reset_flags::VIA_GATEWAY;
+    push(None, record_bytes(&r));
+    // The keep-alive pool race (recorded when resets gained a cause): the
+    // client wrote on a pooled connection 1.27 s after the server's FIN,
+    // and the server's TIME_WAIT socket (FIN_WAIT2 substate) reset it.
+    let mut r = reset(RecordKind::RstReceived, 1270, "10.77.0.1:40700", "10.77.0.2:8080");
+    r.state = 8;
+    r.flags |= reset_flags::HAS_STATE
+        | reset_flags::HAS_SOCKET
+        | reset_flags::HAS_ACTIVITY
+        | reset_flags::KEEPALIVE_KNOWN
+        | reset_flags::HAS_CLOSED;
+    r.now_jiffies = 200_000;
+    r.last_sent_jiffies = 200_000;
+    r.last_received_jiffies = 200_000 - 318;
+    r.last_ack_jiffies = 200_000 - 318;
+    r.closed_ns = 0;
+    push(None, record_bytes(&r));
+    let mut r = reset(RecordKind::RstSent, 1270, "10.77.0.2:8080", "10.77.0.1:40700");
+    r.state = 6;
+    r.reason = 9;
+    r.segment_flags = 0x18;
+    r.closed_ns = 0;
+    r.flags |= reset_flags::HAS_STATE
+        | reset_flags::HAS_SOCKET
+        | reset_flags::HAS_REASON
+        | reset_flags::ANSWERS_SEGMENT
+        | reset_flags::HAS_CLOSED;
     push(None, record_bytes(&r));
     // Before 6.10: no reason; and numbers this build does not know.
     let mut r = reset(RecordKind::RstSent, 1300, "10.77.0.2:8080", "10.77.0.1:40000");

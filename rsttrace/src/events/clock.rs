@@ -35,6 +35,10 @@ impl Clock {
     pub fn jiffies_to_ms(&self, jiffies: u32) -> u64 {
         jiffies as u64 * 1000 / self.hz.max(1) as u64
     }
+
+    pub fn jiffies_to_us(&self, jiffies: u32) -> u64 {
+        jiffies as u64 * 1_000_000 / self.hz.max(1) as u64
+    }
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {

@@ -10,7 +10,7 @@ use rsttrace_common::{
 };
 
 use super::{
-    Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TimeWaitSegment,
+    Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TcpFlags, TimeWaitSegment,
     clock::Clock, kernel_counts::Counted,
 };
 use crate::kernel::{names::KernelNames, strategy::Hook};
@@ -116,6 +116,12 @@ impl Decoder {
             }
         });
         let process = has(reset_flags::FROM_PROCESS).then(|| Process { pid: r.pid, comm: c_string(&r.comm) });
+        let closed_ms = has(reset_flags::HAS_CLOSED).then(|| r.header.ktime_ns.saturating_sub(r.closed_ns) / 1_000_000);
+        // The last data sent, stamped in jiffies: up to one more jiffy ago.
+        let since_data_max_us = activity
+            .then(|| jiffies_since(r.now_jiffies, &[r.last_sent_jiffies]))
+            .flatten()
+            .map(|j| self.clock.jiffies_to_us(j + 1));
         let drop_reason =
             (direction == Direction::Received && has(reset_flags::DISCARDED)).then(|| self.names.drop_reason(r.reason));
         let outcome =
@@ -134,8 +140,15 @@ impl Decoder {
                 ttl: has(reset_flags::HAS_TTL).then_some(r.ttl),
                 peer_ttl: has(reset_flags::HAS_PEER_TTL).then_some(r.peer_ttl),
                 via_gateway: has(reset_flags::ROUTE_KNOWN).then(|| has(reset_flags::VIA_GATEWAY)),
-                rtt: has(reset_flags::HAS_RTT).then_some(Rtt { srtt_us: r.srtt_us, since_sent_us: r.since_sent_us }),
+                rtt: has(reset_flags::HAS_RTT_MIN)
+                    .then_some(r.rtt_min_us)
+                    .zip(since_data_max_us)
+                    .map(|(min_us, since_data_max_us)| Rtt { min_us, since_data_max_us }),
             },
+            peer_closed_ms: closed_ms.filter(|_| direction == Direction::Received),
+            closed_ms: closed_ms.filter(|_| direction == Direction::Sent),
+            answered: (direction == Direction::Sent && has(reset_flags::ANSWERS_SEGMENT))
+                .then_some(TcpFlags(r.segment_flags)),
             process,
             cgroup_id: has(reset_flags::HAS_CGROUP).then_some(r.cgroup_id),
             outcome,
@@ -187,6 +200,11 @@ impl Decoder {
             peer_silent_ms: None,
             keepalive: None,
             path: Path { ttl: counted.ttl, ..Default::default() },
+            peer_closed_ms: None,
+            closed_ms: None,
+            // The storm table keeps no segment: what the first answered is
+            // not known.
+            answered: None,
             process: None,
             cgroup_id: counted.cgroup_id,
             outcome,
@@ -261,8 +279,8 @@ pub(crate) mod tests {
 
     pub(crate) fn names() -> KernelNames {
         let states =
-            [(1, "ESTABLISHED"), (2, "SYN_SENT"), (5, "FIN_WAIT2"), (6, "TIME_WAIT"), (7, "CLOSE"), (10, "LISTEN")];
-        let reasons = [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA")];
+            [(1, "ESTABLISHED"), (2, "SYN_SENT"), (5, "FIN_WAIT2"), (6, "TIME_WAIT"), (7, "CLOSE"), (8, "CLOSE_WAIT"), (10, "LISTEN")];
+        let reasons = [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA"), (9, "TCP_TIMEWAIT_SOCKET")];
         let statuses = [(0, "SUCCESS"), (1, "RST"), (2, "ACK"), (3, "SYN")];
         let drops = [(2, "NOT_SPECIFIED"), (3, "NO_SOCKET"), (45, "TCP_RESET"), (90, "TCP_RFC7323_TW_PAWS")];
         let pairs = |pairs: &[(u32, &str)]| pairs.iter().map(|(v, n)| (*v, n.to_string())).collect::<Vec<_>>();

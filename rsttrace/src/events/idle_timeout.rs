@@ -134,7 +134,7 @@ mod tests {
             idle_ms: Some(0),
             peer_silent_ms: Some(silence_ms),
             keepalive: Some(Keepalive::Off),
-            path: Path { rtt: Some(Rtt { srtt_us: 40_000, since_sent_us: 100 }), ..Default::default() },
+            path: Path { rtt: Some(Rtt { min_us: 40_000, since_data_max_us: 4_000 }), ..Default::default() },
             ..Reset::example(Direction::Received)
         }
     }

@@ -2,6 +2,7 @@
 //! (`decode`), correlated into what is reported (`correlate`), and
 //! filtered (`filter`).
 
+pub mod cause;
 pub mod clock;
 pub mod correlate;
 pub mod decode;
@@ -78,6 +79,15 @@ pub struct Reset {
     pub keepalive: Option<Keepalive>,
     /// Received resets: what tells who sent it.
     pub path: Path,
+    /// Received resets: how long before it the peer's FIN arrived (the
+    /// socket was in CLOSE_WAIT or LAST_ACK).
+    pub peer_closed_ms: Option<u64>,
+    /// Sent resets from a TIME_WAIT socket: how long before it the
+    /// connection entered TIME_WAIT (this host's FIN acknowledged).
+    pub closed_ms: Option<u64>,
+    /// Sent resets: the TCP flags of the segment it answers; None for this
+    /// host's own abort (no segment).
+    pub answered: Option<TcpFlags>,
     /// Sent resets: the process whose system call sent it.
     pub process: Option<Process>,
     /// The cgroup that owns the socket (full sockets; kernels with the 5.15
@@ -152,6 +162,38 @@ impl serde::Serialize for Outcome {
     }
 }
 
+/// The TCP flags of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    const NAMES: [(u8, &'static str); 8] = [
+        (0x01, "FIN"),
+        (0x02, "SYN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+
+    pub fn syn(self) -> bool {
+        self.0 & 0x02 != 0
+    }
+
+    /// The names of the flags set, lowest bit first: `["PSH", "ACK"]`.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES.iter().filter(|(bit, _)| self.0 & bit != 0).map(|(_, name)| *name).collect()
+    }
+}
+
+impl serde::Serialize for TcpFlags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
+}
+
 /// What a received reset's origin is judged by; None: not seen here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Path {
@@ -161,15 +203,18 @@ pub struct Path {
     pub peer_ttl: Option<u8>,
     /// The socket's route to the peer goes through a gateway.
     pub via_gateway: Option<bool>,
-    /// The connection's smoothed RTT, and how long before the RST this host
-    /// last transmitted on it.
+    /// The path's minimum RTT, and at most how long before the RST this
+    /// host last sent data on it.
     pub rtt: Option<Rtt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rtt {
-    pub srtt_us: u32,
-    pub since_sent_us: u32,
+    /// `tcp_sock.rtt_min`: no think time of the peer's, no delayed ACK.
+    pub min_us: u32,
+    /// An upper bound (the kernel stamps data in jiffies): the last data
+    /// segment left no longer ago than this.
+    pub since_data_max_us: u64,
 }
 
 /// Who sent a received RST.
@@ -202,8 +247,8 @@ pub enum Evidence {
     TtlDiffers { ttl: u8, peer_ttl: u8 },
     /// An initial TTL (no router passed) from a peer behind a gateway.
     InitialTtlViaGateway { ttl: u8 },
-    /// It answered this host's segment sooner than the peer could.
-    FasterThanRtt { since_sent_us: u32, srtt_us: u32 },
+    /// It answered this host's data sooner than the peer could.
+    FasterThanRtt { since_data_max_us: u64, rtt_min_us: u32 },
     /// Same TTL as the peer's own segments.
     SameTtl { ttl: u8 },
 }
@@ -212,21 +257,41 @@ pub enum Evidence {
 /// passed no router.
 const INITIAL_TTLS: [u8; 3] = [64, 128, 255];
 
-/// Below this smoothed RTT the timing rule is noise (a LAN, loopback).
-const MIN_SRTT_US: u32 = 1_000;
+/// Below this minimum RTT the timing rule is noise (a LAN, loopback).
+const MIN_RTT_US: u32 = 1_000;
 
 /// The timing rule only judges an RST after the peer had been quiet this
 /// long: in a busy exchange a spontaneous RST can follow any segment.
 const MIN_SILENCE_FOR_TIMING_MS: u64 = 1_000;
 
+/// What else is known of the connection when its origin is judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// How long nothing had come from the peer.
+    pub peer_silent_ms: Option<u64>,
+    /// The peer's FIN had come: its kernel answers data with an RST at
+    /// once, however fast.
+    pub peer_closed: bool,
+    /// The peer is this host (loopback, or one of its own addresses):
+    /// nothing lies in between.
+    pub same_host: bool,
+}
+
 impl Path {
     /// Who sent the RST, by the first rule the evidence satisfies; None when
-    /// it does not decide.
-    pub fn origin(&self, peer_silent_ms: Option<u64>) -> Option<(Origin, Evidence)> {
-        if let (Some(ttl), Some(peer_ttl)) = (self.ttl, self.peer_ttl)
-            && ttl != peer_ttl
-        {
-            return Some((Origin::Middlebox, Evidence::TtlDiffers { ttl, peer_ttl }));
+    /// it does not decide. The TTLs decide first and alone when both are
+    /// known; the other rules only stand in for an unknown peer TTL, and
+    /// never after the peer's FIN or towards this host itself.
+    pub fn origin(&self, context: Context) -> Option<(Origin, Evidence)> {
+        match (self.ttl, self.peer_ttl) {
+            (Some(ttl), Some(peer_ttl)) if ttl == peer_ttl => return Some((Origin::Peer, Evidence::SameTtl { ttl })),
+            (Some(ttl), Some(peer_ttl)) => {
+                return Some((Origin::Middlebox, Evidence::TtlDiffers { ttl, peer_ttl }));
+            }
+            _ => {}
+        }
+        if context.peer_closed || context.same_host {
+            return None;
         }
         if let Some(ttl) = self.ttl
             && self.via_gateway == Some(true)
@@ -235,19 +300,16 @@ impl Path {
             return Some((Origin::Middlebox, Evidence::InitialTtlViaGateway { ttl }));
         }
         if let Some(rtt) = self.rtt
-            && rtt.srtt_us >= MIN_SRTT_US
-            && rtt.since_sent_us < rtt.srtt_us / 2
-            && peer_silent_ms.is_some_and(|ms| ms >= MIN_SILENCE_FOR_TIMING_MS)
+            && rtt.min_us >= MIN_RTT_US
+            && rtt.since_data_max_us < rtt.min_us as u64 / 2
+            && context.peer_silent_ms.is_some_and(|ms| ms >= MIN_SILENCE_FOR_TIMING_MS)
         {
             return Some((
                 Origin::Middlebox,
-                Evidence::FasterThanRtt { since_sent_us: rtt.since_sent_us, srtt_us: rtt.srtt_us },
+                Evidence::FasterThanRtt { since_data_max_us: rtt.since_data_max_us, rtt_min_us: rtt.min_us },
             ));
         }
-        match (self.ttl, self.peer_ttl) {
-            (Some(ttl), Some(peer_ttl)) if ttl == peer_ttl => Some((Origin::Peer, Evidence::SameTtl { ttl })),
-            _ => None,
-        }
+        None
     }
 }
 
@@ -308,58 +370,27 @@ pub struct Followup {
     pub was_killed: bool,
 }
 
-/// Below this, a silence before a received reset is ordinary.
-const LONG_SILENCE_MS: u64 = 30_000;
-
 impl Reset {
     pub fn origin(&self) -> Option<(Origin, Evidence)> {
         if self.direction != Direction::Received {
             return None;
         }
-        self.path.origin(self.peer_silent_ms)
+        let (local, remote) = (self.tuple.local.ip(), self.tuple.remote.ip());
+        self.path.origin(Context {
+            peer_silent_ms: self.peer_silent_ms,
+            peer_closed: self.state.as_ref().is_some_and(TcpState::peer_has_closed),
+            same_host: remote.is_loopback() || remote == local,
+        })
     }
 
-    /// What to change when a received reset came from a device in between,
-    /// or after a long silence from the peer (the sign of one that forgot
-    /// the connection).
+    /// Why it was sent, from the kernel's facts (`cause::Cause`).
+    pub fn cause(&self) -> cause::Cause {
+        cause::Cause::of(self)
+    }
+
+    /// What to change, following from the cause.
     pub fn advice(&self) -> Option<String> {
-        if self.direction != Direction::Received {
-            return None;
-        }
-        let middlebox = matches!(self.origin(), Some((Origin::Middlebox, _)));
-        let silence = self.peer_silent_ms.unwrap_or(0);
-        if !middlebox && silence < LONG_SILENCE_MS {
-            return None;
-        }
-        let peer = self.tuple.remote.ip();
-        let forgot = if middlebox {
-            format!(
-                "A device between this host and {peer} (load balancer, NAT, firewall) sent this RST after {} s without a segment from the peer: it most likely forgot the idle connection",
-                silence / 1000
-            )
-        } else {
-            format!(
-                "Nothing had come from {peer} for {} s before this RST: a load balancer, NAT or firewall in between may have dropped the idle connection and answered for the peer (idle timeouts of 60 to 350 s are common)",
-                silence / 1000
-            )
-        };
-        let sysctl = "net.ipv4.tcp_keepalive_time only applies to sockets that enable SO_KEEPALIVE";
-        Some(match self.keepalive {
-            Some(Keepalive::Off) => format!(
-                "{forgot}; keepalive is off on this socket: enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout (or send keepalives in the application's protocol), or raise the device's idle timeout; {sysctl}"
-            ),
-            Some(Keepalive::After(after)) if after >= silence || middlebox => format!(
-                "{forgot}; keepalive is on but probes only after {} s of silence: lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below the device's idle timeout, or raise that timeout",
-                after / 1000
-            ),
-            Some(Keepalive::After(after)) => format!(
-                "{forgot}; keepalive is on ({} s) yet nothing came back: its probes went unanswered, so the path or the peer was already gone",
-                after / 1000
-            ),
-            None => format!(
-                "{forgot}; keep the connection busy below the device's idle timeout (SO_KEEPALIVE with TCP_KEEPIDLE, or application keepalives), or raise that timeout; {sysctl}"
-            ),
-        })
+        self.cause().advice(self)
     }
 }
 
@@ -384,6 +415,9 @@ impl Reset {
             peer_silent_ms: None,
             keepalive: None,
             path: Path::default(),
+            peer_closed_ms: None,
+            closed_ms: None,
+            answered: None,
             process: None,
             cgroup_id: None,
             outcome: (direction == Direction::Received).then_some(Outcome::Reset),
@@ -424,50 +458,94 @@ mod tests {
     }
 
     #[test]
-    fn advice_only_after_a_long_silence() {
-        assert_eq!(received(29_999, Some(Keepalive::Off)).advice(), None);
-        let advice = received(400_000, Some(Keepalive::After(7_200_000))).advice().unwrap();
-        assert!(advice.contains("for 400 s"), "{advice}");
-        assert!(advice.contains("probes only after 7200 s of silence: lower TCP_KEEPIDLE"), "{advice}");
-        let advice = received(400_000, Some(Keepalive::After(60_000))).advice().unwrap();
-        assert!(advice.contains("keepalive is on (60 s) yet nothing came back"), "{advice}");
-        let advice = received(400_000, None).advice().unwrap();
-        assert!(advice.contains("only applies to sockets that enable SO_KEEPALIVE"), "{advice}");
+    fn no_advice_for_a_silence_alone() {
+        // A long silence is not a cause: without evidence of a device the
+        // advice would be a guess.
+        assert_eq!(received(400_000, Some(Keepalive::Off)).advice(), None);
         let mut sent = received(400_000, None);
         sent.direction = Direction::Sent;
-        assert_eq!(sent.advice(), None, "only received resets");
+        assert_eq!(sent.advice(), None);
     }
 
-    fn path(ttl: Option<u8>, peer_ttl: Option<u8>, via_gateway: Option<bool>, rtt: Option<(u32, u32)>) -> Path {
-        Path { ttl, peer_ttl, via_gateway, rtt: rtt.map(|(srtt_us, since_sent_us)| Rtt { srtt_us, since_sent_us }) }
+    fn path(ttl: Option<u8>, peer_ttl: Option<u8>, via_gateway: Option<bool>, rtt: Option<(u32, u64)>) -> Path {
+        Path {
+            ttl,
+            peer_ttl,
+            via_gateway,
+            rtt: rtt.map(|(min_us, since_data_max_us)| Rtt { min_us, since_data_max_us }),
+        }
+    }
+
+    /// A remote peer, quiet for `silent_ms`, that had not closed.
+    fn open(silent_ms: u64) -> Context {
+        Context { peer_silent_ms: Some(silent_ms), ..Default::default() }
     }
 
     #[test]
     fn a_different_ttl_is_a_middlebox_the_same_the_peer() {
-        let forged = path(Some(64), Some(63), Some(true), None).origin(Some(8000));
+        let forged = path(Some(64), Some(63), Some(true), None).origin(open(8000));
         assert_eq!(forged, Some((Origin::Middlebox, Evidence::TtlDiffers { ttl: 64, peer_ttl: 63 })));
-        let genuine = path(Some(63), Some(63), Some(true), None).origin(Some(8000));
+        let genuine = path(Some(63), Some(63), Some(true), None).origin(open(8000));
         assert_eq!(genuine, Some((Origin::Peer, Evidence::SameTtl { ttl: 63 })));
     }
 
     #[test]
-    fn an_initial_ttl_cannot_come_through_a_gateway() {
-        let forged = path(Some(64), None, Some(true), None).origin(None);
-        assert_eq!(forged, Some((Origin::Middlebox, Evidence::InitialTtlViaGateway { ttl: 64 })));
-        // On the same link an initial TTL is what the peer sends.
-        assert_eq!(path(Some(64), None, Some(false), None).origin(None), None);
-        assert_eq!(path(Some(63), None, Some(true), None).origin(None), None);
+    fn the_same_ttl_is_the_peer_whatever_the_other_rules_say() {
+        // An initial TTL through a gateway (a pod whose default route has
+        // one, or a peer routed without a TTL decrement), and an answer
+        // faster than half the RTT: the peer's own TTL still decides.
+        let genuine = path(Some(64), Some(64), Some(true), Some((50_000, 4_000))).origin(open(8000));
+        assert_eq!(genuine, Some((Origin::Peer, Evidence::SameTtl { ttl: 64 })));
     }
 
     #[test]
-    fn an_answer_faster_than_the_rtt_is_a_middlebox() {
-        // 50 ms RTT, the RST came 200 µs after this host's segment.
-        let forged = path(None, None, None, Some((50_000, 200))).origin(Some(8000));
-        assert_eq!(forged, Some((Origin::Middlebox, Evidence::FasterThanRtt { since_sent_us: 200, srtt_us: 50_000 })));
+    fn an_initial_ttl_through_a_gateway_only_stands_in_for_an_unknown_peer_ttl() {
+        let forged = path(Some(64), None, Some(true), None).origin(open(0));
+        assert_eq!(forged, Some((Origin::Middlebox, Evidence::InitialTtlViaGateway { ttl: 64 })));
+        // On the same link an initial TTL is what the peer sends.
+        assert_eq!(path(Some(64), None, Some(false), None).origin(open(0)), None);
+        assert_eq!(path(Some(63), None, Some(true), None).origin(open(0)), None);
+        // After the peer's FIN, or towards this host, it does not apply.
+        let closed = Context { peer_closed: true, ..open(0) };
+        assert_eq!(path(Some(64), None, Some(true), None).origin(closed), None);
+        let local = Context { same_host: true, ..open(0) };
+        assert_eq!(path(Some(64), None, Some(true), None).origin(local), None);
+    }
+
+    #[test]
+    fn an_answer_faster_than_the_minimum_rtt_is_a_middlebox() {
+        // 50 ms minimum RTT, the RST came at most 8 ms after this host's data.
+        let forged = path(None, None, None, Some((50_000, 8_000))).origin(open(8000));
+        assert_eq!(
+            forged,
+            Some((Origin::Middlebox, Evidence::FasterThanRtt { since_data_max_us: 8_000, rtt_min_us: 50_000 }))
+        );
         // Not after an active exchange, not on a LAN, not in time.
-        assert_eq!(path(None, None, None, Some((50_000, 200))).origin(Some(10)), None);
-        assert_eq!(path(None, None, None, Some((300, 20))).origin(Some(8000)), None);
-        assert_eq!(path(None, None, None, Some((50_000, 40_000))).origin(Some(8000)), None);
+        assert_eq!(path(None, None, None, Some((50_000, 8_000))).origin(open(10)), None);
+        assert_eq!(path(None, None, None, Some((300, 20))).origin(open(8000)), None);
+        assert_eq!(path(None, None, None, Some((50_000, 30_000))).origin(open(8000)), None);
+        // The look-alike of the pool race: a 30 ms service on a 0.1 ms link
+        // has a smoothed RTT near 30 ms, but its minimum RTT stays 0.1 ms.
+        assert_eq!(path(None, None, None, Some((100, 4_000))).origin(open(2000)), None);
+        // Never after the peer's FIN (its kernel answers at once), never
+        // over loopback or to this host's own address.
+        let closed = Context { peer_closed: true, ..open(8000) };
+        assert_eq!(path(None, None, None, Some((50_000, 8_000))).origin(closed), None);
+        let local = Context { same_host: true, ..open(8000) };
+        assert_eq!(path(None, None, None, Some((50_000, 8_000))).origin(local), None);
+    }
+
+    #[test]
+    fn same_host_means_loopback_or_this_hosts_own_address() {
+        let mut r = received(8000, None);
+        r.path = path(None, None, None, Some((50_000, 8_000)));
+        assert!(matches!(r.origin(), Some((Origin::Middlebox, _))));
+        r.tuple.remote = "127.0.0.1:40021".parse().unwrap();
+        assert_eq!(r.origin(), None);
+        r.tuple.remote = "10.77.0.2:40021".parse().unwrap();
+        assert_eq!(r.origin(), None, "the peer has this host's own address");
+        r.tuple = FourTuple { local: "[::1]:80".parse().unwrap(), remote: "[::1]:4000".parse().unwrap(), netns: None };
+        assert_eq!(r.origin(), None);
     }
 
     #[test]
@@ -476,6 +554,7 @@ mod tests {
         r.path = path(Some(64), Some(63), None, None);
         let advice = r.advice().unwrap();
         assert!(advice.starts_with("A device between this host and 10.77.0.1"), "{advice}");
+        assert!(advice.contains("after 5.0 s without a segment"), "{advice}");
         assert!(advice.contains("enable SO_KEEPALIVE"), "{advice}");
     }
 }

@@ -146,8 +146,12 @@ impl KernelTypes {
             sk_dst_cache: self.offset_of("sock", &["sk_dst_cache"], &[8]),
             rt_uses_gateway: self.offset_of("rtable", &["rt_uses_gateway"], &[1]),
             rt6i_flags: self.offset_of("rt6_info", &["rt6i_flags"], &[4]),
-            tcp_srtt_us: self.offset_of("tcp_sock", &["srtt_us"], &[4]),
-            tcp_wstamp_ns: self.offset_of("tcp_sock", &["tcp_wstamp_ns"], &[8]),
+            // `struct minmax { struct minmax_sample { u32 t; u32 v; } s[3]; }`:
+            // the best sample's value, 4 bytes in.
+            tcp_rtt_min: match self.offset_of("tcp_sock", &["rtt_min"], &[24]) {
+                ABSENT => ABSENT,
+                offset => offset + 4,
+            },
             sock_flag_keepopen: self
                 .named_enum("sock_flags")
                 .and_then(|flags| flags.into_iter().find(|(_, n)| n == "SOCK_KEEPOPEN"))
@@ -184,6 +188,9 @@ impl KernelTypes {
             state_time_wait: state(TcpState::TimeWait),
             state_close: state(TcpState::Close),
             state_closing: state(TcpState::Closing),
+            state_listen: state(TcpState::Listen),
+            state_close_wait: state(TcpState::CloseWait),
+            state_last_ack: state(TcpState::LastAck),
         }
     }
 
@@ -370,6 +377,9 @@ pub fn missing_members(offsets: &KernelOffsets) -> Vec<&'static str> {
         ("TCP_TIME_WAIT", offsets.state_time_wait),
         ("TCP_CLOSE", offsets.state_close),
         ("TCP_CLOSING", offsets.state_closing),
+        ("TCP_LISTEN", offsets.state_listen),
+        ("TCP_CLOSE_WAIT", offsets.state_close_wait),
+        ("TCP_LAST_ACK", offsets.state_last_ack),
     ];
     required.into_iter().filter(|(_, offset)| *offset == ABSENT).map(|(name, _)| name).collect()
 }
@@ -422,8 +432,7 @@ mod tests {
             ("sk_dst_cache", offsets.sk_dst_cache),
             ("rt_uses_gateway", offsets.rt_uses_gateway),
             ("rt6i_flags", offsets.rt6i_flags),
-            ("srtt_us", offsets.tcp_srtt_us),
-            ("tcp_wstamp_ns", offsets.tcp_wstamp_ns),
+            ("rtt_min", offsets.tcp_rtt_min),
             ("SOCK_KEEPOPEN", offsets.sock_flag_keepopen),
             ("keepalive_time", offsets.tcp_keepalive_time),
             ("sysctl_tcp_keepalive_time", offsets.net_tcp_keepalive_time),

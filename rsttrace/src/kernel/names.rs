@@ -87,6 +87,11 @@ impl TcpState {
             Self::Established | Self::FinWait1 | Self::FinWait2 | Self::CloseWait | Self::Closing | Self::LastAck
         )
     }
+
+    /// The peer's FIN came before this host closed (CLOSE_WAIT, LAST_ACK).
+    pub fn peer_has_closed(&self) -> bool {
+        matches!(self, Self::CloseWait | Self::LastAck)
+    }
 }
 
 kernel_enum! {

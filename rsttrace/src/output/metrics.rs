@@ -38,6 +38,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use super::record::{Ready, Summary};
 use crate::events::{
     Direction, Outcome,
+    cause::Cause,
     correlate::{Report, Verdict},
 };
 
@@ -117,6 +118,8 @@ struct ResetLabels {
     /// What the kernel did with a received reset (`reset`, `half_open`,
     /// `no_socket`, `ignored`); `none` for sent ones.
     outcome: &'static str,
+    /// Why it was sent (`events::cause::Cause`): a bounded set.
+    cause: Cause,
     port: Option<PortLabel>,
 }
 
@@ -127,6 +130,7 @@ impl EncodeLabelSet for ResetLabels {
         label(encoder, "state", &self.state)?;
         label(encoder, "origin", self.origin)?;
         label(encoder, "outcome", self.outcome)?;
+        label(encoder, "cause", self.cause.as_str())?;
         port_label(encoder, self.port)
     }
 }
@@ -180,6 +184,7 @@ pub struct Metrics {
     idle_timeouts: Counter,
     lost: Counter,
     read_errors: Counter,
+    connections_unkept: Counter,
     missed_runs: Counter,
     undecodable: Counter,
     unwritten: Counter,
@@ -225,6 +230,12 @@ impl Metrics {
             "Times a program in the kernel could not read a kernel structure; its record is missing (summary: read_errors)",
             read_errors.clone(),
         );
+        let connections_unkept = Counter::default();
+        registry.register(
+            "connections_unkept",
+            "Connections whose peer TTL and FIN time the kernel's table had no room for; their peer_ttl and peer_closed_ms are null (summary: connections_unkept)",
+            connections_unkept.clone(),
+        );
         let missed_runs = Counter::default();
         registry.register(
             "missed_runs",
@@ -265,6 +276,7 @@ impl Metrics {
             idle_timeouts,
             lost,
             read_errors,
+            connections_unkept,
             missed_runs,
             undecodable,
             unwritten,
@@ -299,6 +311,7 @@ impl Metrics {
                         (Direction::Received, None) => "unknown",
                     },
                     outcome: r.outcome.map_or("none", Outcome::as_str),
+                    cause: r.cause(),
                     port,
                 };
                 // Discarded resets come aggregated.
@@ -323,6 +336,7 @@ impl Metrics {
         for (counter, value) in [
             (&self.lost, summary.lost),
             (&self.read_errors, summary.read_errors),
+            (&self.connections_unkept, summary.connections_unkept),
             (&self.missed_runs, summary.missed_runs),
             (&self.undecodable, summary.undecodable),
             (&self.unwritten, summary.unwritten),
@@ -511,10 +525,10 @@ mod tests {
         let text = metrics.encode();
         let samples = samples(&text);
         for expected in [
-            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none"} 2"#,
-            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none",cause="unknown"} 2"#,
+            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset",cause="refused"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none",cause="unknown"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none",cause="unknown"} 1"#,
             r#"rsttrace_timewait_collisions_total{verdict="stale_ack"} 3"#,
             r#"rsttrace_timewait_collisions_total{verdict="accepted"} 1532"#,
             // Every verdict from the start, at 0 until one is seen.
@@ -525,6 +539,7 @@ mod tests {
             "rsttrace_idle_timeouts_total 0",
             "rsttrace_lost_records_total 0",
             "rsttrace_read_errors_total 0",
+            "rsttrace_connections_unkept_total 0",
             "rsttrace_missed_runs_total 0",
             "rsttrace_undecodable_records_total 0",
             "rsttrace_unwritten_journal_entries_total 0",
@@ -532,7 +547,7 @@ mod tests {
         ] {
             assert!(samples.contains(&expected), "no `{expected}` in:\n{text}");
         }
-        assert_eq!(samples.len(), 17, "{text}");
+        assert_eq!(samples.len(), 18, "{text}");
         assert!(text.contains("# TYPE rsttrace_resets_total counter\n"), "{text}");
         assert!(text.contains("# TYPE rsttrace_build_info gauge\n"), "{text}");
         assert!(!text.contains("10.77."), "no address is a label: {text}");
@@ -548,11 +563,11 @@ mod tests {
         let text = metrics.encode();
         let samples = samples(&text);
         for expected in [
-            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none",port="9"} 2"#,
+            r#"rsttrace_resets_total{direction="sent",reason="NO_SOCKET",state="none",origin="none",outcome="none",cause="unknown",port="9"} 2"#,
             // The client's ephemeral port is not one of them.
-            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset",port="other"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none",port="8090"} 1"#,
-            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none",port="other"} 1"#,
+            r#"rsttrace_resets_total{direction="received",reason="none",state="SYN_SENT",origin="unknown",outcome="reset",cause="refused",port="other"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="TCP_STATE",state="CLOSE",origin="none",outcome="none",cause="unknown",port="8090"} 1"#,
+            r#"rsttrace_resets_total{direction="sent",reason="REASON_77",state="ESTABLISHED",origin="none",outcome="none",cause="unknown",port="other"} 1"#,
             r#"rsttrace_timewait_collisions_total{verdict="stale_ack",port="8090"} 3"#,
             r#"rsttrace_timewait_kills_total{port="8090"} 1"#,
             r#"rsttrace_timewait_kills_total{port="9"} 0"#,
@@ -605,7 +620,7 @@ mod tests {
         }
         let text = metrics.encode();
         let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
-        assert_eq!(names.len(), 10, "{text}");
+        assert_eq!(names.len(), 11, "{text}");
         for name in names {
             assert!(contract.contains(&format!("| `{name}` |")), "docs/output.md does not list {name}");
             assert!(fleet.contains(&format!("`{name}`")), "README's Fleet section does not list {name}");
@@ -615,7 +630,7 @@ mod tests {
             .filter_map(|l| l.split_once('{')?.1.split_once('}'))
             .flat_map(|(labels, _)| labels.split(',').filter_map(|l| l.split_once('=')).map(|(key, _)| key))
             .collect();
-        assert_eq!(labels.len(), 10, "{labels:?}");
+        assert_eq!(labels.len(), 11, "{labels:?}");
         for label in labels {
             assert!(contract.contains(&format!("| `{label}`")), "docs/output.md's labels lack {label}");
             assert!(fleet.contains(&format!("| `{label}`")), "README's Fleet section's labels lack {label}");
@@ -628,8 +643,9 @@ mod tests {
             Origin::Peer | Origin::Middlebox => o.as_str(),
         });
         let verdicts = Verdict::ALL.map(Verdict::as_str);
+        let causes = Cause::ALL.map(Cause::as_str);
         let values = ["sent", "received", "none", "unknown", "other"];
-        for value in outcomes.iter().chain(&origins).chain(&verdicts).chain(&values) {
+        for value in outcomes.iter().chain(&origins).chain(&verdicts).chain(&causes).chain(&values) {
             assert!(contract.contains(&format!("`{value}`")), "docs/output.md's labels lack the value {value}");
             assert!(fleet.contains(&format!("`{value}`")), "README's Fleet section lacks the label value {value}");
         }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Origin, Outcome, Reset,
+        Direction, FourTuple, Keepalive, Origin, Outcome, Reset, TcpFlags,
+        cause::Cause,
         correlate::{Report, Verdict},
     },
     kernel::{
@@ -131,6 +132,12 @@ pub struct RstSent<'a> {
     /// (a storm), which have `interval_ms`.
     pub count: u64,
     pub interval_ms: Option<u64>,
+    pub cause: Cause,
+    /// The flags of the segment it answered; null for this host's own abort.
+    pub answered: Option<TcpFlags>,
+    /// From a TIME_WAIT socket: ms since the connection entered TIME_WAIT.
+    pub closed_ms: Option<u64>,
+    pub advice: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -154,6 +161,12 @@ pub struct RstReceived<'a> {
     /// discarded RSTs, which have `interval_ms`.
     pub count: u64,
     pub interval_ms: Option<u64>,
+    pub cause: Cause,
+    /// ms since the peer's FIN (CLOSE_WAIT, LAST_ACK).
+    pub peer_closed_ms: Option<u64>,
+    /// `on`, `off`, or null when it could not be read (`keepalive_s` is
+    /// null both when off and when unknown).
+    pub keepalive: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -283,6 +296,10 @@ fn reset(r: &Reset) -> EventBody<'_> {
             netns_name: r.netns_name.as_deref(),
             count: r.count,
             interval_ms: r.interval_ms,
+            cause: r.cause(),
+            answered: r.answered,
+            closed_ms: r.closed_ms,
+            advice: r.advice(),
         }),
         Direction::Received => EventBody::RstReceived(RstReceived {
             endpoints,
@@ -303,6 +320,12 @@ fn reset(r: &Reset) -> EventBody<'_> {
             drop_reason: r.drop_reason.as_ref(),
             count: r.count,
             interval_ms: r.interval_ms,
+            cause: r.cause(),
+            peer_closed_ms: r.peer_closed_ms,
+            keepalive: r.keepalive.map(|k| match k {
+                Keepalive::Off => "off",
+                Keepalive::After(_) => "on",
+            }),
         }),
     }
 }
@@ -365,6 +388,10 @@ pub struct Summary {
     /// Journal entries journald did not take.
     pub unwritten: u64,
     pub duration_ms: u64,
+    /// Connections whose peer TTL and FIN time could not be kept (the
+    /// kernel's connection table was full): their `peer_ttl` and
+    /// `peer_closed_ms` are null.
+    pub connections_unkept: u64,
 }
 
 impl Summary {

@@ -3,6 +3,7 @@
 
 use crate::{
     events::{
+        cause::human_duration,
         Direction, Evidence, Keepalive, Origin, Outcome, Reset, TimeWaitSegment,
         correlate::{Collision, Report, Verdict},
         idle_timeout::IdleTimeout,
@@ -144,7 +145,12 @@ fn discarded_sentence(r: &Reset, outcome: Outcome) -> String {
     }
 }
 
+/// A reset's sentence starts with its cause.
 fn reset_sentence(r: &Reset) -> String {
+    format!("{}: {}", r.cause().as_str(), reset_facts(r))
+}
+
+fn reset_facts(r: &Reset) -> String {
     if let Some(outcome) = r.outcome.filter(|&o| o != Outcome::Reset) {
         return discarded_sentence(r, outcome);
     }
@@ -199,6 +205,12 @@ fn reset_sentence(r: &Reset) -> String {
     if let Some(silent) = r.peer_silent_ms {
         s += &format!(", {} after the peer's last segment", human_duration(silent));
     }
+    if let Some(closed) = r.peer_closed_ms {
+        s += &format!(", {} after the peer's FIN", human_duration(closed));
+    }
+    if let Some(closed) = r.closed_ms {
+        s += &format!(", {} after this host closed", human_duration(closed));
+    }
     if let Some((origin, evidence)) = r.origin() {
         s += &format!("; sent by {}: {}", origin_name(origin), evidence_explained(evidence));
     }
@@ -207,7 +219,8 @@ fn reset_sentence(r: &Reset) -> String {
         Some(Keepalive::After(ms)) => s += &format!("; keepalive after {}", human_duration(ms)),
         None => {}
     }
-    if let Some(unit) = &r.unit {
+    // The root cgroup's sockets belong to no unit worth naming.
+    if let Some(unit) = r.unit.as_deref().filter(|&unit| unit != "/") {
         s += &format!(" (socket of {unit})");
     }
     s = match (&r.netns_name, r.tuple.netns) {
@@ -238,17 +251,17 @@ fn evidence_explained(evidence: Evidence) -> String {
                 "it arrived with TTL {ttl}, an initial value no router has decremented, yet the peer is reached through a gateway"
             )
         }
-        Evidence::FasterThanRtt { since_sent_us, srtt_us } => format!(
-            "it answered this host's segment after {}, sooner than the peer can (smoothed RTT {})",
-            human_micros(since_sent_us),
-            human_micros(srtt_us)
+        Evidence::FasterThanRtt { since_data_max_us, rtt_min_us } => format!(
+            "it answered this host's data within {}, sooner than the peer can (minimum RTT {})",
+            human_micros(since_data_max_us),
+            human_micros(rtt_min_us as u64)
         ),
         Evidence::SameTtl { ttl } => format!("it arrived with TTL {ttl}, like the peer's own segments"),
     }
 }
 
-fn human_micros(us: u32) -> String {
-    if us < 1_000 { format!("{us} µs") } else { human_duration(us as u64 / 1_000) }
+fn human_micros(us: u64) -> String {
+    if us < 1_000 { format!("{us} µs") } else { human_duration(us / 1_000) }
 }
 
 /// What a kernel reset reason means for a user.
@@ -273,14 +286,6 @@ fn reason_explained(reason: &ResetReason) -> Option<&'static str> {
     })
 }
 
-fn human_duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-    }
-}
-
 pub fn ready_sentence(ready: &Ready) -> String {
     let hooks: Vec<String> = ready.hooks.iter().map(Hook::to_string).collect();
     let mut s = format!(
@@ -299,14 +304,15 @@ pub fn ready_sentence(ready: &Ready) -> String {
 pub fn summary_sentence(s: &Summary) -> String {
     let counts: Vec<String> = s.counts.by_kind().iter().map(|(kind, n)| format!("{n} {}", kind.as_str())).collect();
     format!(
-        "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} hook runs the kernel skipped, {} undecodable",
+        "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} hook runs the kernel skipped, {} undecodable, {} connections unkept",
         human_duration(s.duration_ms),
         counts.join(", "),
         s.reported,
         s.lost,
         s.read_errors,
         s.missed_runs,
-        s.undecodable
+        s.undecodable,
+        s.connections_unkept
     )
 }
 #[cfg(test)]
@@ -386,7 +392,7 @@ mod tests {
         r.path.ttl = Some(64);
         assert_eq!(
             sentence(&Report::Reset(r.clone())),
-            "10.77.0.2:8090 received RST from 10.77.0.1:40021: no socket matched it (NO_SOCKET), TTL 64 [netns 4026532001]"
+            "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021: no socket matched it (NO_SOCKET), TTL 64 [netns 4026532001]"
         );
         r.outcome = Some(Outcome::HalfOpen);
         r.drop_reason = Some(DropReason::NotSpecified);
@@ -395,7 +401,7 @@ mod tests {
         r.interval_ms = Some(10_020);
         assert_eq!(
             sentence(&Report::Reset(r)),
-            "3 RSTs from 10.77.0.1 to 10.77.0.2:8090 over 10.0 s, the first from port 40021 at a socket in LISTEN: it reached a half-open connection (SYN_RECV), which the kernel drops when the RST is in its window (NOT_SPECIFIED), TTL 64 [netns 4026532001]"
+            "unknown: 3 RSTs from 10.77.0.1 to 10.77.0.2:8090 over 10.0 s, the first from port 40021 at a socket in LISTEN: it reached a half-open connection (SYN_RECV), which the kernel drops when the RST is in its window (NOT_SPECIFIED), TTL 64 [netns 4026532001]"
         );
     }
 
@@ -405,14 +411,14 @@ mod tests {
         sent.reason = Some(ResetReason::NoSocket);
         assert_eq!(
             sentence(&Report::Reset(sent.clone())),
-            "10.77.0.2:8090 sent RST to 10.77.0.1:40021 with no socket: no socket for this 4-tuple (port closed or connection already gone) (NO_SOCKET) [netns 4026532001]"
+            "unknown: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 with no socket: no socket for this 4-tuple (port closed or connection already gone) (NO_SOCKET) [netns 4026532001]"
         );
         sent.state = Some(TcpState::Close);
         sent.reason = Some(ResetReason::TcpAbortOnLinger);
         sent.process = Some(Process { pid: 42, comm: "nginx".into() });
         assert_eq!(
             sentence(&Report::Reset(sent)),
-            "10.77.0.2:8090 sent RST to 10.77.0.1:40021 in CLOSE: application closed with SO_LINGER timeout 0 (TCP_ABORT_ON_LINGER), by pid 42 (nginx) [netns 4026532001]"
+            "application_abort: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 in CLOSE: application closed with SO_LINGER timeout 0 (TCP_ABORT_ON_LINGER), by pid 42 (nginx) [netns 4026532001]"
         );
         let mut received = reset(Direction::Received);
         received.state = Some(TcpState::Established);
@@ -420,14 +426,14 @@ mod tests {
         received.tuple.netns = None;
         assert_eq!(
             sentence(&Report::Reset(received.clone())),
-            "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
+            "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
         );
         received.tuple.netns = Some(4026532001);
         received.unit = Some("nginx.service".into());
         received.netns_name = Some("blue".into());
         assert_eq!(
             sentence(&Report::Reset(received.clone())),
-            "10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle (socket of nginx.service) [netns 4026532001 blue]"
+            "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle (socket of nginx.service) [netns 4026532001 blue]"
         );
         (received.tuple.netns, received.unit, received.netns_name) = (None, None, None);
         // The forgotten connection: this host just wrote, the peer has been
@@ -435,12 +441,41 @@ mod tests {
         received.idle_ms = Some(0);
         received.peer_silent_ms = Some(350_100);
         received.keepalive = Some(Keepalive::Off);
+        // A silence alone decides nothing: no advice.
+        assert_eq!(
+            sentence(&Report::Reset(received.clone())),
+            "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; keepalive off"
+        );
+        // The TTL proves a device forged it.
+        (received.path.ttl, received.path.peer_ttl) = (Some(64), Some(61));
         let s = sentence(&Report::Reset(received));
         assert!(
-            s.starts_with("10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; keepalive off. Nothing had come from 10.77.0.1 for 350 s before this RST"),
+            s.starts_with("middlebox: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; sent by a device in between: it arrived with TTL 64, the peer's segments with 61; keepalive off. A device between this host and 10.77.0.1 (load balancer, NAT, firewall) sent this RST after 5m50s without a segment from the peer"),
             "{s}"
         );
         assert!(s.contains("enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout"), "{s}");
+    }
+
+    #[test]
+    fn the_pool_race_from_both_ends() {
+        let mut client = reset(Direction::Received);
+        client.state = Some(TcpState::CloseWait);
+        (client.idle_ms, client.peer_silent_ms, client.peer_closed_ms) = (Some(0), Some(2_004), Some(2_004));
+        let s = sentence(&Report::Reset(client));
+        assert!(
+            s.starts_with("peer_had_closed: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in CLOSE_WAIT after 0 ms idle, 2.0 s after the peer's last segment, 2.0 s after the peer's FIN [netns 4026532001]. 10.77.0.1 had closed this connection 2.0 s earlier"),
+            "{s}"
+        );
+        let mut server = reset(Direction::Sent);
+        server.state = Some(TcpState::TimeWait);
+        server.reason = Some(ResetReason::TcpTimewaitSocket);
+        server.answered = Some(crate::events::TcpFlags(0x18));
+        server.closed_ms = Some(2_004);
+        let s = sentence(&Report::Reset(server));
+        assert!(
+            s.starts_with("data_after_close: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 in TIME_WAIT: a TIME_WAIT socket rejected the segment (TCP_TIMEWAIT_SOCKET), 2.0 s after this host closed [netns 4026532001]. 10.77.0.1 wrote on a connection this host had closed 2.0 s earlier"),
+            "{s}"
+        );
     }
 
     #[test]
