@@ -122,7 +122,7 @@ pub mod connection_flags {
 /// entries that matter most are the oldest (idle connections a device may
 /// forget). Beyond this many at once, new ones go unkept (their `peer_ttl`
 /// and `peer_closed_ms` are null) and are counted (`counter::UNKEPT`).
-pub const CONNECTION_ENTRIES: u32 = 131072;
+pub const CONNECTION_ENTRIES: u32 = 65536;
 
 /// What the loader tells the reset programs about this kernel.
 #[repr(C)]

@@ -238,8 +238,10 @@ fn forged(label: &str, v6: bool, server_writes: bool) {
         // stretch the router's answer past it (seen once on 5.10 under
         // QEMU). It must never say `peer`.
         eprintln!("skipped: origin: without the ttl only the timing rule decides, and this run's timing did not: {r}");
+        assert_eq!(r["cause"], "unknown", "{r}");
     } else {
         assert_eq!(r["origin"], "middlebox", "{r}");
+        assert_eq!(r["cause"], "middlebox", "{r}");
         assert!(r["advice"].as_str().is_some_and(|a| a.contains("keepalive")), "{r}");
     }
     if ttl_shown {
@@ -306,8 +308,10 @@ fn genuine(label: &str, v6: bool) {
     if ttl_shown && peer_ttl_shown {
         assert_eq!((&r["ttl"], &r["peer_ttl"]), (&Value::from(63), &Value::from(63)), "{r}");
         assert_eq!(r["origin"], "peer", "{r}");
+        assert_eq!(r["cause"], "peer_abort", "{r}");
     } else {
         assert_eq!(r["origin"], Value::Null, "{r}");
+        assert_eq!(r["cause"], "unknown", "{r}");
         let why: Vec<&str> = observed.ready["limitations"]
             .as_array()
             .unwrap()
@@ -360,6 +364,16 @@ fn several_forged_resets_give_the_idle_timeout() {
     let (net, records) = (&observed.net, &observed.records);
 
     let forged = records.of("rst_received", &net.server);
+    if !shows(&observed.ready, "ttl") {
+        // Without the RST's TTL only the timing rule could prove the router
+        // sent these, and on a link of a fraction of a millisecond (no
+        // sch_netem to lengthen it on this machine's kernel) it cannot:
+        // nothing may be blamed, and no timeout inferred.
+        assert!(forged.iter().all(|r| r["origin"].is_null()), "{}", records.dump(&net.server));
+        assert!(records.0.iter().all(|r| r["kind"] != "idle_timeout"), "{}", records.dump(&net.server));
+        eprintln!("skipped: the idle timeout needs the RSTs' ttl, which this kernel and strategy do not show");
+        return;
+    }
     assert_eq!(forged.iter().filter(|r| r["origin"] == "middlebox").count(), 3, "{}", records.dump(&net.server));
     // The clients' own closes meet the router's forgetting too: their
     // namespace has its own record; the server's is the one for this.

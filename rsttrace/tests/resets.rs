@@ -46,6 +46,7 @@ fn closed_port(label: &str, client_ip: &'static str, server_ip: &'static str, fa
     assert_eq!(received["remote"], addr(server_ip, CLOSED_PORT).to_string());
     assert!(received["local"].as_str().unwrap().starts_with(&addr(client_ip, 0).to_string()[..client_ip.len() + 1]));
     assert_eq!(received["idle_ms"], Value::Null, "no idle time before the handshake");
+    assert_eq!(received["cause"], "refused", "{received}");
 
     if !observed.sees_socketless_resets() {
         // The comparison said `skipped:` for the unreported RST.
@@ -61,6 +62,8 @@ fn closed_port(label: &str, client_ip: &'static str, server_ip: &'static str, fa
     if reasons {
         assert_eq!(sent["reason"], "NO_SOCKET");
     }
+    assert_eq!(sent["cause"], "no_listener", "it answered a SYN: {sent}");
+    assert_eq!(sent["answered"], serde_json::json!(["SYN"]), "{sent}");
 }
 
 #[test]
@@ -174,8 +177,13 @@ fn linger_abort(label: &str, server_ip: &'static str) {
     } else {
         assert_eq!(sent["reason"], Value::Null);
     }
+    assert_eq!(sent["cause"], "application_abort", "{sent}");
+    assert_eq!(sent["answered"], Value::Null, "its own abort answers no segment: {sent}");
     let received = records.one("rst_received", &pair.client, |_| true);
     assert_eq!(received["state"], "ESTABLISHED");
+    assert_ne!(received["origin"], "middlebox", "{received}");
+    let expected = if received["origin"] == "peer" { "peer_abort" } else { "unknown" };
+    assert_eq!(received["cause"], expected, "{received}");
     assert_eq!(received["local"], client.local_addr().unwrap().to_string());
     assert!(received["idle_ms"].is_u64(), "{received}");
 }
@@ -226,6 +234,10 @@ fn close_with_unread_data() {
     assert_eq!(sent["comm"], "rst-unread");
     if reasons {
         assert_eq!(sent["reason"], "TCP_ABORT_ON_CLOSE");
+        assert_eq!(sent["cause"], "unread_data", "{sent}");
+    } else {
+        // Without the reason, unread data and SO_LINGER 0 look the same.
+        assert_eq!(sent["cause"], "application_abort", "{sent}");
     }
     records.one("rst_received", &pair.client, |r| r["state"] == "ESTABLISHED");
 }
@@ -400,6 +412,9 @@ fn reset_from_packet_processing_names_no_process() {
     observed.assert_resets_match(&pair.client, Arrivals::EndConnections, Sends::FromFullSockets);
     // The orphaned socket may have become a TIME_WAIT minisocket already.
     observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
+    let received = records.one("rst_received", &pair.client, |_| true);
+    assert_eq!(received["cause"], "peer_had_closed", "{received}");
+    assert!(received["peer_closed_ms"].is_u64(), "{received}");
 
     if records.of("rst_sent", &pair.server).is_empty() {
         // The comparison said `skipped:` (a kernel before 6.10 and a reset
@@ -416,6 +431,7 @@ fn reset_from_packet_processing_names_no_process() {
         let reason = sent["reason"].as_str().unwrap();
         assert!(["TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET"].contains(&reason), "{sent}");
     }
+    assert_eq!(sent["cause"], "data_after_close", "{sent}");
 }
 
 /// A server that shuts its connections down (shutdown(SHUT_RDWR), the socket
@@ -469,6 +485,13 @@ fn abort_on_data_reports_no_received_reset() {
         if reasons {
             assert_eq!(record["reason"], "TCP_ABORT_ON_DATA", "{record}");
         }
+        // An orphan the kernel aborted: CLOSE, answering the client's data.
+        assert_eq!(record["cause"], "data_after_close", "{record}");
+        assert_eq!(record["closed_ms"], Value::Null, "not from a TIME_WAIT socket: {record}");
+    }
+    for client in &clients {
+        let received = records.one("rst_received", &pair.client, |r| r["local"] == client.to_string());
+        assert_eq!(received["cause"], "peer_had_closed", "{received}");
     }
     // Counted as reported: every rst_received event of the run (all
     // namespaces, no filter) is a record, so the phantom is not counted

@@ -397,6 +397,12 @@ fn attach_origin_hooks(
         limitations.push(format!("ttl of received resets is null: {why}"));
     }
     let peer_ttl = match strategy {
+        // A SYN proxy on this host completes handshakes itself: the segment
+        // the TTL would be learned from may be its own (TTL 64), and every
+        // genuine RST would then differ from it.
+        Strategy::Fexit if synproxy_loaded(Path::new("/proc/modules")) => Err(
+            "a SYN proxy is loaded (nf_synproxy_core), which builds the handshake's last segment itself".to_string(),
+        ),
         Strategy::Fexit => [
             (Hook::FexitTcpCreateOpenreqChild, "create_openreq_child_fexit"),
             (Hook::FentryTcpFinishConnect, "finish_connect_fentry"),
@@ -410,6 +416,12 @@ fn attach_origin_hooks(
     if let Err(why) = peer_ttl {
         limitations.push(format!("peer_ttl of received resets is null: {why}"));
     }
+}
+
+/// Whether the kernel's SYN proxy (nftables or iptables SYNPROXY) is loaded
+/// as a module.
+fn synproxy_loaded(modules: &Path) -> bool {
+    std::fs::read_to_string(modules).is_ok_and(|m| m.lines().any(|l| l.starts_with("nf_synproxy_core ")))
 }
 
 fn attach_tracing(
@@ -535,6 +547,17 @@ fn raise_memlock_limit() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_loaded_synproxy_is_found_in_proc_modules() {
+        let dir = std::env::temp_dir().join(format!("rsttrace-modules-{}", std::process::id()));
+        std::fs::write(&dir, "nf_synproxy_core 20480 1 nft_synproxy, Live 0x0\nveth 40960 0 - Live 0x0\n").unwrap();
+        assert!(super::synproxy_loaded(&dir));
+        std::fs::write(&dir, "nf_synproxy_core_x 1 0 - Live 0x0\nveth 40960 0 - Live 0x0\n").unwrap();
+        assert!(!super::synproxy_loaded(&dir));
+        std::fs::remove_file(&dir).unwrap();
+        assert!(!super::synproxy_loaded(&dir), "no /proc/modules (a kernel without modules)");
+    }
+
     use super::*;
     use crate::kernel::tracefs::tests::fixture;
 
