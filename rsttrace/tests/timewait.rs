@@ -17,42 +17,66 @@ use std::{
 
 use serde_json::Value;
 use support::{
-    Arrivals, FIN_WAIT2, Netns, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server, connect_from,
-    connection_closed_by_server, linger_zero, require_root, reuse_unseen_here,
+    Arrivals, FIN_WAIT2, Handshakes, Netns, Observed, Pair, Sends, TIME_WAIT, Traced, addr, closed_by_server,
+    connect_from, connection_closed_by_server, connection_closed_by_server_sending, linger_zero, require_root,
+    reuse_unseen_here,
     segments::{self, Flags, send_segment, send_sequence},
-    wait_until,
+    wait_until, with_stale_acks,
 };
 
 const CLIENT_PORT: u16 = 40021;
 
+/// One try of the seed case: what it observed, the server's address, how
+/// long the second connect() took and the whole try since the first.
+struct Seed {
+    observed: Observed<Pair>,
+    server: SocketAddr,
+    delay: Duration,
+    since_first_connect: Duration,
+    strategy: String,
+}
+
 fn seed_case(label: &str, client_ip: &'static str, server_ip: &'static str) {
     require_root();
-    let traced = Traced::pair(label, &["--port", "8090"]);
-    let pair = &traced.net;
-    // The seed's load balancer had TCP timestamps disabled.
-    pair.client.sysctl("net.ipv4.tcp_timestamps", "0");
-    let listener = pair.server.run("server", move || TcpListener::bind(addr(server_ip, 8090)).unwrap());
-    let server = listener.local_addr().unwrap();
     let local = addr(client_ip, CLIENT_PORT);
-    if !traced.daemon.sees_timewait_verdicts() {
-        eprintln!(
-            "skipped: strategy {} on this kernel cannot see TIME_WAIT verdicts (needs 6.11+ for tracepoints)",
-            traced.daemon.strategy()
+    // Tried afresh until the server's capture shows the reused port's SYN
+    // numbered at or below rcv_nxt (`with_stale_acks`).
+    let attempt = |bytes| {
+        let traced = Traced::pair(label, &["--port", "8090"]);
+        let pair = &traced.net;
+        // The seed's load balancer had TCP timestamps disabled.
+        pair.client.sysctl("net.ipv4.tcp_timestamps", "0");
+        let listener = pair.server.run("server", move || TcpListener::bind(addr(server_ip, 8090)).unwrap());
+        let server = listener.local_addr().unwrap();
+        if !traced.daemon.sees_timewait_verdicts() {
+            eprintln!(
+                "skipped: strategy {} on this kernel cannot see TIME_WAIT verdicts (needs 6.11+ for tracepoints)",
+                traced.daemon.strategy()
+            );
+            return None;
+        }
+        let strategy = traced.daemon.strategy().to_string();
+        let handshakes = Handshakes::start(&pair.server);
+        let first_connect = Instant::now();
+        assert!(
+            connection_closed_by_server_sending(pair, &listener, local, Some(bytes)),
+            "no TIME_WAIT socket to reuse"
         );
+        std::thread::sleep(Duration::from_millis(50));
+        // Reuse the port at once: the stale ACK, the client's RST, its retry.
+        let started = Instant::now();
+        let second = pair.client.run("lb", move || connect_from(local, server).expect("second connection"));
+        let delay = started.elapsed();
+        let (accepted, _) = listener.accept().unwrap();
+        drop((second, accepted));
+        let observed = traced.stop();
+        let since_first_connect = first_connect.elapsed();
+        let syns = handshakes.stop(&observed.net.server);
+        Some((Seed { observed, server, delay, since_first_connect, strategy }, syns))
+    };
+    let Some((Seed { observed, server, delay, since_first_connect, strategy }, syns)) = with_stale_acks(attempt) else {
         return;
-    }
-    let strategy = traced.daemon.strategy().to_string();
-    let first_connect = Instant::now();
-    assert!(connection_closed_by_server(pair, &listener, local, true), "no TIME_WAIT socket to reuse");
-    std::thread::sleep(Duration::from_millis(50));
-    // Reuse the port at once: the stale ACK, the client's RST, its retry.
-    let started = Instant::now();
-    let second = pair.client.run("lb", move || connect_from(local, server).expect("second connection"));
-    let delay = started.elapsed();
-    let (accepted, _) = listener.accept().unwrap();
-    drop((second, accepted));
-    let observed = traced.stop();
-    let since_first_connect = first_connect.elapsed();
+    };
     let (pair, records) = (&observed.net, &observed.records);
     // The client's SYN_SENT socket resets the stale ACK; at the server that
     // RST kills the TIME_WAIT socket, no full socket.
@@ -64,9 +88,13 @@ fn seed_case(label: &str, client_ip: &'static str, server_ip: &'static str) {
     assert_eq!(finding["local"], server.to_string());
     assert_eq!(finding["remote"], local.to_string());
     assert_eq!(finding["state"], "TIME_WAIT");
-    let (syn_seq, rcv_nxt) =
-        (finding["syn_seq"].as_u64().unwrap() as u32, finding["tw_rcv_nxt"].as_u64().unwrap() as u32);
-    assert!((syn_seq.wrapping_sub(rcv_nxt) as i32) < 0, "the evidence: SYN seq below rcv_nxt: {finding}");
+    // The evidence, as captured: the SYN numbered at or below rcv_nxt.
+    let [syn] = syns[..] else { panic!("one reused SYN captured at the server: {syns:?}") };
+    assert_eq!(
+        (finding["syn_seq"].as_u64(), finding["tw_rcv_nxt"].as_u64()),
+        (Some(syn.seq.into()), Some(syn.rcv_nxt.into())),
+        "the captured {syn}: {finding}"
+    );
     assert_eq!(finding["syn_timestamps"], false);
     assert_eq!(finding["tw_timestamps"], false);
     assert_eq!(finding["peer_rst"], true, "the client reset the stale ACK");
@@ -299,7 +327,7 @@ fn no_verdict_without_a_time_wait_socket() {
     let local = addr(Pair::CLIENT_V4, CLIENT_PORT);
     let overflows_before = pair.server.counter("TcpExt.TCPTimeWaitOverflow");
     for _ in 0..CONNECTIONS {
-        let server_sockets = closed_by_server(pair, &listener, local, false);
+        let server_sockets = closed_by_server(pair, &listener, local, None);
         assert!(!server_sockets.contains(&TIME_WAIT), "a TIME_WAIT socket despite tcp_max_tw_buckets=0");
     }
     let overflows = pair.server.counter("TcpExt.TCPTimeWaitOverflow") - overflows_before;

@@ -4,7 +4,7 @@
 //! missing record fails the test.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     io::{BufRead, BufReader},
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -32,6 +32,12 @@ const MARK_PORT: u16 = 47999;
 /// reads the flags behind a fixed header), and the end-of-capture mark.
 const FILTER: &str = "(tcp[tcpflags] & tcp-rst != 0) \
     or (ip6 and ip6[6] == 6 and ip6[53] & 4 != 0) \
+    or (udp and dst host 127.0.0.1 and dst port 47999)";
+
+/// SYNs and FINs (the IPv6 clause as above), and the mark: a few per
+/// connection, however much data it carries.
+const HANDSHAKES: &str = "(tcp[tcpflags] & (tcp-syn|tcp-fin) != 0) \
+    or (ip6 and ip6[6] == 6 and ip6[53] & 3 != 0) \
     or (udp and dst host 127.0.0.1 and dst port 47999)";
 
 /// How long tcpdump may take to start or to write the mark (QEMU is slow).
@@ -86,6 +92,8 @@ impl fmt::Display for RstPacket {
 /// tcpdump writing the RSTs of one namespace to a file.
 pub struct Capture {
     netns: String,
+    /// What it captures ("rst", "handshakes"): in its file's name and mark.
+    what: &'static str,
     child: Child,
     file: PathBuf,
     stderr: mpsc::Receiver<String>,
@@ -94,7 +102,11 @@ pub struct Capture {
 impl Capture {
     /// Starts tcpdump in `netns` and returns once it is capturing.
     pub fn start(netns: &Netns) -> Self {
-        let file = std::env::temp_dir().join(format!("{}.pcap", netns.name));
+        Self::start_filtered(netns, "rst", FILTER)
+    }
+
+    fn start_filtered(netns: &Netns, what: &'static str, filter: &str) -> Self {
+        let file = std::env::temp_dir().join(format!("{}-{what}.pcap", netns.name));
         let _ = std::fs::remove_file(&file);
         let mut child = Command::new("ip")
             // A 32 MiB buffer: the storm tests send hundreds of RSTs at once.
@@ -103,7 +115,7 @@ impl Capture {
             // tcpdump user to switch to.
             .args(["-Z", "root", "-w"])
             .arg(&file)
-            .arg(FILTER)
+            .arg(filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -118,7 +130,7 @@ impl Capture {
                 }
             }
         });
-        let mut capture = Capture { netns: netns.name.clone(), child, file, stderr };
+        let mut capture = Capture { netns: netns.name.clone(), what, child, file, stderr };
         // tcpdump says so once its filter is set on the open socket: from
         // then on every packet is captured.
         let deadline = Instant::now() + PATIENCE;
@@ -138,8 +150,19 @@ impl Capture {
     /// Marks the end of the traffic, waits until tcpdump has written the
     /// mark (so it has written everything before it), stops it and returns
     /// the RSTs it captured.
-    pub fn stop(mut self, netns: &Netns) -> Vec<RstPacket> {
-        let mark = format!("end of capture {}", self.netns);
+    pub fn stop(self, netns: &Netns) -> Vec<RstPacket> {
+        self.finish(netns)
+            .into_iter()
+            .filter_map(|p| match p {
+                Captured::Rst(rst) => Some(rst),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The same, returning every packet captured but the mark.
+    fn finish(mut self, netns: &Netns) -> Vec<Captured> {
+        let mark = format!("end of capture {} {}", self.netns, self.what);
         let deadline = Instant::now() + PATIENCE;
         let packets = loop {
             let payload = mark.clone().into_bytes();
@@ -168,13 +191,7 @@ impl Capture {
             stats.join("; ")
         );
         let _ = std::fs::remove_file(&self.file);
-        packets
-            .into_iter()
-            .filter_map(|p| match p {
-                Captured::Rst(rst) => Some(rst),
-                Captured::Mark(_) => None,
-            })
-            .collect()
+        packets.into_iter().filter(|p| !matches!(p, Captured::Mark(_))).collect()
     }
 }
 
@@ -187,7 +204,22 @@ impl Drop for Capture {
 
 enum Captured {
     Rst(RstPacket),
+    /// A SYN or a FIN without RST (only a `Handshakes` capture has them).
+    Segment(Segment),
     Mark(Vec<u8>),
+}
+
+struct Segment {
+    time: Duration,
+    src: SocketAddr,
+    dst: SocketAddr,
+    outgoing: bool,
+    seq: u32,
+    /// Its data's length.
+    len: u32,
+    syn: bool,
+    fin: bool,
+    ack: bool,
 }
 
 /// The packets of a pcap file that tcpdump wrote with `-i any` (Linux
@@ -228,6 +260,17 @@ fn read_pcap(path: &Path) -> Result<Vec<Captured>, String> {
                 ack: tcp.ack().then(|| tcp.acknowledgment_number()),
                 interface,
             })),
+            Some(TransportSlice::Tcp(tcp)) if tcp.syn() || tcp.fin() => packets.push(Captured::Segment(Segment {
+                time: packet.timestamp,
+                src: SocketAddr::new(src, tcp.source_port()),
+                dst: SocketAddr::new(dst, tcp.destination_port()),
+                outgoing,
+                seq: tcp.sequence_number(),
+                len: tcp.payload().len() as u32,
+                syn: tcp.syn(),
+                fin: tcp.fin(),
+                ack: tcp.ack(),
+            })),
             Some(TransportSlice::Udp(udp)) if udp.destination_port() == MARK_PORT => {
                 packets.push(Captured::Mark(udp.payload().to_vec()))
             }
@@ -235,6 +278,98 @@ fn read_pcap(path: &Path) -> Result<Vec<Captured>, String> {
         }
     }
     Ok(packets)
+}
+
+/// tcpdump writing the SYNs and FINs of one namespace: what a SYN that reuses
+/// a 4-tuple met at a TIME_WAIT socket there.
+pub struct Handshakes(Capture);
+
+impl Handshakes {
+    /// Starts capturing in `netns`; returns once tcpdump is capturing.
+    pub fn start(netns: &Netns) -> Self {
+        Handshakes(Capture::start_filtered(netns, "handshakes", HANDSHAKES))
+    }
+
+    /// Stops the capture (once it has written everything up to now) and
+    /// returns each SYN that arrived in `netns` on a 4-tuple whose earlier
+    /// connection's FIN had arrived there before it, in capture order (a
+    /// SYN sent again counts once).
+    pub fn stop(self, netns: &Netns) -> Vec<ReusedSyn> {
+        // Per 4-tuple: the last SYN that opened a connection, and the
+        // rcv_nxt its FIN left (the FIN ends the sequence space it uses).
+        let mut opened: HashMap<(SocketAddr, SocketAddr), (Duration, u32)> = HashMap::new();
+        let mut closed: HashMap<(SocketAddr, SocketAddr), (Duration, u32, u32)> = HashMap::new();
+        let mut reused = Vec::new();
+        for captured in self.0.finish(netns) {
+            let Captured::Segment(s) = captured else { continue };
+            let tuple = (s.src, s.dst);
+            if s.outgoing {
+                continue;
+            }
+            if s.fin {
+                // A connection opened before the capture is none of ours.
+                if let Some(&(time, isn)) = opened.get(&tuple) {
+                    closed.insert(tuple, (time, isn, s.seq.wrapping_add(s.len).wrapping_add(1)));
+                }
+            } else if s.syn && !s.ack {
+                if let Some((old_syn, old_isn, rcv_nxt)) = closed.remove(&tuple) {
+                    reused.push(ReusedSyn {
+                        from: s.src,
+                        to: s.dst,
+                        seq: s.seq,
+                        rcv_nxt,
+                        // Less the SYN's and the FIN's sequence numbers.
+                        sent: rcv_nxt.wrapping_sub(old_isn).wrapping_sub(2),
+                        after: s.time.saturating_sub(old_syn),
+                    });
+                }
+                opened.insert(tuple, (s.time, s.seq));
+            }
+        }
+        reused
+    }
+}
+
+/// A SYN that reused a 4-tuple, as captured where it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct ReusedSyn {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    /// Its sequence number.
+    pub seq: u32,
+    /// What the earlier connection's FIN left its TIME_WAIT socket
+    /// expecting next: the FIN's sequence number, its data, and 1.
+    pub rcv_nxt: u32,
+    /// How much data the earlier connection carried to `to`.
+    pub sent: u32,
+    /// How long after the earlier connection's SYN it came.
+    pub after: Duration,
+}
+
+impl ReusedSyn {
+    /// Whether a TIME_WAIT socket without timestamps answers it with a stale
+    /// ACK: the kernel accepts such a SYN only numbered after rcv_nxt
+    /// (tcp_timewait_state_process), in sequence space.
+    pub fn stale(&self) -> bool {
+        self.seq.wrapping_sub(self.rcv_nxt) as i32 <= 0
+    }
+}
+
+impl fmt::Display for ReusedSyn {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "SYN {} > {} seq {}, {} rcv_nxt {} by {} (the earlier connection carried {} MiB; {:.2} s between their SYNs)",
+            self.from,
+            self.to,
+            self.seq,
+            if self.stale() { "at or below" } else { "above" },
+            self.rcv_nxt,
+            (self.seq.wrapping_sub(self.rcv_nxt) as i32).unsigned_abs(),
+            self.sent >> 20,
+            self.after.as_secs_f64()
+        )
+    }
 }
 
 /// Which RSTs arriving in a namespace rsttrace must report as `rst_received`.

@@ -31,7 +31,9 @@ use nix::{
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 
-pub use capture::{Arrivals, Capture, RstPacket, Sends};
+#[allow(unused_imports)] // by the stale-ACK tests only
+pub use capture::Handshakes;
+pub use capture::{Arrivals, Capture, ReusedSyn, RstPacket, Sends};
 
 /// Integration tests load eBPF programs and create namespaces: root only.
 /// They are `#[ignore]`d, so a plain `cargo test` lists them as ignored;
@@ -514,22 +516,68 @@ pub fn connect_from(local: SocketAddr, server: SocketAddr) -> std::io::Result<Tc
     Ok(socket.into())
 }
 
+/// The least `outrun_the_isn_clock` sends on a stale-ACK scenario's first
+/// try; each try after doubles it.
+pub const FIRST_TRANSFER: usize = 32 << 20;
+
+/// How many times `with_stale_acks` tries.
+const STALE_ACK_TRIES: u32 = 5;
+
 /// Sends enough on `stream` that the next ISN of its 4-tuple stays below
 /// this connection's last sequence number (a reused port's SYN then gets a
 /// stale ACK from the TIME_WAIT socket): 48 MB per second of transfer
-/// outruns the ISN clock (15.6 M/s), and 32 MiB more covers ~2 s between
-/// this connect and the next (a loaded machine, or QEMU). Never 2 GiB, half
-/// the sequence space: past it the next ISN is "after" rcv_nxt again and
-/// the kernel accepts the SYN (a loaded QEMU below 48 MB/s kept sending
-/// that long).
-pub fn outrun_the_isn_clock(stream: &mut TcpStream) {
+/// outruns the ISN clock (15.6 M/s), and `at_least` (32 MiB: ~2 s of the
+/// clock) more covers the time between this connect and the next (a loaded
+/// machine, or QEMU). Never 2 GiB, half the sequence space: past it the
+/// next ISN is "after" rcv_nxt again and the kernel accepts the SYN (a
+/// loaded QEMU below 48 MB/s kept sending that long); `at_least` stays
+/// below the 1 GiB this stops at.
+pub fn outrun_the_isn_clock(stream: &mut TcpStream, at_least: usize) {
     let started = Instant::now();
     let chunk = vec![b'x'; 1 << 20];
     let mut sent = 0usize;
-    while sent < 1 << 30 && (sent < 32 << 20 || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
+    while sent < 1 << 30 && (sent < at_least || (sent as f64) < 48e6 * started.elapsed().as_secs_f64()) {
         stream.write_all(&chunk).unwrap();
         sent += chunk.len();
     }
+}
+
+/// A scenario whose reused port's SYNs must get stale ACKs: each numbered at
+/// or below the old connection's rcv_nxt, which only a transfer that
+/// outruns the ISN clock until the SYN makes true, and a slow machine may
+/// not. `attempt(bytes)` runs it afresh (its own namespaces, rsttrace and
+/// captures), calling `outrun_the_isn_clock` with `bytes` before each
+/// reuse, and returns what it observed with the reused SYNs its
+/// `Handshakes` capture saw, or None where it cannot run (having said why).
+///
+/// Returns the first attempt where every reused SYN was stale. Where one
+/// was not, the kernel rightly accepted it: the attempt proves nothing
+/// either way, and is tried again sending twice as much, up to
+/// `STALE_ACK_TRIES` times. Then it says `skipped:` with the numbers and
+/// returns None.
+pub fn with_stale_acks<T>(
+    mut attempt: impl FnMut(usize) -> Option<(T, Vec<ReusedSyn>)>,
+) -> Option<(T, Vec<ReusedSyn>)> {
+    let mut bytes = FIRST_TRANSFER;
+    for tries in 1..=STALE_ACK_TRIES {
+        let (observed, syns) = attempt(bytes)?;
+        let said: Vec<String> = syns.iter().map(|s| s.to_string()).collect();
+        let Some(accepted) = syns.iter().find(|s| !s.stale()) else {
+            eprintln!("stale ACKs on try {tries} (at least {} MiB): {}", bytes >> 20, said.join("; "));
+            return Some((observed, syns));
+        };
+        eprintln!("try {tries} (at least {} MiB) proves nothing: {}", bytes >> 20, said.join("; "));
+        if tries == STALE_ACK_TRIES {
+            eprintln!(
+                "skipped: no stale ACK in {tries} tries (transfers of at least {} to {} MiB): the ISN clock outran them; the last {accepted}",
+                FIRST_TRANSFER >> 20,
+                bytes >> 20
+            );
+            break;
+        }
+        bytes *= 2;
+    }
+    None
 }
 
 /// TCP state number of TIME_WAIT in /proc/net/tcp.
@@ -542,6 +590,16 @@ pub const TIME_WAIT: u8 = 6;
 /// Returns once the client's socket is gone, with whether the server holds
 /// the connection in TIME_WAIT (rarely it does not: then it says why).
 pub fn connection_closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: bool) -> bool {
+    connection_closed_by_server_sending(pair, listener, local, bulk.then_some(FIRST_TRANSFER))
+}
+
+/// The same, with `bulk` for `outrun_the_isn_clock` when given.
+pub fn connection_closed_by_server_sending(
+    pair: &Pair,
+    listener: &TcpListener,
+    local: SocketAddr,
+    bulk: Option<usize>,
+) -> bool {
     let server_sockets = closed_by_server(pair, listener, local, bulk);
     if server_sockets.contains(&TIME_WAIT) {
         return true;
@@ -554,9 +612,10 @@ pub fn connection_closed_by_server(pair: &Pair, listener: &TcpListener, local: S
     false
 }
 
-/// The same connection; returns the TCP states of the server's sockets for
-/// it (/proc/net/tcp) once the client's socket is gone.
-pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: bool) -> Vec<u8> {
+/// The same connection (with `bulk` for `outrun_the_isn_clock` when given);
+/// returns the TCP states of the server's sockets for it (/proc/net/tcp)
+/// once the client's socket is gone.
+pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, bulk: Option<usize>) -> Vec<u8> {
     let server = listener.local_addr().unwrap();
     let mut stream = pair.client.run("lb", move || connect_from(local, server).expect("first connection"));
     let (mut accepted, _) = listener.accept().unwrap();
@@ -575,8 +634,8 @@ pub fn closed_by_server(pair: &Pair, listener: &TcpListener, local: SocketAddr, 
         drop(accepted); // the server closes first
         total
     });
-    if bulk {
-        outrun_the_isn_clock(&mut stream);
+    if let Some(bulk) = bulk {
+        outrun_the_isn_clock(&mut stream, bulk);
     }
     stream.write_all(b".").unwrap();
     reader.join().unwrap();
