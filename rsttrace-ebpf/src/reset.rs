@@ -401,7 +401,7 @@ pub fn note_peer_fin<M: Memory>(sk: u64, offsets: &KernelOffsets) -> Result<(), 
         _pad: 0,
         peer_fin_ns: now,
     };
-    if CONNECTIONS.insert(sk, &fresh, 0).is_err() {
+    if CONNECTIONS.insert(sk, fresh, 0).is_err() {
         count(counter::UNKEPT);
     }
     Ok(())
@@ -579,7 +579,7 @@ fn path(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
 fn time_wait_entered(netns: u32, endpoints: &Endpoints) -> u64 {
     let key = TimeWaitKey { netns, endpoints: *endpoints };
     // SAFETY: the map value is plain data, read at once.
-    unsafe { crate::timewait::TIME_WAIT.get(&key) }.map_or(0, |entry| entry.entered_ns)
+    unsafe { crate::timewait::TIME_WAIT.get(key) }.map_or(0, |entry| entry.entered_ns)
 }
 
 /// `RTF_GATEWAY` of `rt6i_flags`: the route goes through a router.

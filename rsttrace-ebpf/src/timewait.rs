@@ -33,7 +33,8 @@ static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
 /// Connections in TIME_WAIT, per network namespace and 4-tuple. Bounded:
 /// the oldest entries go first when a flood of TIME_WAIT exceeds it.
 #[map]
-pub(crate) static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> = LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
+pub(crate) static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> =
+    LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
 
 const IPPROTO_TCP: u16 = 6;
 

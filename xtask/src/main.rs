@@ -152,7 +152,9 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
 /// (rsttrace/tests/timewait.rs), and the segment of a received RST comes
 /// from a fentry or a kprobe on tcp_reset(), or not at all (its TTL, and
 /// whether it was an RST or the kernel's own abort; origin.rs, resets.rs).
-/// IPv4 only for the second kind: the families share those hooks.
+/// IPv4 only for the second kind: the families share those hooks. The
+/// keep-alive pool race and a peer on the link under a default gateway: the
+/// cause and origin of a reset, judged with what each strategy shows.
 /// The scenarios run a second time on this machine with the raw
 /// tracepoints' programs (`RSTTRACE_NO_TP_BTF`): every kernel of the matrix
 /// takes the BTF-typed ones, and the others, for kernels that do not, would
@@ -167,6 +169,7 @@ const UNTYPED_SCENARIOS: &[&str] = &[
     "linger_abort_ipv4",
     "idle_time_of_a_received_reset",
     "every_arriving_rst_is_accounted_for_ipv4",
+    "pool_race_ipv4",
 ];
 
 /// `cargo test` of `UNTYPED_SCENARIOS` with `RSTTRACE_NO_TP_BTF` set.
@@ -202,6 +205,8 @@ const STRATEGY_SCENARIOS: &[&str] = &[
     "the_peers_own_abort_through_the_router_ipv4",
     "abort_on_data_reports_no_received_reset",
     "behind_haproxy",
+    "pool_race_ipv4",
+    "on_link_peer_with_a_default_gateway",
 ];
 
 fn workspace_root() -> PathBuf {

@@ -281,7 +281,8 @@ mod tests {
         assert_eq!(unread.cause(), Cause::UnreadData);
         // Not from a system call (a timer): not decided.
         assert_eq!(sent(Some(TcpState::Close), None).cause(), Cause::Unknown);
-        let keepalive = Reset { reason: Some(ResetReason::TcpKeepaliveTimeout), ..sent(Some(TcpState::Established), None) };
+        let keepalive =
+            Reset { reason: Some(ResetReason::TcpKeepaliveTimeout), ..sent(Some(TcpState::Established), None) };
         assert_eq!(keepalive.cause(), Cause::KeepaliveTimeout);
     }
 

@@ -278,9 +278,17 @@ pub(crate) mod tests {
     };
 
     pub(crate) fn names() -> KernelNames {
-        let states =
-            [(1, "ESTABLISHED"), (2, "SYN_SENT"), (5, "FIN_WAIT2"), (6, "TIME_WAIT"), (7, "CLOSE"), (8, "CLOSE_WAIT"), (10, "LISTEN")];
-        let reasons = [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA"), (9, "TCP_TIMEWAIT_SOCKET")];
+        let states = [
+            (1, "ESTABLISHED"),
+            (2, "SYN_SENT"),
+            (5, "FIN_WAIT2"),
+            (6, "TIME_WAIT"),
+            (7, "CLOSE"),
+            (8, "CLOSE_WAIT"),
+            (10, "LISTEN"),
+        ];
+        let reasons =
+            [(1, "NO_SOCKET"), (12, "TCP_ABORT_ON_LINGER"), (6, "TCP_ABORT_ON_DATA"), (9, "TCP_TIMEWAIT_SOCKET")];
         let statuses = [(0, "SUCCESS"), (1, "RST"), (2, "ACK"), (3, "SYN")];
         let drops = [(2, "NOT_SPECIFIED"), (3, "NO_SOCKET"), (45, "TCP_RESET"), (90, "TCP_RFC7323_TW_PAWS")];
         let pairs = |pairs: &[(u32, &str)]| pairs.iter().map(|(v, n)| (*v, n.to_string())).collect::<Vec<_>>();

@@ -400,9 +400,10 @@ fn attach_origin_hooks(
         // A SYN proxy on this host completes handshakes itself: the segment
         // the TTL would be learned from may be its own (TTL 64), and every
         // genuine RST would then differ from it.
-        Strategy::Fexit if synproxy_loaded(Path::new("/proc/modules")) => Err(
-            "a SYN proxy is loaded (nf_synproxy_core), which builds the handshake's last segment itself".to_string(),
-        ),
+        Strategy::Fexit if synproxy_loaded(Path::new("/proc/modules")) => {
+            Err("a SYN proxy is loaded (nf_synproxy_core), which builds the handshake's last segment itself"
+                .to_string())
+        }
         Strategy::Fexit => [
             (Hook::FexitTcpCreateOpenreqChild, "create_openreq_child_fexit"),
             (Hook::FentryTcpFinishConnect, "finish_connect_fentry"),

@@ -3,8 +3,8 @@
 
 use crate::{
     events::{
-        cause::human_duration,
         Direction, Evidence, Keepalive, Origin, Outcome, Reset, TimeWaitSegment,
+        cause::human_duration,
         correlate::{Collision, Report, Verdict},
         idle_timeout::IdleTimeout,
     },

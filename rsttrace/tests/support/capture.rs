@@ -222,6 +222,9 @@ struct Segment {
     ack: bool,
 }
 
+/// The loopback device's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// The packets of a pcap file that tcpdump wrote with `-i any` (Linux
 /// cooked capture, v1 or v2: both say which way the packet went).
 fn read_pcap(path: &Path) -> Result<Vec<Captured>, String> {
@@ -251,15 +254,23 @@ fn read_pcap(path: &Path) -> Result<Vec<Captured>, String> {
             _ => continue,
         };
         match &sliced.transport {
-            Some(TransportSlice::Tcp(tcp)) if tcp.rst() => packets.push(Captured::Rst(RstPacket {
-                time: packet.timestamp,
-                src: SocketAddr::new(src, tcp.source_port()),
-                dst: SocketAddr::new(dst, tcp.destination_port()),
-                outgoing,
-                seq: tcp.sequence_number(),
-                ack: tcp.ack().then(|| tcp.acknowledgment_number()),
-                interface,
-            })),
+            Some(TransportSlice::Tcp(tcp)) if tcp.rst() => {
+                let rst = RstPacket {
+                    time: packet.timestamp,
+                    src: SocketAddr::new(src, tcp.source_port()),
+                    dst: SocketAddr::new(dst, tcp.destination_port()),
+                    outgoing,
+                    seq: tcp.sequence_number(),
+                    ack: tcp.ack().then(|| tcp.acknowledgment_number()),
+                    interface,
+                };
+                // On loopback (ifindex 1 in every namespace) tcpdump sees a
+                // segment once, arriving, yet this namespace also sent it.
+                if interface == Some(LOOPBACK_IFINDEX) && !outgoing {
+                    packets.push(Captured::Rst(RstPacket { outgoing: true, ..rst.clone() }));
+                }
+                packets.push(Captured::Rst(rst));
+            }
             Some(TransportSlice::Tcp(tcp)) if tcp.syn() || tcp.fin() => packets.push(Captured::Segment(Segment {
                 time: packet.timestamp,
                 src: SocketAddr::new(src, tcp.source_port()),
