@@ -438,6 +438,11 @@ fn fill(
         return Err(ReadError);
     };
 
+    if kind == RecordKind::RstSent && skb != 0 {
+        let (segment_flags, _) = read::flags_and_ttl_of_skb(skb, offsets).ok_or(ReadError)?;
+        record.segment_flags = segment_flags;
+        record.flags |= reset_flags::ANSWERS_SEGMENT;
+    }
     if sk == 0 {
         // No socket (6.10+ resets to segments nobody owns): the namespace is
         // the receiving device's.
@@ -457,11 +462,6 @@ fn fill(
         record.flags |= reset_flags::HAS_NETNS;
     }
 
-    if kind == RecordKind::RstSent && skb != 0 {
-        let (segment_flags, _) = read::flags_and_ttl_of_skb(skb, offsets).ok_or(ReadError)?;
-        record.segment_flags = segment_flags;
-        record.flags |= reset_flags::ANSWERS_SEGMENT;
-    }
     if !full_socket {
         if sk_state.is_some_and(|s| s as u32 == offsets.state_time_wait) {
             let entered_ns = time_wait_entered(record.netns, &record.endpoints);

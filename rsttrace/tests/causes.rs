@@ -290,3 +290,61 @@ fn peer_abort_after_100000_other_connections() {
     assert_genuine(&observed, &observed.net.server, server, 64);
     assert_eq!(observed.records.summary()["connections_unkept"], 0, "every connection was kept");
 }
+
+/// A peer that vanished: the server's namespace drops everything from now
+/// on (nftables), the client's keepalive probes go unanswered, and its
+/// kernel gives up with an RST from the keepalive timer (Linux 6.10+ names
+/// it `TCP_KEEPALIVE_TIMEOUT`). Its look-alike is the client's own abort,
+/// which a process makes (`application_abort`, in resets.rs).
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn keepalive_probes_unanswered() {
+    require_root();
+    let traced = Traced::pair("kato", &[]);
+    let reasons = traced.daemon.has_reset_reasons();
+    let pair = &traced.net;
+    let listener = pair.server.run("listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind"));
+    let server_addr = listener.local_addr().unwrap();
+    let client = pair.client.run("client", move || TcpStream::connect(server_addr).expect("connect"));
+    let local = client.local_addr().unwrap();
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(1))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(1);
+    socket2::SockRef::from(&client).set_tcp_keepalive(&keepalive).expect("SO_KEEPALIVE");
+    let (_server_conn, _) = listener.accept().unwrap();
+    let rules = "table inet gone {\n  chain input {\n    type filter hook input priority 0; policy drop;\n  }\n}\n";
+    let nft = Command::new("ip")
+        .args(["netns", "exec", &pair.server.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(rules.as_bytes())?;
+            child.wait()
+        })
+        .expect("run nft (apt install nftables; xtask/bootstrap.sh does)");
+    assert!(nft.success(), "the server's namespace drops everything");
+    // About 1 s idle, one probe, 1 s for its answer; a slow guest may take longer.
+    wait_until(
+        Duration::from_secs(30),
+        || pair.client.tcp_states(local.port(), false).is_empty(),
+        || format!("the keepalive timer never gave up: {:?}", pair.client.tcp_states(local.port(), false)),
+    );
+    let error = client.take_error().unwrap().map(|e| e.kind());
+    assert_eq!(error, Some(ErrorKind::TimedOut), "the kernel's keepalive gave up");
+    let observed = traced.stop();
+    // The client's RST left on the wire; the server's namespace captured it
+    // arriving, but nftables dropped it before TCP: it is not compared there.
+    observed.assert_resets_match(&observed.net.client, Arrivals::EndConnections, Sends::FromFullSockets);
+    let sent = observed.records.one("rst_sent", &observed.net.client, |r| r["local"] == local.to_string());
+    assert_eq!(sent["pid"], Value::Null, "sent by a timer: {sent}");
+    assert_eq!(sent["answered"], Value::Null, "it answers no segment: {sent}");
+    if reasons {
+        assert_eq!(sent["reason"], "TCP_KEEPALIVE_TIMEOUT", "{sent}");
+        assert_eq!(sent["cause"], "keepalive_timeout", "{sent}");
+        assert!(sent["advice"].as_str().is_some_and(|a| a.contains("Keepalive probes")), "{sent}");
+    } else {
+        assert_eq!(sent["cause"], "unknown", "before 6.10 no reason tells a timer's reset: {sent}");
+        eprintln!("skipped: keepalive_timeout needs Linux 6.10's reset reason");
+    }
+}
