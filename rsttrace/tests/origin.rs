@@ -237,7 +237,7 @@ fn forged(label: &str, v6: bool, server_writes: bool) {
         // than half the smoothed RTT), and a loaded emulated guest can
         // stretch the router's answer past it (seen once on 5.10 under
         // QEMU). It must never say `peer`.
-        eprintln!("skipped: origin: without the ttl only the timing rule decides, and this run's timing did not: {r}");
+        eprintln!("skipped: origin: without the ttl only the timing rule decides, and it cannot on a link shorter than 1 ms (the minimum RTT): {r}");
         assert_eq!(r["cause"], "unknown", "{r}");
     } else {
         assert_eq!(r["origin"], "middlebox", "{r}");
