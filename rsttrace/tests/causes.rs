@@ -348,3 +348,70 @@ fn keepalive_probes_unanswered() {
         eprintln!("skipped: keepalive_timeout needs Linux 6.10's reset reason");
     }
 }
+
+/// A segment with data for a connection the server does not have (a raw
+/// socket in the client's namespace sends it, as a client whose server
+/// restarted or forgot the connection would): the server's kernel answers
+/// from no socket (`no_connection`). Its look-alike, a SYN to a port
+/// nothing listens on, is `no_listener` (resets.rs, closed_port_*).
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn data_for_a_connection_the_server_does_not_have() {
+    require_root();
+    let traced = Traced::pair("noconn", &[]);
+    let from = addr(Pair::CLIENT_V4, 40999);
+    let to = addr(Pair::SERVER_V4, 9);
+    traced.net.client.run("stray", move || send_tcp_segment(from, to, TCP_PSH | TCP_ACK, b"GET / HTTP/1.1\r\n\r\n"));
+    // The server's RST reaches a client without that connection.
+    std::thread::sleep(Duration::from_millis(500));
+    let observed = traced.stop();
+    let pair = &observed.net;
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::MaybeWithoutSocket);
+    observed.assert_resets_match(&pair.client, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    if !observed.sees_socketless_resets() {
+        eprintln!("skipped: an RST from no socket needs Linux 6.10's tcp_send_reset");
+        return;
+    }
+    let sent = observed.records.one("rst_sent", &pair.server, |r| r["remote"] == from.to_string());
+    assert_eq!(sent["state"], Value::Null, "{sent}");
+    assert_eq!(sent["answered"], serde_json::json!(["PSH", "ACK"]), "{sent}");
+    assert_eq!(sent["cause"], "no_connection", "{sent}");
+}
+
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
+/// Sends one IPv4 TCP segment from `from` to `to` through a raw socket
+/// (the kernel adds the IP header): no socket of this host owns it.
+fn send_tcp_segment(from: SocketAddr, to: SocketAddr, flags: u8, payload: &[u8]) {
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else { panic!("IPv4 only") };
+    let mut segment = vec![0u8; 20];
+    segment[0..2].copy_from_slice(&from.port().to_be_bytes());
+    segment[2..4].copy_from_slice(&to.port().to_be_bytes());
+    segment[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
+    segment[8..12].copy_from_slice(&2_000_000u32.to_be_bytes());
+    segment[12] = 5 << 4;
+    segment[13] = flags;
+    segment[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    segment.extend_from_slice(payload);
+    // The checksum over the pseudo header and the segment.
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&from.ip().octets());
+    pseudo.extend_from_slice(&to.ip().octets());
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(segment.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&segment);
+    if pseudo.len() % 2 == 1 {
+        pseudo.push(0);
+    }
+    let mut sum: u32 = pseudo.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    segment[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::TCP))
+        .expect("a raw socket (needs CAP_NET_RAW)");
+    socket.bind(&SocketAddr::V4(std::net::SocketAddrV4::new(*from.ip(), 0)).into()).expect("bind the raw socket");
+    let sent = socket.send_to(&segment, &SocketAddr::V4(to).into()).expect("send the segment");
+    assert_eq!(sent, segment.len());
+}
