@@ -131,7 +131,12 @@ pub struct ResetConfig {
     /// Non-zero: `tcp_send_reset(sk, skb, reason)` (Linux 6.10+); zero:
     /// `tcp_send_reset(sk, skb)`.
     pub send_reset_has_reason: u32,
-    pub _pad: u32,
+    /// Non-zero: every connection has a `Connection` entry (the peer TTL is
+    /// learned as connections are set up, fexit strategy), so each one's
+    /// change to CLOSE deletes it; zero: only connections the peer closed
+    /// first (CLOSE_WAIT, LAST_ACK) have one, and the others' changes to
+    /// CLOSE skip the lookup.
+    pub keeps_every_connection: u32,
     /// Bit `n` (word `n / 64`): a segment freed with `enum skb_drop_reason`
     /// `n` was discarded by TCP's receive path (no socket, out of window,
     /// …), so a freed RST with it is one the kernel ignored. Other reasons

@@ -30,7 +30,7 @@ use crate::{
 /// Filled by the loader before the programs are verified.
 #[unsafe(no_mangle)]
 pub static RESET_CONFIG: ResetConfig =
-    ResetConfig { send_reset_has_reason: 0, _pad: 0, discard_reasons: [0; DISCARD_REASON_WORDS] };
+    ResetConfig { send_reset_has_reason: 0, keeps_every_connection: 0, discard_reasons: [0; DISCARD_REASON_WORDS] };
 
 // Raw tracepoints: the arguments are read in place and the kernel builds no
 // trace record; attaching them needs no perf event (which Debian's

@@ -151,8 +151,9 @@ enum StateChange {
     Established,
     /// ESTABLISHED -> CLOSE_WAIT: the peer's FIN came.
     PeerFin,
-    /// Any other change to CLOSE: the socket is done.
-    Closed,
+    /// Any other change to CLOSE: the socket is done; `after_peer_fin`: from
+    /// CLOSE_WAIT or LAST_ACK, where `PeerFin` kept an entry for it.
+    Closed { after_peer_fin: bool },
 }
 
 impl StateChange {
@@ -162,7 +163,8 @@ impl StateChange {
             if old == offsets.state_fin_wait2 || old == offsets.state_closing {
                 Some(StateChange::EnteringTimeWait)
             } else {
-                Some(StateChange::Closed)
+                let after_peer_fin = old == offsets.state_close_wait || old == offsets.state_last_ack;
+                Some(StateChange::Closed { after_peer_fin })
             }
         } else if new == offsets.state_established && old == offsets.state_syn_recv {
             Some(StateChange::Established)
@@ -177,14 +179,19 @@ impl StateChange {
 /// A TCP socket's state change that matters; `M` says how `sk` is read.
 #[inline(always)]
 fn on_set_state<M: Memory>(sk: u64, change: StateChange, offsets: &KernelOffsets) -> Result<(), ReadError> {
+    // Only sockets that can have an entry are looked up: every one where
+    // the peer TTL is learned, else those the peer closed first.
+    let keeps_every_connection = patched(&crate::reset::RESET_CONFIG).keeps_every_connection != 0;
     match change {
         StateChange::PeerFin => return crate::reset::note_peer_fin::<M>(sk, offsets),
-        StateChange::Closed => {
-            crate::reset::forget_connection(sk);
+        StateChange::Closed { after_peer_fin } => {
+            if after_peer_fin || keeps_every_connection {
+                crate::reset::forget_connection(sk);
+            }
             return Ok(());
         }
-        StateChange::EnteringTimeWait => crate::reset::forget_connection(sk),
-        StateChange::Established => {}
+        StateChange::EnteringTimeWait if keeps_every_connection => crate::reset::forget_connection(sk),
+        StateChange::EnteringTimeWait | StateChange::Established => {}
     }
     let entering = change == StateChange::EnteringTimeWait;
     if entering && M::load::<i32>(sk, offsets.sk_err).unwrap_or(0) != 0 {

@@ -173,7 +173,8 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig {
         send_reset_has_reason: send_reset_has_reason as u32,
-        _pad: 0,
+        // Set per strategy (`load_strategy`).
+        keeps_every_connection: 0,
         discard_reasons: discard_reasons(&names, kfree_skb),
     };
     // The programs read these functions' arguments by position.
@@ -230,12 +231,16 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         bail!("kernel BTF has no prototype of {TW_PROCESS}");
     }
 
+    // The fexit strategy learns every connection's peer TTL: each one's
+    // entry goes when it closes.
+    let reset_config =
+        ResetConfig { keeps_every_connection: (strategy == Strategy::Fexit) as u32, ..kernel.reset_config };
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         // The programs take offsets from globals, not CO-RE relocations: aya
         // need not parse the kernel's BTF a second time.
         .btf(None)
-        .override_global("RESET_CONFIG", &kernel.reset_config, true)
+        .override_global("RESET_CONFIG", &reset_config, true)
         .override_global("TIME_WAIT_CONFIG", &config, true)
         .override_global("KERNEL_OFFSETS", &kernel.offsets, true)
         .load(PROGRAMS)
@@ -620,13 +625,13 @@ mod tests {
         names.drop_reasons.insert(300, DropReason::from_name("TCP_BEYOND_THE_BITMAP"));
         let without_socket = ResetConfig {
             send_reset_has_reason: 0,
-            _pad: 0,
+            keeps_every_connection: 0,
             discard_reasons: discard_reasons(&names, FreedSegments::WithReason),
         };
         assert!(!without_socket.discards(2), "NOT_SPECIFIED needs the socket");
         assert!(without_socket.discards(3) && without_socket.discards(45));
         let words = discard_reasons(&names, FreedSegments::WithSocket);
-        let config = ResetConfig { send_reset_has_reason: 1, _pad: 0, discard_reasons: words };
+        let config = ResetConfig { send_reset_has_reason: 1, keeps_every_connection: 0, discard_reasons: words };
         // NOT_SPECIFIED, NO_SOCKET, TCP_RESET, TCP_RFC7323_TW_PAWS, TCP_OLD_SEQUENCE.
         for reason in [2, 3, 45, 90, 41] {
             assert!(config.discards(reason), "{reason}");
