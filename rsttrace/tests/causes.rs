@@ -314,16 +314,9 @@ fn keepalive_probes_unanswered() {
     socket2::SockRef::from(&client).set_tcp_keepalive(&keepalive).expect("SO_KEEPALIVE");
     let (_server_conn, _) = listener.accept().unwrap();
     let rules = "table inet gone {\n  chain input {\n    type filter hook input priority 0; policy drop;\n  }\n}\n";
-    let nft = Command::new("ip")
-        .args(["netns", "exec", &pair.server.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(rules.as_bytes())?;
-            child.wait()
-        })
-        .expect("run nft (apt install nftables; xtask/bootstrap.sh does)");
-    assert!(nft.success(), "the server's namespace drops everything");
+    if let Err(why) = pair.server.nft(rules) {
+        panic!("the server's namespace cannot drop everything: {why}");
+    }
     // About 1 s idle, one probe, 1 s for its answer; a slow guest may take longer.
     wait_until(
         Duration::from_secs(30),

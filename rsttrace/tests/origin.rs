@@ -92,21 +92,8 @@ impl Routed {
         ip(&["-n", &server.name, "route", "add", "default", "via", gw_s]);
         router.sysctl(if v6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" }, "1");
         let rules = "table inet middlebox {\n  chain forward {\n    type filter hook forward priority 0;\n    ct state invalid reject with tcp reset\n  }\n}\n";
-        let nft = Command::new("ip")
-            .args(["netns", "exec", &router.name, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                child.stdin.take().unwrap().write_all(rules.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("run nft");
-        if !nft.status.success() {
-            eprintln!(
-                "skipped: this kernel refuses the router's nftables rules ({})",
-                String::from_utf8_lossy(&nft.stderr).trim()
-            );
+        if let Err(why) = router.nft(rules) {
+            eprintln!("skipped: this kernel refuses the router's nftables rules ({why})");
             return None;
         }
         // The conntrack sysctls appear once nft loaded connection tracking.
@@ -234,10 +221,13 @@ fn forged(label: &str, v6: bool, server_writes: bool) {
     assert!(r["idle_ms"].as_u64().unwrap() < silent, "idle_ms counts this host's own write: {r}");
     if !ttl_shown && r["origin"].is_null() {
         // Without the TTL only the timing rule can decide (an answer sooner
-        // than half the smoothed RTT), and a loaded emulated guest can
-        // stretch the router's answer past it (seen once on 5.10 under
-        // QEMU). It must never say `peer`.
-        eprintln!("skipped: origin: without the ttl only the timing rule decides, and it cannot on a link shorter than 1 ms (the minimum RTT): {r}");
+        // than half the path's minimum RTT after this host's data), and a
+        // link shorter than a millisecond (veth, without sch_netem to
+        // lengthen it on this machine's kernel) gives it nothing to go on.
+        // It must never say `peer`.
+        eprintln!(
+            "skipped: origin: without the ttl only the timing rule decides, and it cannot on a link shorter than 1 ms (the minimum RTT): {r}"
+        );
         assert_eq!(r["cause"], "unknown", "{r}");
     } else {
         assert_eq!(r["origin"], "middlebox", "{r}");

@@ -244,7 +244,11 @@ fn origin_name(origin: Origin) -> &'static str {
 fn evidence_explained(evidence: Evidence) -> String {
     match evidence {
         Evidence::TtlDiffers { ttl, peer_ttl } => {
-            format!("it arrived with TTL {ttl}, the peer's segments with {peer_ttl}")
+            // All the TTL shows: another host than the one the connection was
+            // set up with sent it (a re-DNAT to a new backend looks the same).
+            format!(
+                "it arrived with TTL {ttl}, the peer's segments with {peer_ttl} (another sender than the host the connection was set up with)"
+            )
         }
         Evidence::InitialTtlViaGateway { ttl } => {
             format!(
@@ -450,7 +454,7 @@ mod tests {
         (received.path.ttl, received.path.peer_ttl) = (Some(64), Some(61));
         let s = sentence(&Report::Reset(received));
         assert!(
-            s.starts_with("middlebox: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; sent by a device in between: it arrived with TTL 64, the peer's segments with 61; keepalive off. A device between this host and 10.77.0.1 (load balancer, NAT, firewall) sent this RST after 5m50s without a segment from the peer"),
+            s.starts_with("middlebox: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; sent by a device in between: it arrived with TTL 64, the peer's segments with 61 (another sender than the host the connection was set up with); keepalive off. A device between this host and 10.77.0.1 (load balancer, NAT, firewall) sent this RST after 5m50s without a segment from the peer"),
             "{s}"
         );
         assert!(s.contains("enable SO_KEEPALIVE with TCP_KEEPIDLE below the device's idle timeout"), "{s}");

@@ -140,6 +140,22 @@ impl Netns {
         let value = value.to_string();
         self.run("sysctl", move || std::fs::write(&path, value).expect("write sysctl"));
     }
+
+    /// Loads an nftables ruleset into this namespace; Err with what nft
+    /// said when it refused.
+    pub fn nft(&self, rules: &str) -> Result<(), String> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(rules.as_bytes())?;
+                child.wait_with_output()
+            })
+            .map_err(|e| format!("cannot run nft (apt install nftables; xtask/bootstrap.sh does): {e}"))?;
+        if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_string()) }
+    }
 }
 
 impl Drop for Netns {
