@@ -263,25 +263,41 @@ fn peer_abort_after_100000_other_connections() {
         return;
     }
     let pair = &traced.net;
-    // The client closes first and keeps TIME_WAIT: it reuses those ports
-    // for its next connections.
+    // The client closes first and keeps each 4-tuple in TIME_WAIT, reusing
+    // those a second old for its next connections (timestamps vouch for
+    // them); the server closes after the client's FIN and keeps none. Room
+    // for every TIME_WAIT socket: past the limit (a guest's default is a
+    // few thousand) the kernel drops one, and the server's late FIN meets no
+    // socket and an RST.
     pair.client.sysctl("net.ipv4.tcp_tw_reuse", "1");
-    let churn_listener =
-        pair.server.run("churn-listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind"));
-    let churn_addr = churn_listener.local_addr().unwrap();
+    pair.client.sysctl("net.ipv4.tcp_max_tw_buckets", "262144");
+    let listeners: Vec<TcpListener> = (0..2)
+        .map(|_| pair.server.run("churn-listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind")))
+        .collect();
+    let targets: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let started = Instant::now();
     let server = genuine_abort(pair, Pair::SERVER_V4, || {
-        let acceptor = std::thread::spawn(move || {
-            for _ in 0..CHURN {
-                drop(churn_listener.accept().unwrap());
-            }
-        });
+        let acceptors: Vec<_> = listeners
+            .into_iter()
+            .map(|listener| {
+                std::thread::spawn(move || {
+                    for _ in 0..CHURN / 2 {
+                        // Closed after the client's FIN: the server keeps no
+                        // TIME_WAIT.
+                        let (mut conn, _) = listener.accept().unwrap();
+                        assert_eq!(conn.read(&mut [0u8; 1]).unwrap(), 0, "the client closes first");
+                    }
+                })
+            })
+            .collect();
         pair.client.run("churn", move || {
-            for _ in 0..CHURN {
-                drop(TcpStream::connect(churn_addr).expect("churn connect"));
+            for i in 0..CHURN {
+                drop(TcpStream::connect(targets[i % 2]).expect("churn connect"));
             }
         });
-        acceptor.join().unwrap();
+        for acceptor in acceptors {
+            acceptor.join().unwrap();
+        }
     });
     eprintln!("{CHURN} connections in {:.1} s before the abort", started.elapsed().as_secs_f64());
     let observed = traced.stop();
