@@ -387,6 +387,51 @@ fn data_for_a_connection_the_server_does_not_have() {
     assert_eq!(sent["cause"], "no_connection", "{sent}");
 }
 
+/// A stray ACK to a listening port: the listener answers with an RST from
+/// packet processing, without taking its lock, while this process's other
+/// thread calls accept() on it over and over (each call locks it): the
+/// record names no process (`pid` null), whoever held the lock.
+#[test]
+#[ignore = "needs root: run cargo xtask test"]
+fn a_listeners_reset_names_no_process() {
+    require_root();
+    let traced = Traced::pair("lsnrst", &[]);
+    let listener = traced.net.server.run("listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind"));
+    listener.set_nonblocking(true).unwrap();
+    let to = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepting = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = listener.accept();
+            }
+        })
+    };
+    const STRAYS: u16 = 20;
+    for i in 0..STRAYS {
+        let from = addr(Pair::CLIENT_V4, 41000 + i);
+        traced.net.client.run("stray", move || send_tcp_segment(from, to, TCP_ACK, b""));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    accepting.join().unwrap();
+    let observed = traced.stop();
+    let pair = &observed.net;
+    observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    observed.assert_resets_match(&pair.client, Arrivals::EndNoConnection, Sends::FromFullSockets);
+    let sent = observed.records.of("rst_sent", &pair.server);
+    let count: u64 = sent.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(count, STRAYS as u64, "one RST per stray ACK:\n{}", observed.records.dump(&pair.server));
+    for r in sent {
+        assert_eq!(r["state"], "LISTEN", "{r}");
+        assert_eq!(r["pid"], Value::Null, "softirq answered, not the accepting thread: {r}");
+        if r["answered"].is_array() {
+            assert_eq!(r["cause"], "no_connection", "{r}");
+        }
+    }
+}
+
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
 

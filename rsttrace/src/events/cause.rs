@@ -26,8 +26,8 @@ pub enum Cause {
     /// Received: a device in between forged it (`origin: middlebox`).
     Middlebox,
     /// Sent: the segment's 4-tuple has no connection here (a SYN-less
-    /// segment nobody owns: the connection ended here long ago, or never
-    /// existed).
+    /// segment nobody owns, or one a listener has no handshake for: the
+    /// connection ended here long ago, or never existed).
     NoConnection,
     /// Sent: a SYN to a port nothing listens on.
     NoListener,
@@ -106,6 +106,9 @@ impl Cause {
             // No socket: a SYN found no listener, anything else no connection.
             (None, Some(flags)) if flags.syn() => Cause::NoListener,
             (None, Some(_)) => Cause::NoConnection,
+            // A listener answers a segment without SYN only when no
+            // handshake of its own matches it (expired, or never begun).
+            (Some(TcpState::Listen), Some(flags)) if !flags.syn() => Cause::NoConnection,
             // A TIME_WAIT socket answers with an RST only a SYN (half-closed:
             // it still waited for the peer's FIN) or new data after this
             // host's close (tcp_timewait_state_process, FIN_WAIT2 substate).
@@ -291,6 +294,8 @@ mod tests {
         assert_eq!(sent(None, SYN).cause(), Cause::NoListener);
         assert_eq!(sent(None, ACK_PSH).cause(), Cause::NoConnection);
         assert_eq!(sent(None, None).cause(), Cause::Unknown);
+        assert_eq!(sent(Some(TcpState::Listen), ACK_PSH).cause(), Cause::NoConnection);
+        assert_eq!(sent(Some(TcpState::Listen), SYN).cause(), Cause::Unknown);
         assert_eq!(sent(Some(TcpState::Established), ACK_PSH).cause(), Cause::Unknown);
     }
 
