@@ -100,7 +100,11 @@ fn seed_case(label: &str, client_ip: &'static str, server_ip: &'static str) {
     assert_eq!(finding["peer_rst"], true, "the client reset the stale ACK");
     // The first SYN and the retry both happen inside the second connect(),
     // and the kernel stamps them with CLOCK_MONOTONIC, the clock of Instant.
-    let retry = finding["retry_delay_ms"].as_u64().unwrap_or_else(|| panic!("no retry delay: {finding}"));
+    // Seen missing once in about a hundred runs (the retry established,
+    // no follow-up record): the summary says whether a run was missed.
+    let retry = finding["retry_delay_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retry delay: {finding}\n{}", records.dump(&pair.server)));
     assert!(retry as u128 <= delay.as_millis(), "retry {retry} ms, the connect() around it took {delay:?}");
     // TIME_WAIT began after the first connect and at least the 50 ms of
     // sleep before the SYN.
