@@ -9,9 +9,8 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -408,26 +407,10 @@ fn drop_arrivals(netns: &Netns, port: u16) -> bool {
     let rules = format!(
         "table inet rsttrace_test {{ chain input {{ type filter hook input priority 0; tcp dport {port} drop; }}; }}"
     );
-    let nft = Command::new("ip")
-        .args(["netns", "exec", &netns.name, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(rules.as_bytes())?;
-            child.wait_with_output()
-        });
-    match nft {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => {
-            eprintln!(
-                "skipped: the rate-limited reject: nft refused the rule ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("skipped: the rate-limited reject: cannot run nft ({e}; apt install nftables)");
+    match netns.nft(&rules) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipped: the rate-limited reject: {why}");
             false
         }
     }
