@@ -51,7 +51,7 @@ struct PoolRace {
 /// request `POOL_IDLE` after its socket saw the FIN (CLOSE_WAIT, proved
 /// from its socket table before it writes), answered with an RST.
 fn pool_race(client_ns: &Netns, server_ns: &Netns, server_ip: &'static str) -> PoolRace {
-    let listener = server_ns.run("listener", move || TcpListener::bind(addr(server_ip, 0)).expect("bind the server"));
+    let listener = server_ns.listen(server_ip);
     let server_addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -191,7 +191,7 @@ fn pool_race_over_loopback_ipv6() {
 /// by the server: never `middlebox`, `peer` where both TTLs are known.
 /// `before` runs between the connection's set-up and the abort.
 fn genuine_abort(pair: &Pair, server_ip: &'static str, before: impl FnOnce()) -> SocketAddr {
-    let listener = pair.server.run("listener", move || TcpListener::bind(addr(server_ip, 0)).expect("bind"));
+    let listener = pair.server.listen(server_ip);
     let server_addr = listener.local_addr().unwrap();
     let client = pair.client.run("client", move || TcpStream::connect(server_addr).expect("connect"));
     let (mut server, _) = listener.accept().unwrap();
@@ -271,9 +271,7 @@ fn peer_abort_after_100000_other_connections() {
     // socket and an RST.
     pair.client.sysctl("net.ipv4.tcp_tw_reuse", "1");
     pair.client.sysctl("net.ipv4.tcp_max_tw_buckets", "262144");
-    let listeners: Vec<TcpListener> = (0..2)
-        .map(|_| pair.server.run("churn-listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind")))
-        .collect();
+    let listeners: Vec<TcpListener> = (0..2).map(|_| pair.server.listen(Pair::SERVER_V4)).collect();
     let targets: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let started = Instant::now();
     let server = genuine_abort(pair, Pair::SERVER_V4, || {
@@ -319,7 +317,7 @@ fn keepalive_probes_unanswered() {
     let traced = Traced::pair("kato", &[]);
     let reasons = traced.daemon.has_reset_reasons();
     let pair = &traced.net;
-    let listener = pair.server.run("listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind"));
+    let listener = pair.server.listen(Pair::SERVER_V4);
     let server_addr = listener.local_addr().unwrap();
     let client = pair.client.run("client", move || TcpStream::connect(server_addr).expect("connect"));
     let local = client.local_addr().unwrap();
@@ -396,7 +394,7 @@ fn data_for_a_connection_the_server_does_not_have() {
 fn a_listeners_reset_names_no_process() {
     require_root();
     let traced = Traced::pair("lsnrst", &[]);
-    let listener = traced.net.server.run("listener", || TcpListener::bind(addr(Pair::SERVER_V4, 0)).expect("bind"));
+    let listener = traced.net.server.listen(Pair::SERVER_V4);
     listener.set_nonblocking(true).unwrap();
     let to = listener.local_addr().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -139,7 +139,7 @@ fn refused_storm_ipv6() {
 
 /// A listener on a free port of the server namespace.
 fn listen(pair: &Pair, server_ip: &'static str) -> TcpListener {
-    pair.server.run("listener", move || TcpListener::bind(addr(server_ip, 0)).unwrap())
+    pair.server.listen(server_ip)
 }
 
 /// The server aborts a connection by closing with SO_LINGER {1, 0} on a thread

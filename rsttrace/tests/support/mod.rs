@@ -141,6 +141,11 @@ impl Netns {
         self.run("sysctl", move || std::fs::write(&path, value).expect("write sysctl"));
     }
 
+    /// A listener on a free port of `ip` in this namespace.
+    pub fn listen(&self, ip: &'static str) -> TcpListener {
+        self.run("listener", move || TcpListener::bind(addr(ip, 0)).expect("bind a listener"))
+    }
+
     /// Loads an nftables ruleset into this namespace; Err with what nft
     /// said when it refused.
     pub fn nft(&self, rules: &str) -> Result<(), String> {
