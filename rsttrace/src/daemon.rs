@@ -14,8 +14,9 @@ use tokio::{
 
 use crate::{
     events::{
+        Report,
         clock::monotonic_ns,
-        correlate::{Correlator, Report, Windows},
+        correlate::{Correlator, Windows},
         decode::Decoder,
         filter::Filter,
         kernel_counts::KernelCounts,
@@ -35,6 +36,10 @@ use crate::{
 /// it is half full) and held-back findings are checked: the longest a
 /// record waits before it is written.
 const TICK: Duration = Duration::from_millis(100);
+
+/// How long the stop waits for records that programs reserved before it
+/// and were still filling: microseconds, unless their CPU was interrupted.
+const UNFINISHED_RECORD_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Options {
     pub format: Format,
@@ -61,6 +66,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     // for as long as the AsyncFd (which owns the RingBuf) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    let positions = RingPositions::map(ring.get_ref())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
@@ -123,9 +129,29 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
         }
     }
     service::stopping();
-    // Records submitted before the stop are still in the ring, findings are
-    // still held back: write them all.
-    drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
+    // Records written before the stop are still in the ring, findings are
+    // still held back: write them all. A record reserved before the stop
+    // may still be being filled (its program interrupted, on another CPU):
+    // the ring is read up to the stop's producer position, the later
+    // records behind the unfinished one included.
+    let stop_position = positions.producer();
+    let waiting_since = Instant::now();
+    loop {
+        drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
+        let unread = stop_position.saturating_sub(positions.consumer());
+        if unread == 0 {
+            break;
+        }
+        if waiting_since.elapsed() >= UNFINISHED_RECORD_WAIT {
+            summary.unfinished_bytes = unread;
+            log::warn!(
+                "{unread} bytes of records were still being written {} ms after the stop; rsttrace stops without them",
+                UNFINISHED_RECORD_WAIT.as_millis()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for event in counted.finish(monotonic_ns(), &decoder) {
         out.reports(correlator.push(event), &mut summary)?;
     }
@@ -215,5 +241,68 @@ impl Output {
             self.sink.report(&report)?;
         }
         Ok(())
+    }
+}
+
+/// The ring buffer's consumer and producer positions, mapped read-only
+/// beside aya's own mapping: aya's reader stops at a record still being
+/// written and does not say whether more follow.
+struct RingPositions {
+    consumer: *const u64,
+    producer: *const u64,
+    page_size: usize,
+}
+
+impl RingPositions {
+    fn map(ring: &RingBuf<MapData>) -> anyhow::Result<Self> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        // SAFETY: sysconf has no preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let fd = ring.as_fd().as_raw_fd();
+        let map_page = |page: usize| {
+            // SAFETY: a new read-only shared mapping of one page of the
+            // ring's map fd: page 0 holds the consumer position, page 1 the
+            // producer position (the kernel's ring buffer layout).
+            let address = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page_size,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    fd,
+                    (page * page_size) as libc::off_t,
+                )
+            };
+            if address == libc::MAP_FAILED {
+                Err(anyhow::anyhow!("cannot map the ring buffer's positions: {}", std::io::Error::last_os_error()))
+            } else {
+                Ok(address as *const u64)
+            }
+        };
+        let consumer = map_page(0)?;
+        let producer = map_page(1)?;
+        Ok(Self { consumer, producer, page_size })
+    }
+
+    fn consumer(&self) -> u64 {
+        // SAFETY: mapped in `map`, aligned, written by this process's reader
+        // (aya's RingBuf) with release ordering.
+        unsafe { (*(self.consumer as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
+    }
+
+    fn producer(&self) -> u64 {
+        // SAFETY: mapped in `map`, aligned, written by the kernel with
+        // release ordering.
+        unsafe { (*(self.producer as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        // SAFETY: both were mapped in `map` with this length.
+        unsafe {
+            libc::munmap(self.consumer as *mut libc::c_void, self.page_size);
+            libc::munmap(self.producer as *mut libc::c_void, self.page_size);
+        }
     }
 }

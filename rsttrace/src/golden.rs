@@ -10,7 +10,7 @@ use std::{cell::RefCell, fmt::Write as _, io, path::PathBuf, rc::Rc, time::Syste
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     record::RecordKind,
-    reset::{ResetRecord, STORM_NO_REASON, STORM_NO_STATE, StormKey, reset_flags},
+    reset::{ResetRecord, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags},
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 use serde::Serialize;
@@ -21,7 +21,6 @@ use crate::{
         correlate::{Correlator, Windows},
         decode::Decoder,
         decode::tests::record_bytes,
-        kernel_counts::Counted,
     },
     kernel::strategy::{Hook, Strategy},
     output::{
@@ -396,8 +395,10 @@ fn render() -> Rendered {
             state,
             ..Default::default()
         };
-        let counted = Counted { count: 2984, first_ns: 15_000 * MS, port: 59696, ttl: None, cgroup_id: None };
-        reports.extend(correlator.push(decoder.storm(&key, &counted, 1099)));
+        // One CPU's count: the first STORM_INDIVIDUAL went to the ring.
+        let per_cpu =
+            [StormCount { seen: STORM_INDIVIDUAL + 2984, first_ns: 15_000 * MS, port: 59696, ..Default::default() }];
+        reports.extend(correlator.push(decoder.storm(&key, &per_cpu, 1099).expect("counted past the individual ones")));
     }
     reports.extend(correlator.finish(20_000 * MS));
     for report in &reports {

@@ -10,8 +10,9 @@ use crate::kernel::names::{ResetReason, TcpState};
 
 /// The cause of a sent or received RST (`cause` in the output). Declared in
 /// the order of their names: metrics and summaries list them sorted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// Sent: this host's application aborted the connection (close() with
     /// SO_LINGER 0 or with unread data, or a disconnect), without the
@@ -70,20 +71,7 @@ impl Cause {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::ApplicationAbort => "application_abort",
-            Cause::DataAfterClose => "data_after_close",
-            Cause::KeepaliveTimeout => "keepalive_timeout",
-            Cause::Middlebox => "middlebox",
-            Cause::NoConnection => "no_connection",
-            Cause::NoListener => "no_listener",
-            Cause::PeerAbort => "peer_abort",
-            Cause::PeerHadClosed => "peer_had_closed",
-            Cause::PortReuse => "port_reuse",
-            Cause::Refused => "refused",
-            Cause::UnreadData => "unread_data",
-            Cause::Unknown => "unknown",
-        }
+        self.into()
     }
 
     pub fn of(r: &Reset) -> Cause {

@@ -1,139 +1,18 @@
-//! Reused-port SYNs that meet TIME_WAIT sockets: the verdict, the advice,
-//! and the correlation of a collision with what follows it (the peer's RST,
-//! the retried SYN); and received resets that were not. Pure: fed decoded
-//! events, it returns what to report.
+//! The correlation of decoded events into what is reported: each event
+//! goes to the state machine it belongs to, which says when it is complete.
+//! Pure: fed decoded events, it returns what to report.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use super::{
-    Direction, Event, FourTuple, Outcome, Reset, TimeWaitSegment,
-    idle_timeout::{IdleTimeout, IdleTimeouts},
+    Direction, Event, Outcome, Report, Reset, TimeWaitSegment,
+    abort::Aborts,
+    aggregate::{Aggregator, Interval},
+    collision::{Collision, Verdict},
+    followup::Followups,
+    idle_timeout::IdleTimeouts,
 };
-use crate::kernel::{
-    names::{DropReason, TcpState, TwStatus},
-    strategy::Hook,
-};
-
-/// What the kernel did with a SYN that met a TIME_WAIT socket. Declared in
-/// the order of their names: the summary lists verdicts sorted by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Verdict {
-    /// Recognised as a new connection (higher sequence number or newer
-    /// timestamp): harmless reuse.
-    Accepted,
-    /// Dropped because its timestamp is older than the old connection's.
-    PawsDrop,
-    /// Answered with an RST (TIME_WAIT socket still half-closed).
-    Rst,
-    /// Taken for an old duplicate and answered with an ACK for the old
-    /// connection; the peer typically resets and retries.
-    StaleAck,
-    /// The hook could not see what the kernel did.
-    Unknown,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 5] =
-        [Verdict::Accepted, Verdict::PawsDrop, Verdict::Rst, Verdict::StaleAck, Verdict::Unknown];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Accepted => "accepted",
-            Verdict::StaleAck => "stale_ack",
-            Verdict::Rst => "rst",
-            Verdict::PawsDrop => "paws_drop",
-            Verdict::Unknown => "unknown",
-        }
-    }
-}
-
-impl serde::Serialize for Verdict {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-/// The verdict from what the hook saw: the kernel's own return value where
-/// the hook has it (fexit, kprobe), else the freed segment's drop reason and
-/// the evidence (kfree_skb), else the new connection (inet_sock_set_state).
-pub fn verdict(e: &TimeWaitSegment) -> Verdict {
-    let paws = e.drop_reason == Some(DropReason::TcpRfc7323TwPaws) || paws_rejects(e);
-    match &e.tw_status {
-        Some(TwStatus::Syn) => Verdict::Accepted,
-        Some(TwStatus::Rst) => Verdict::Rst,
-        // A SYN the socket did not take is answered with the old
-        // connection's ACK through the out-of-window rate limit
-        // (net.ipv4.tcp_invalid_ratelimit): ACK (ACK_OOW since 6.15) when the
-        // ACK went out, SUCCESS when the limit held it back and nothing was
-        // sent (TcpExt.TCPACKSkippedTimeWait). A PAWS reject takes that path
-        // too, whichever of the two it got.
-        Some(TwStatus::Ack | TwStatus::AckOow | TwStatus::Success) if paws => Verdict::PawsDrop,
-        Some(TwStatus::Ack | TwStatus::AckOow) => Verdict::StaleAck,
-        Some(_) => Verdict::Unknown,
-        None if e.hook == Hook::InetSockSetState => Verdict::Accepted,
-        None if paws => Verdict::PawsDrop,
-        None if e.drop_reason.is_some() => Verdict::StaleAck,
-        None => Verdict::Unknown,
-    }
-}
-
-/// tcp_paws_reject() for a SYN: the TIME_WAIT socket saw timestamps and the
-/// SYN's is older than the last one at all (tcp_paws_check with a window of
-/// 0, as tcp_timewait_state_process asks for).
-fn paws_rejects(e: &TimeWaitSegment) -> bool {
-    match (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) {
-        (Some(tsval), Some(recent), Some(stamp)) => {
-            stamp != 0 && recent != 0 && (recent.wrapping_sub(tsval) as i32) > 0
-        }
-        _ => false,
-    }
-}
-
-/// One reported collision, with what followed it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Collision {
-    /// The first SYN.
-    pub event: TimeWaitSegment,
-    pub verdict: Verdict,
-    /// Whether the peer's RST killed the TIME_WAIT socket afterwards.
-    pub peer_rst: Option<bool>,
-    /// How long after the first SYN the peer's next connection on the
-    /// 4-tuple was established.
-    pub retry_delay_ms: Option<u64>,
-    /// SYNs this record stands for (aggregated harmless reuse, or repeated
-    /// SYNs on one TIME_WAIT socket).
-    pub count: u64,
-    /// Aggregated records: the interval they cover.
-    pub interval_ms: Option<u64>,
-}
-
-impl Collision {
-    /// One sentence a user can act on.
-    pub fn advice(&self) -> String {
-        let e = &self.event;
-        let peer = e.tuple.remote.ip();
-        let no_reuse =
-            "net.ipv4.tcp_tw_reuse on this server does not help: it only affects connections this host opens";
-        match self.verdict {
-            Verdict::Accepted => "Harmless: the kernel recognised the new connection (newer sequence number or timestamp); nothing to change unless these reuses approach the peer's port range".to_string(),
-            Verdict::PawsDrop => format!(
-                "The SYN's timestamp is older than the last one of the old connection (PAWS): several hosts behind one address ({peer}: NAT or a load balancer passing client timestamps through) with unrelated timestamp clocks; give each backend connection its own source address or let the load balancer terminate TCP; {no_reuse}"
-            ),
-            Verdict::Rst => format!(
-                "This host's socket was still waiting for {peer}'s FIN (half-closed TIME_WAIT) and answered the reused SYN with an RST: the peer opened a new connection from the same port before closing the old one; make the peer close connections fully before reusing ports, or widen its port range"
-            ),
-            Verdict::StaleAck | Verdict::Unknown if e.timestamps == Some(false) => format!(
-                "The peer {peer} sends SYNs without TCP timestamps, so this host cannot tell its new connection from the old one in TIME_WAIT: enable net.ipv4.tcp_timestamps=1 on the peer (the load balancer); a wider source-port range on the peer (net.ipv4.ip_local_port_range) makes reuse rarer; {no_reuse}"
-            ),
-            Verdict::StaleAck | Verdict::Unknown if e.tw_timestamps == Some(false) => format!(
-                "The old connection did not use TCP timestamps, so the SYN's timestamp cannot vouch for it: enable net.ipv4.tcp_timestamps=1 on this host and on {peer}; a wider source-port range on the peer makes reuse rarer; {no_reuse}"
-            ),
-            Verdict::StaleAck | Verdict::Unknown => format!(
-                "The peer {peer} reused this port while this host held it in TIME_WAIT, with a sequence number and timestamp the kernel took for the old connection's: widen the peer's source-port range (net.ipv4.ip_local_port_range) or add source addresses; {no_reuse}"
-            ),
-        }
-    }
-}
+use crate::kernel::names::{DropReason, TcpState};
 
 /// Harmless reuse is counted per (namespace, local endpoint, peer address).
 type PeerKey = (Option<u32>, SocketAddr, std::net::IpAddr);
@@ -141,37 +20,6 @@ type PeerKey = (Option<u32>, SocketAddr, std::net::IpAddr);
 /// Discarded resets (health checks, scans, floods) are counted per peer,
 /// what the kernel did with them, and the state of the socket they reached.
 type DiscardKey = (PeerKey, Outcome, Option<DropReason>, Option<TcpState>);
-
-/// What to write out.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Report {
-    Reset(Reset),
-    Collision(Collision),
-    Killed(TimeWaitSegment),
-    /// Middlebox resets from one peer network: the device's idle timeout.
-    IdleTimeout(IdleTimeout),
-}
-
-impl Report {
-    /// When the (first) event it stands for happened, kernel clock.
-    pub fn ktime_ns(&self) -> u64 {
-        match self {
-            Report::Reset(r) => r.ktime_ns,
-            Report::Collision(c) => c.event.ktime_ns,
-            Report::Killed(t) => t.ktime_ns,
-            Report::IdleTimeout(i) => i.last_ktime_ns,
-        }
-    }
-
-    pub fn tuple(&self) -> &FourTuple {
-        match self {
-            Report::Reset(r) => &r.tuple,
-            Report::Collision(c) => &c.event.tuple,
-            Report::Killed(t) => &t.tuple,
-            Report::IdleTimeout(i) => &i.tuple,
-        }
-    }
-}
 
 /// Settings of the correlation.
 #[derive(Clone, Copy, Debug)]
@@ -189,32 +37,34 @@ impl Default for Windows {
     }
 }
 
-/// How close (ns) two records of the kernel's handling of one segment are
-/// (an RST from a TIME_WAIT socket and the SYN it answers; an abort and the
-/// RST it sends): both happen while the kernel handles the segment.
-const SAME_SEGMENT_NS: u64 = 10_000_000;
-
-#[derive(Default)]
 pub struct Correlator {
     windows: Windows,
-    pending: HashMap<FourTuple, Collision>,
-    /// RSTs this host sent from TIME_WAIT sockets, by 4-tuple: ktime.
-    timewait_resets: HashMap<FourTuple, u64>,
-    /// Received resets that may be the kernel's own abort (see `on_reset`).
-    held_resets: Vec<Reset>,
-    /// RSTs this host sent from sockets it had just closed, by 4-tuple: ktime.
-    aborts: HashMap<FourTuple, u64>,
-    accepted: HashMap<PeerKey, Collision>,
-    discarded: HashMap<DiscardKey, Reset>,
-    /// Where the aggregation interval of accepted reuse and discarded
-    /// resets began.
-    interval_start: Option<u64>,
+    followups: Followups,
+    aborts: Aborts,
+    accepted: Aggregator<PeerKey, Collision>,
+    discarded: Aggregator<DiscardKey, Reset>,
+    /// The one interval of both aggregators.
+    interval: Interval,
     idle_timeouts: IdleTimeouts,
+}
+
+impl Default for Correlator {
+    fn default() -> Self {
+        Self::new(Windows::default())
+    }
 }
 
 impl Correlator {
     pub fn new(windows: Windows) -> Self {
-        Self { windows, ..Default::default() }
+        Self {
+            windows,
+            followups: Followups::new(windows.followup_ns),
+            aborts: Aborts::default(),
+            accepted: Aggregator::default(),
+            discarded: Aggregator::default(),
+            interval: Interval::default(),
+            idle_timeouts: IdleTimeouts::default(),
+        }
     }
 
     pub fn push(&mut self, event: Event) -> Vec<Report> {
@@ -223,6 +73,8 @@ impl Correlator {
         reports
     }
 
+    /// Every reset reported, whenever that is, goes by the idle-timeout
+    /// inference.
     fn note_middlebox_resets(&mut self, reports: &[Report]) {
         for report in reports {
             if let Report::Reset(r) = report {
@@ -236,69 +88,27 @@ impl Correlator {
             Event::Reset(r) => self.on_reset(r),
             Event::Collision(t) => self.on_collision(t),
             Event::Killed(t) => {
-                if let Some(pending) = self.pending.get_mut(&t.tuple) {
-                    pending.peer_rst = Some(true);
-                }
+                self.followups.killed(&t);
                 vec![Report::Killed(t)]
             }
-            Event::Followup(f) => match self.pending.remove(&f.tuple) {
-                Some(mut collision) => {
-                    collision.retry_delay_ms = Some(f.ktime_ns.saturating_sub(collision.event.ktime_ns) / 1_000_000);
-                    collision.peer_rst = Some(collision.peer_rst.unwrap_or(false) || f.was_killed);
-                    vec![Report::Collision(collision)]
-                }
-                None => Vec::new(),
-            },
+            Event::Followup(f) => self.followups.followed(&f).map(Report::Collision).into_iter().collect(),
         }
     }
 
     fn on_reset(&mut self, r: Reset) -> Vec<Report> {
         if let Some(outcome) = r.outcome.filter(|&o| o != Outcome::Reset) {
-            let interval_start = *self.interval_start.get_or_insert(r.ktime_ns);
+            self.interval.note(r.ktime_ns);
             let peer = (r.tuple.netns, r.tuple.local, r.tuple.remote.ip());
             let key = (peer, outcome, r.drop_reason.clone(), r.state.clone());
-            let ktime_ns = r.ktime_ns;
-            let count = r.count;
-            let entry = self.discarded.entry(key).or_insert(Reset { count: 0, ..r });
-            entry.count += count;
-            entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
+            self.discarded.add(key, r);
             return Vec::new();
         }
         match r.direction {
-            // The kernel's tcp_receive_reset tracepoint sits in tcp_reset(),
-            // which also runs when the kernel aborts a connection itself
-            // because data arrived after the application shut it down
-            // (TCPAbortOnData), right before it sends its own RST on the
-            // 4-tuple from the now closed socket. No RST came in then: the
-            // received one is held until that RST could have been seen.
-            Direction::Received if r.state.as_ref().is_some_and(may_abort_on_data) => {
-                if self.aborts.get(&r.tuple).is_some_and(|at| at.abs_diff(r.ktime_ns) < SAME_SEGMENT_NS) {
-                    return Vec::new();
-                }
-                self.held_resets.push(r);
-                Vec::new()
-            }
-            Direction::Received => vec![Report::Reset(r)],
+            Direction::Received => self.aborts.received(r).map(Report::Reset).into_iter().collect(),
             Direction::Sent => {
-                if r.state == Some(TcpState::Close) {
-                    let before = self.held_resets.len();
-                    self.held_resets
-                        .retain(|held| held.tuple != r.tuple || held.ktime_ns.abs_diff(r.ktime_ns) >= SAME_SEGMENT_NS);
-                    if self.held_resets.len() == before {
-                        self.aborts.insert(r.tuple, r.ktime_ns);
-                    }
-                }
+                self.aborts.sent(&r);
                 if r.state == Some(TcpState::TimeWait) {
-                    // The RST may be seen after the SYN's record (it is sent
-                    // first, but records from two hooks can arrive in either
-                    // order).
-                    if let Some(pending) = self.pending.get_mut(&r.tuple)
-                        && pending.verdict == Verdict::StaleAck
-                        && pending.event.ktime_ns.abs_diff(r.ktime_ns) < SAME_SEGMENT_NS
-                    {
-                        pending.verdict = Verdict::Rst;
-                    }
-                    self.timewait_resets.insert(r.tuple, r.ktime_ns);
+                    self.followups.timewait_reset(&r);
                 }
                 vec![Report::Reset(r)]
             }
@@ -306,67 +116,29 @@ impl Correlator {
     }
 
     fn on_collision(&mut self, t: TimeWaitSegment) -> Vec<Report> {
-        let mut verdict = verdict(&t);
-        if verdict == Verdict::StaleAck
-            && self.timewait_resets.get(&t.tuple).is_some_and(|at| at.abs_diff(t.ktime_ns) < SAME_SEGMENT_NS)
-        {
-            verdict = Verdict::Rst;
-        }
+        let verdict = self.followups.verdict(&t);
         if verdict == Verdict::Accepted {
-            let interval_start = *self.interval_start.get_or_insert(t.ktime_ns);
+            self.interval.note(t.ktime_ns);
             let peer = (t.tuple.netns, t.tuple.local, t.tuple.remote.ip());
-            let (ktime_ns, count) = (t.ktime_ns, t.count);
-            let entry = self.accepted.entry(peer).or_insert_with(|| Collision {
-                event: t,
-                verdict,
-                peer_rst: None,
-                retry_delay_ms: None,
-                count: 0,
-                interval_ms: None,
-            });
-            entry.count += count;
-            entry.interval_ms = Some(ktime_ns.saturating_sub(interval_start) / 1_000_000);
+            let count = t.count;
+            self.accepted.add(
+                peer,
+                Collision { event: t, verdict, peer_rst: None, retry_delay_ms: None, count, interval_ms: None },
+            );
             return Vec::new();
         }
-        if let Some(pending) = self.pending.get_mut(&t.tuple) {
-            // Another SYN on the same TIME_WAIT socket: the peer retried
-            // into it again.
-            pending.count += t.count;
-            return Vec::new();
-        }
-        let count = t.count;
-        self.pending.insert(
-            t.tuple,
-            Collision { event: t, verdict, peer_rst: None, retry_delay_ms: None, count, interval_ms: None },
-        );
+        self.followups.hold(t, verdict);
         Vec::new()
     }
 
     /// Reports what has waited long enough: received resets no abort
     /// followed, collisions whose follow-up did not come within the window,
-    /// and harmless reuse once per interval.
+    /// and aggregated records once per interval.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Report> {
-        let (released, held): (Vec<Reset>, Vec<Reset>) = std::mem::take(&mut self.held_resets)
-            .into_iter()
-            .partition(|r| now_ns.saturating_sub(r.ktime_ns) >= SAME_SEGMENT_NS);
-        self.held_resets = held;
-        let mut reports: Vec<Report> = released.into_iter().map(Report::Reset).collect();
+        let mut reports: Vec<Report> = self.aborts.released(now_ns).into_iter().map(Report::Reset).collect();
         self.note_middlebox_resets(&reports);
-        let followup = self.windows.followup_ns;
-        let expired: Vec<FourTuple> = self
-            .pending
-            .iter()
-            .filter(|(_, c)| now_ns.saturating_sub(c.event.ktime_ns) >= followup)
-            .map(|(k, _)| *k)
-            .collect();
-        reports.extend(expired.into_iter().filter_map(|k| self.pending.remove(&k)).map(|mut c| {
-            // Every strategy sees kills: none came within the window.
-            c.peer_rst.get_or_insert(false);
-            Report::Collision(c)
-        }));
-        self.timewait_resets.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
-        self.aborts.retain(|_, at| now_ns.saturating_sub(*at) < SAME_SEGMENT_NS * 100);
-        if self.interval_start.is_some_and(|start| now_ns.saturating_sub(start) >= self.windows.aggregate_ns) {
+        reports.extend(self.followups.expired(now_ns).into_iter().map(Report::Collision));
+        if self.interval.is_over(now_ns, self.windows.aggregate_ns) {
             reports.extend(self.flush_aggregated(now_ns));
         }
         let idle = self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, false);
@@ -376,12 +148,12 @@ impl Correlator {
 
     /// Everything still held, at the end of a run.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
-        let mut reports: Vec<Report> = self.held_resets.drain(..).map(Report::Reset).collect();
+        let mut reports: Vec<Report> = self.aborts.finish().into_iter().map(Report::Reset).collect();
         self.note_middlebox_resets(&reports);
         reports.extend(
             self.idle_timeouts.take(now_ns, self.windows.aggregate_ns, true).into_iter().map(Report::IdleTimeout),
         );
-        let mut collisions: Vec<Report> = self.pending.drain().map(|(_, c)| Report::Collision(c)).collect();
+        let mut collisions: Vec<Report> = self.followups.finish().map(Report::Collision).collect();
         collisions.extend(self.flush_aggregated(now_ns));
         collisions.sort_by_key(Report::ktime_ns);
         reports.extend(collisions);
@@ -391,64 +163,34 @@ impl Correlator {
     /// Aggregated records, once per interval: accepted reuse and discarded
     /// resets, in the order of their first event.
     fn flush_aggregated(&mut self, now_ns: u64) -> Vec<Report> {
-        let start = self.interval_start.take().unwrap_or(now_ns);
-        let interval_ms = Some(now_ns.saturating_sub(start) / 1_000_000);
+        let interval_ms = self.interval.close(now_ns);
         let mut reports: Vec<Report> = self
             .accepted
-            .drain()
-            .map(|(_, c)| Report::Collision(Collision { interval_ms, ..c }))
-            .chain(self.discarded.drain().map(|(_, r)| Report::Reset(Reset { interval_ms, ..r })))
+            .drain(interval_ms)
+            .map(Report::Collision)
+            .chain(self.discarded.drain(interval_ms).map(Report::Reset))
             .collect();
         reports.sort_by_key(Report::ktime_ns);
         reports
     }
 }
 
-/// States in which tcp_rcv_state_process() aborts a connection on data
-/// that arrives after the application shut down reading.
-fn may_abort_on_data(state: &TcpState) -> bool {
-    matches!(
-        state,
-        TcpState::FinWait1 | TcpState::FinWait2 | TcpState::CloseWait | TcpState::Closing | TcpState::LastAck
-    )
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::time::SystemTime;
-
+mod tests {
     use super::*;
-    use crate::{events::Followup, kernel::names::ResetReason};
+    use crate::{
+        events::{Followup, FourTuple},
+        kernel::{names::ResetReason, strategy::Hook},
+    };
 
     const MS: u64 = 1_000_000;
 
-    /// The seed case's SYN (10.77.0.1 -> 10.77.0.2:8090), seen by kfree_skb.
     fn tuple(remote_port: u16) -> FourTuple {
-        FourTuple {
-            local: "10.77.0.2:8090".parse().unwrap(),
-            remote: SocketAddr::new("10.77.0.1".parse().unwrap(), remote_port),
-            netns: Some(1),
-        }
+        TimeWaitSegment::example(remote_port, 0).tuple
     }
 
-    pub(crate) fn tw(remote_port: u16, at_ms: u64) -> TimeWaitSegment {
-        TimeWaitSegment {
-            time: SystemTime::UNIX_EPOCH,
-            ktime_ns: at_ms * MS,
-            tuple: tuple(remote_port),
-            hook: Hook::KfreeSkb,
-            seq: 2417517023,
-            timestamps: Some(false),
-            tsval: None,
-            tw_rcv_nxt: Some(2418336172),
-            tw_ts_recent: None,
-            tw_ts_recent_stamp: None,
-            tw_timestamps: Some(false),
-            tw_age_ms: Some(50),
-            tw_status: None,
-            drop_reason: Some(DropReason::NotSpecified),
-            count: 1,
-        }
+    fn tw(remote_port: u16, at_ms: u64) -> TimeWaitSegment {
+        TimeWaitSegment::example(remote_port, at_ms)
     }
 
     fn collision(remote_port: u16, at_ms: u64) -> Event {
@@ -465,66 +207,6 @@ pub(crate) mod tests {
 
     fn collisions(reports: &[Report]) -> Vec<&Collision> {
         reports.iter().filter_map(|r| if let Report::Collision(c) = r { Some(c) } else { None }).collect()
-    }
-
-    #[test]
-    fn verdicts_from_the_kernel_status() {
-        let mut e = tw(1, 0);
-        e.drop_reason = None;
-        for (status, verdict) in [
-            ("SYN", Verdict::Accepted),
-            ("RST", Verdict::Rst),
-            ("ACK", Verdict::StaleAck),
-            ("ACK_OOW", Verdict::StaleAck),
-            ("SUCCESS", Verdict::Unknown),
-            ("TCP_TW_SOMETHING_NEW", Verdict::Unknown),
-        ] {
-            e.tw_status = Some(TwStatus::from_name(status));
-            assert_eq!(super::verdict(&e), verdict, "{status}");
-        }
-    }
-
-    #[test]
-    fn paws_from_evidence_or_drop_reason() {
-        let mut e = tw(1, 0);
-        e.tsval = Some(1000);
-        e.tw_ts_recent = Some(5000);
-        e.tw_ts_recent_stamp = Some(77);
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval");
-        e.tw_status = Some(TwStatus::Ack);
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop);
-        e.tsval = Some(4999);
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older by 1 is rejected");
-        e.tsval = Some(5000);
-        assert_eq!(super::verdict(&e), Verdict::StaleAck, "the same TSval is no PAWS reject");
-        e.tsval = Some(5001);
-        assert_eq!(super::verdict(&e), Verdict::StaleAck, "newer TSval is no PAWS reject");
-        e.tw_status = None;
-        e.drop_reason = Some(DropReason::TcpRfc7323TwPaws);
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop);
-        // TSval wrap-around: 10 is "after" u32::MAX - 5.
-        e.drop_reason = Some(DropReason::NotSpecified);
-        e.tsval = Some(10);
-        e.tw_ts_recent = Some(u32::MAX - 5);
-        assert_eq!(super::verdict(&e), Verdict::StaleAck);
-    }
-
-    /// A PAWS reject whose ACK the out-of-window rate limit held back: the
-    /// kernel returns TCP_TW_SUCCESS, with the drop reason on 6.16+ and
-    /// only the timestamps before.
-    #[test]
-    fn a_rate_limited_paws_reject_is_paws_drop() {
-        let mut e = tw(1, 0);
-        e.tw_status = Some(TwStatus::Success);
-        e.drop_reason = Some(DropReason::TcpRfc7323TwPaws);
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "the drop reason (6.16+)");
-        e.drop_reason = None;
-        (e.tsval, e.tw_ts_recent, e.tw_ts_recent_stamp) = (Some(1000), Some(5000), Some(77));
-        assert_eq!(super::verdict(&e), Verdict::PawsDrop, "older TSval (before 6.16)");
-        e.tsval = Some(5001);
-        assert_eq!(super::verdict(&e), Verdict::Unknown, "no evidence of PAWS: what held the ACK back is not known");
-        e.tw_status = Some(TwStatus::AckOow);
-        assert_eq!(super::verdict(&e), Verdict::StaleAck);
     }
 
     #[test]

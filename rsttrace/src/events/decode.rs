@@ -5,13 +5,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
     record::{RecordHeader, RecordKind},
-    reset::{ResetRecord, STORM_NO_REASON, STORM_NO_STATE, StormKey, reset_flags},
-    timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
+    reset::{
+        ResetRecord, STORM_HAS_CGROUP, STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount,
+        StormKey, reset_flags,
+    },
+    timewait::{ReuseCount, TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
 
 use super::{
     Direction, Event, Followup, FourTuple, Keepalive, Outcome, Path, Process, Reset, Rtt, TcpFlags, TimeWaitSegment,
-    clock::Clock, kernel_counts::Counted,
+    clock::Clock,
 };
 use crate::kernel::{names::KernelNames, strategy::Hook};
 
@@ -162,15 +165,20 @@ impl Decoder {
 }
 
 impl Decoder {
-    /// Accepted reuse the kernel counted under one peer in an interval: the
-    /// first one's record, standing for `count`.
-    pub fn reuse(&self, first: &TimeWaitRecord, count: u64) -> Event {
-        Event::Collision(TimeWaitSegment { count, ..self.timewait(first) })
+    /// Accepted reuse the kernel counted under one peer in an interval, per
+    /// CPU: the earliest first record, standing for them all. None when no
+    /// CPU counted any.
+    pub fn reuse(&self, per_cpu: &[ReuseCount]) -> Option<Event> {
+        let (first, count) = reused(per_cpu)?;
+        Some(Event::Collision(TimeWaitSegment { count, ..self.timewait(&first.first) }))
     }
 
-    /// Resets the kernel counted under one storm table key in an interval:
-    /// one aggregated reset, the first counted one's time and peer port.
-    pub fn storm(&self, key: &StormKey, counted: &Counted, interval_ms: u64) -> Event {
+    /// Resets the kernel counted under one storm table key in an interval,
+    /// per CPU: one aggregated reset, the first counted one's time and peer
+    /// port. None when every reset was recorded one by one.
+    pub fn storm(&self, key: &StormKey, per_cpu: &[StormCount], interval_ms: u64) -> Option<Event> {
+        let counted = counted(per_cpu)?;
+
         let direction = if key.kind == RecordKind::RstSent as u8 { Direction::Sent } else { Direction::Received };
         // The key leaves 0 the port that varies; the first counted one's.
         let (local_port, remote_port) =
@@ -189,7 +197,7 @@ impl Decoder {
         let drop_reason = (key.discarded != 0 && known_reason).then(|| self.names.drop_reason(key.reason));
         let outcome =
             (direction == Direction::Received).then(|| Outcome::of_received(drop_reason.as_ref(), state.as_ref()));
-        Event::Reset(Reset {
+        Some(Event::Reset(Reset {
             direction,
             time: self.clock.wall_time(counted.first_ns),
             ktime_ns: counted.first_ns,
@@ -213,8 +221,43 @@ impl Decoder {
             interval_ms: Some(interval_ms),
             unit: None,
             netns_name: None,
-        })
+        }))
     }
+}
+
+/// One key's resets past the individual ones, summed over the CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counted {
+    pub count: u64,
+    /// The earliest first counted reset of any CPU, and its port (the one
+    /// the key leaves 0) and TTL (when known).
+    pub first_ns: u64,
+    pub port: u16,
+    pub ttl: Option<u8>,
+    /// The cgroup that owns the socket of the first counted one, when read.
+    pub cgroup_id: Option<u64>,
+}
+
+/// What one key's per-CPU values say: None when every reset was recorded
+/// one by one.
+fn counted(per_cpu: &[StormCount]) -> Option<Counted> {
+    let counted_on = |c: &StormCount| c.seen.saturating_sub(STORM_INDIVIDUAL);
+    let count: u64 = per_cpu.iter().map(counted_on).sum();
+    let first = per_cpu.iter().filter(|c| counted_on(c) > 0).min_by_key(|c| c.first_ns)?;
+    Some(Counted {
+        count,
+        first_ns: first.first_ns,
+        port: first.port,
+        ttl: (first.flags & STORM_HAS_TTL != 0).then_some(first.ttl),
+        cgroup_id: (first.flags & STORM_HAS_CGROUP != 0).then_some(first.cgroup_id),
+    })
+}
+
+/// One peer's accepted reuse in an interval, summed over the CPUs: the
+/// earliest first record and the count. None when no CPU counted any.
+fn reused(per_cpu: &[ReuseCount]) -> Option<(&ReuseCount, u64)> {
+    let first = per_cpu.iter().filter(|c| c.count > 0).min_by_key(|c| c.first.header.ktime_ns)?;
+    Some((first, per_cpu.iter().map(|c| c.count).sum()))
 }
 
 /// TIME_WAIT records carry 0 for a namespace that could not be read.
@@ -547,5 +590,38 @@ pub(crate) mod tests {
         let mut unknown = b.clone();
         unknown[0] = 200;
         assert_eq!(decoder().decode(&unknown), Err(DecodeError::UnknownKind(200)));
+    }
+
+    fn cpu(seen: u64, first_ns: u64, port: u16) -> StormCount {
+        StormCount { seen, first_ns, port, ..Default::default() }
+    }
+
+    fn reuse(count: u64, first_ns: u64) -> ReuseCount {
+        let mut r = ReuseCount { count, ..Default::default() };
+        r.first.header.ktime_ns = first_ns;
+        r
+    }
+
+    #[test]
+    fn reuse_sums_every_cpu_with_the_earliest_first() {
+        assert!(reused(&[reuse(0, 0), reuse(0, 0)]).is_none(), "no CPU counted");
+        let values = [reuse(4, 900), reuse(0, 0), reuse(2, 700)];
+        let (first, count) = reused(&values).unwrap();
+        assert_eq!((first.first.header.ktime_ns, count), (700, 6));
+    }
+
+    #[test]
+    fn counts_past_the_individual_ones_on_every_cpu() {
+        assert_eq!(counted(&[cpu(STORM_INDIVIDUAL, 0, 0), cpu(3, 0, 0)]), None, "all recorded one by one");
+        let c = counted(&[cpu(STORM_INDIVIDUAL + 5, 900, 41000), cpu(STORM_INDIVIDUAL + 2, 700, 42000), cpu(1, 0, 0)])
+            .unwrap();
+        assert_eq!(
+            (c.count, c.first_ns, c.port, c.ttl, c.cgroup_id),
+            (7, 700, 42000, None, None),
+            "the earliest first"
+        );
+        let owned = StormCount { flags: STORM_HAS_CGROUP, cgroup_id: 4242, ..cpu(STORM_INDIVIDUAL + 1, 500, 43000) };
+        let c = counted(&[owned, cpu(STORM_INDIVIDUAL + 2, 900, 41000)]).unwrap();
+        assert_eq!((c.count, c.cgroup_id), (3, Some(4242)), "the first one's owner");
     }
 }

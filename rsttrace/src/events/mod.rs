@@ -2,11 +2,15 @@
 //! (`decode`), correlated into what is reported (`correlate`), and
 //! filtered (`filter`).
 
+mod abort;
+mod aggregate;
 pub mod cause;
 pub mod clock;
+pub mod collision;
 pub mod correlate;
 pub mod decode;
 pub mod filter;
+mod followup;
 pub mod idle_timeout;
 pub mod kernel_counts;
 
@@ -46,6 +50,38 @@ impl Event {
             Event::Reset(r) => r.ktime_ns,
             Event::Collision(t) | Event::Killed(t) => t.ktime_ns,
             Event::Followup(f) => f.ktime_ns,
+        }
+    }
+}
+
+/// What to write out: an event, complete with what the correlation
+/// added, or a finding inferred from several.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    Reset(Reset),
+    Collision(collision::Collision),
+    Killed(TimeWaitSegment),
+    /// Middlebox resets from one peer network: the device's idle timeout.
+    IdleTimeout(idle_timeout::IdleTimeout),
+}
+
+impl Report {
+    /// When the (first) event it stands for happened, kernel clock.
+    pub fn ktime_ns(&self) -> u64 {
+        match self {
+            Report::Reset(r) => r.ktime_ns,
+            Report::Collision(c) => c.event.ktime_ns,
+            Report::Killed(t) => t.ktime_ns,
+            Report::IdleTimeout(i) => i.last_ktime_ns,
+        }
+    }
+
+    pub fn tuple(&self) -> &FourTuple {
+        match self {
+            Report::Reset(r) => &r.tuple,
+            Report::Collision(c) => &c.event.tuple,
+            Report::Killed(t) => &t.tuple,
+            Report::IdleTimeout(i) => &i.tuple,
         }
     }
 }
@@ -111,7 +147,9 @@ pub struct Reset {
 
 /// What the kernel did with a received RST. Declared in the order of their
 /// names: the summary lists outcomes sorted by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// It reached a connection still in its handshake (SYN_RECV) through
     /// the listener: the kernel drops that connection when the RST is in
@@ -129,12 +167,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Reset => "reset",
-            Outcome::HalfOpen => "half_open",
-            Outcome::NoSocket => "no_socket",
-            Outcome::Ignored => "ignored",
-        }
+        self.into()
     }
 
     /// A received RST's outcome: it ended a connection unless the kernel
@@ -153,12 +186,6 @@ impl Outcome {
             (DropReason::NotSpecified, Some(TcpState::Listen)) => Outcome::HalfOpen,
             _ => Outcome::Ignored,
         }
-    }
-}
-
-impl serde::Serialize for Outcome {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -218,7 +245,9 @@ pub struct Rtt {
 }
 
 /// Who sent a received RST.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Origin {
     Peer,
     /// A device in between (load balancer, NAT, firewall) forged it.
@@ -227,16 +256,7 @@ pub enum Origin {
 
 impl Origin {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Peer => "peer",
-            Origin::Middlebox => "middlebox",
-        }
-    }
-}
-
-impl serde::Serialize for Origin {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        self.into()
     }
 }
 
@@ -426,6 +446,35 @@ impl Reset {
             interval_ms: None,
             unit: None,
             netns_name: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl TimeWaitSegment {
+    /// The seed case's SYN (10.77.0.1:`remote_port` -> 10.77.0.2:8090) at
+    /// `at_ms`, seen by kfree_skb, without timestamps.
+    pub fn example(remote_port: u16, at_ms: u64) -> TimeWaitSegment {
+        TimeWaitSegment {
+            time: SystemTime::UNIX_EPOCH,
+            ktime_ns: at_ms * 1_000_000,
+            tuple: FourTuple {
+                local: "10.77.0.2:8090".parse().unwrap(),
+                remote: SocketAddr::new("10.77.0.1".parse().unwrap(), remote_port),
+                netns: Some(1),
+            },
+            hook: Hook::KfreeSkb,
+            seq: 2417517023,
+            timestamps: Some(false),
+            tsval: None,
+            tw_rcv_nxt: Some(2418336172),
+            tw_ts_recent: None,
+            tw_ts_recent_stamp: None,
+            tw_timestamps: Some(false),
+            tw_age_ms: Some(50),
+            tw_status: None,
+            drop_reason: Some(DropReason::NotSpecified),
+            count: 1,
         }
     }
 }

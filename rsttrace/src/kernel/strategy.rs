@@ -3,7 +3,9 @@
 
 /// How the kernel's handling of segments by TIME_WAIT sockets is observed.
 /// Resets always use raw tracepoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, strum::VariantNames)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Strategy {
     /// fexit on tcp_timewait_state_process: its exact verdict.
     Fexit,
@@ -18,18 +20,10 @@ impl Strategy {
     /// The order `--strategy auto` tries them in: most exact first.
     pub const AUTO_ORDER: [Strategy; 3] = [Strategy::Fexit, Strategy::Kprobe, Strategy::Tracepoint];
 
+    /// Its name, as serde writes it (a const fn: the names of
+    /// `StrategyRequest` are a constant).
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Fexit => "fexit",
-            Strategy::Kprobe => "kprobe",
-            Strategy::Tracepoint => "tracepoint",
-        }
-    }
-}
-
-impl serde::Serialize for Strategy {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        <Strategy as strum::VariantNames>::VARIANTS[self as usize]
     }
 }
 
@@ -266,6 +260,9 @@ mod tests {
         assert!(StrategyRequest::from_str("magic", false).is_err());
         assert_eq!(StrategyRequest::Auto.candidates(), Strategy::AUTO_ORDER);
         assert_eq!(StrategyRequest::NAMES, ["auto", "fexit", "kprobe", "tracepoint"]);
+        for strategy in Strategy::AUTO_ORDER {
+            assert_eq!(serde_json::to_value(strategy).unwrap(), strategy.as_str(), "the output's name is the option's");
+        }
         let error = toml::from_str::<std::collections::HashMap<String, StrategyRequest>>("s = \"magic\"")
             .unwrap_err()
             .to_string();

@@ -7,10 +7,7 @@ use libsystemd::logging::{Priority, journal_send};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::{
-    Outcome,
-    correlate::{Report, Verdict},
-};
+use crate::events::{Outcome, Report, collision::Verdict};
 
 /// Where journald listens for native entries.
 const SOCKET: &str = "/run/systemd/journal/socket";

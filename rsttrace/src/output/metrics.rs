@@ -36,11 +36,7 @@ use prometheus_client::{
 use tokio::{net::TcpListener, sync::Semaphore};
 
 use super::record::{Ready, Summary};
-use crate::events::{
-    Direction, Outcome,
-    cause::Cause,
-    correlate::{Report, Verdict},
-};
+use crate::events::{Direction, Outcome, Report, cause::Cause, collision::Verdict};
 
 /// At most this many local ports get a `port` label of their own: each one
 /// multiplies the number of series.
@@ -439,7 +435,7 @@ fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<By
 mod tests {
     use super::*;
     use crate::{
-        events::{Origin, Reset, correlate::Collision},
+        events::{Origin, Reset, collision::Collision},
         kernel::{
             names::{ResetReason, TcpState},
             strategy::Strategy,
@@ -463,7 +459,7 @@ mod tests {
     }
 
     fn collision(verdict: Verdict, count: u64) -> Report {
-        let event = crate::events::correlate::tests::tw(40021, 0);
+        let event = crate::events::TimeWaitSegment::example(40021, 0);
         Report::Collision(Collision { event, verdict, peer_rst: None, retry_delay_ms: None, count, interval_ms: None })
     }
 
@@ -479,7 +475,7 @@ mod tests {
             collision(Verdict::StaleAck, 1),
             collision(Verdict::Accepted, 1532),
             collision(Verdict::StaleAck, 2),
-            Report::Killed(crate::events::correlate::tests::tw(40021, 1)),
+            Report::Killed(crate::events::TimeWaitSegment::example(40021, 1)),
         ]
     }
 

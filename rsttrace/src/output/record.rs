@@ -8,9 +8,7 @@ use serde::Serialize;
 
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Origin, Outcome, Reset, TcpFlags,
-        cause::Cause,
-        correlate::{Report, Verdict},
+        Direction, FourTuple, Keepalive, Origin, Outcome, Report, Reset, TcpFlags, cause::Cause, collision::Verdict,
     },
     kernel::{
         names::{DropReason, ResetReason, TcpState},
@@ -19,7 +17,9 @@ use crate::{
 };
 
 /// The `kind` of a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     Ready,
     Summary,
@@ -32,21 +32,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Ready => "ready",
-            Kind::Summary => "summary",
-            Kind::RstSent => "rst_sent",
-            Kind::RstReceived => "rst_received",
-            Kind::TwCollision => "tw_collision",
-            Kind::TwKilled => "tw_killed",
-            Kind::IdleTimeout => "idle_timeout",
-        }
-    }
-}
-
-impl Serialize for Kind {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        self.into()
     }
 }
 
@@ -392,6 +378,9 @@ pub struct Summary {
     /// kernel's connection table was full): their `peer_ttl` and
     /// `peer_closed_ms` are null.
     pub connections_unkept: u64,
+    /// Bytes of the ring buffer that programs had reserved before the stop
+    /// and not finished writing when rsttrace gave up waiting for them.
+    pub unfinished_bytes: u64,
 }
 
 impl Summary {

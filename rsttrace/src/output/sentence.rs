@@ -3,9 +3,9 @@
 
 use crate::{
     events::{
-        Direction, Evidence, Keepalive, Origin, Outcome, Reset, TimeWaitSegment,
+        Direction, Evidence, Keepalive, Origin, Outcome, Report, Reset, TimeWaitSegment,
         cause::human_duration,
-        correlate::{Collision, Report, Verdict},
+        collision::{Collision, Verdict},
         idle_timeout::IdleTimeout,
     },
     kernel::{
@@ -307,7 +307,7 @@ pub fn ready_sentence(ready: &Ready) -> String {
 
 pub fn summary_sentence(s: &Summary) -> String {
     let counts: Vec<String> = s.counts.by_kind().iter().map(|(kind, n)| format!("{n} {}", kind.as_str())).collect();
-    format!(
+    let mut sentence = format!(
         "rsttrace summary after {}: {}; {} reported after filters; {} lost (ring buffer full), {} kernel read errors, {} hook runs the kernel skipped, {} undecodable, {} connections unkept",
         human_duration(s.duration_ms),
         counts.join(", "),
@@ -317,7 +317,11 @@ pub fn summary_sentence(s: &Summary) -> String {
         s.missed_runs,
         s.undecodable,
         s.connections_unkept
-    )
+    );
+    if s.unfinished_bytes != 0 {
+        sentence += &format!(", {} bytes of records unfinished at the stop", s.unfinished_bytes);
+    }
+    sentence
 }
 #[cfg(test)]
 mod tests {
@@ -327,7 +331,7 @@ mod tests {
     use crate::{events::Process, kernel::names::DropReason};
 
     fn seed_collision() -> Collision {
-        let mut event = crate::events::correlate::tests::tw(40021, 0);
+        let mut event = crate::events::TimeWaitSegment::example(40021, 0);
         event.time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
         event.tuple.netns = Some(4026532001);
         event.tw_age_ms = Some(52);

@@ -12,7 +12,7 @@ use super::{
     record::{self, Kind, Line, Ready, Summary, Timestamp},
     sentence,
 };
-use crate::events::correlate::Report;
+use crate::events::Report;
 
 pub struct Sink {
     format: Format,
