@@ -1,12 +1,15 @@
-//! Developer tasks. Every task first runs `xtask/bootstrap.sh`, which
-//! installs whatever building and testing need and is missing.
+//! Developer tasks. Every task first runs the part of `xtask/bootstrap.sh`
+//! it needs ([`Needs`]), which installs what is missing of it: `run` only
+//! what building and running need (LLVM for bpf-linker, nightly `rust-src`,
+//! bpf-linker), `clippy` that and clippy, every other task everything (the
+//! tests' packages, QEMU, the benchmarks' tools, cargo-deb).
 //!
 //!   cargo xtask run -- [ARGS]   build rsttrace (release) and run it as root
 //!   cargo xtask test [--host]   unit and integration tests (as root), then
 //!                               the same in Debian kernels under QEMU
 //!   cargo xtask clippy          both clippy passes, warnings are errors
 //!   cargo xtask deb             the Debian package, checked (target/debian/)
-//!   cargo xtask setup           only the set-up
+//!   cargo xtask setup           only the set-up, all of it
 
 use std::{
     ffi::OsString,
@@ -33,8 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker)
-    /// and mount tracefs.
+    /// Install whatever any task needs and is missing (Debian packages,
+    /// nightly rust-src, bpf-linker, cargo-deb) and mount tracefs and bpffs.
     Setup,
     /// Build rsttrace in release mode and run it as root with ARGS.
     Run {
@@ -67,6 +70,40 @@ enum Task {
     Bench(bench::Options),
 }
 
+/// What a task needs installed: which part of `xtask/bootstrap.sh` it runs.
+#[derive(Clone, Copy)]
+enum Needs {
+    /// Building and running rsttrace: LLVM for bpf-linker, nightly with
+    /// rust-src, bpf-linker; tracefs and bpffs mounted.
+    Build,
+    /// `Build`, and clippy on stable and nightly.
+    Clippy,
+    /// Everything: also the tests' packages (tcpdump, nftables, Prometheus,
+    /// HAProxy, …), QEMU, bpftrace and bpftool, cargo-deb, rustfmt.
+    Everything,
+}
+
+impl Needs {
+    /// The argument `xtask/bootstrap.sh` takes for this part.
+    fn bootstrap_part(self) -> &'static str {
+        match self {
+            Needs::Build => "build",
+            Needs::Clippy => "clippy",
+            Needs::Everything => "all",
+        }
+    }
+}
+
+impl Task {
+    fn needs(&self) -> Needs {
+        match self {
+            Task::Run { .. } => Needs::Build,
+            Task::Clippy => Needs::Clippy,
+            Task::Setup | Task::Test { .. } | Task::VmTest(_) | Task::Deb | Task::Bench(_) => Needs::Everything,
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // One line, without a backtrace (CI environments set RUST_BACKTRACE):
     // the last lines of a failed run then say what failed.
@@ -82,7 +119,7 @@ fn main() -> std::process::ExitCode {
 fn run_task(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
-    setup(&root)?;
+    setup(&root, cli.task.needs())?;
     match cli.task {
         Task::Setup => Ok(()),
         Task::Run { args } => {
@@ -229,10 +266,11 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-fn setup(root: &Path) -> anyhow::Result<()> {
+fn setup(root: &Path, needs: Needs) -> anyhow::Result<()> {
+    let part = needs.bootstrap_part();
     let mut cmd = as_root(Path::new("bash"));
-    cmd.arg(root.join("xtask/bootstrap.sh"));
-    run(cmd).context("set-up failed (xtask/bootstrap.sh)")
+    cmd.arg(root.join("xtask/bootstrap.sh")).arg(part);
+    run(cmd).with_context(|| format!("set-up failed (xtask/bootstrap.sh {part})"))
 }
 
 fn is_root() -> bool {
