@@ -72,13 +72,7 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let deadline = tokio::time::sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
-    let ready = Ready {
-        version: env!("CARGO_PKG_VERSION"),
-        strategy: hooks.strategy,
-        hooks: hooks.attached.clone(),
-        kernel: options.kernel.clone(),
-        limitations: hooks.limitations.clone(),
-    };
+    let ready = Ready::new(hooks.strategy, hooks.attached.clone(), options.kernel.clone(), &hooks.limitations);
     let metrics = match options.metrics {
         Some(endpoint) => {
             let metrics = Metrics::new(&ready, &endpoint.port_labels);

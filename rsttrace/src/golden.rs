@@ -22,7 +22,10 @@ use crate::{
         decode::Decoder,
         decode::tests::record_bytes,
     },
-    kernel::strategy::{Hook, Strategy},
+    kernel::{
+        limitation::Limitation,
+        strategy::{Hook, Strategy},
+    },
     output::{
         Format, journal,
         record::{self, Kind, Line, Ready, Summary, Timestamp},
@@ -361,13 +364,12 @@ fn render() -> Rendered {
     let decoder = Decoder { names: crate::events::decode::tests::names(), clock: Clock::with(250, EPOCH_OFFSET_NS) };
     let mut correlator = Correlator::new(Windows::default());
     let mut summary = Summary::default();
-    let ready = Ready {
-        version: env!("CARGO_PKG_VERSION"),
-        strategy: Strategy::Fexit,
-        hooks: vec![Hook::FexitTimewaitProcess, Hook::InetSockSetState],
-        kernel: "6.18.44".into(),
-        limitations: vec!["an example limitation".into()],
-    };
+    let ready = Ready::new(
+        Strategy::Fexit,
+        vec![Hook::FexitTimewaitProcess, Hook::InetSockSetState],
+        "6.18.44".into(),
+        &[Limitation::ResetReasonUnknown],
+    );
 
     let mut reports = Vec::new();
     for (tick, record) in recorded() {

@@ -18,7 +18,8 @@ use std::{
 
 use serde_json::Value;
 use support::{
-    Arrivals, Namespaces, Netns, Observed, Pair, Sends, Traced, addr, linger_zero, require_root, wait_until,
+    Arrivals, Namespaces, Netns, Observed, Pair, Sends, Traced, addr, has_limitation, linger_zero, require_root,
+    wait_until,
 };
 
 /// /proc/net/tcp's CLOSE_WAIT.
@@ -130,7 +131,9 @@ fn assert_pool_race<N: Namespaces>(observed: &Observed<N>, client_ns: &Netns, se
     let answered: Vec<&str> = sent["answered"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(answered.contains(&"ACK") && !answered.contains(&"SYN"), "it answered the request: {sent}");
     assert_eq!(sent["pid"], Value::Null, "sent from softirq: {sent}");
-    let closed = sent["closed_ms"].as_u64().unwrap_or_else(|| panic!("no closed_ms: {sent}"));
+    let closed = sent["closed_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no closed_ms: {sent}\nall records there:\n{}", records.dump(server_ns)));
     // Entered TIME_WAIT when the client acknowledged the FIN: after close(),
     // and at most a delayed ACK (200 ms) after its socket showed CLOSE_WAIT.
     let at_least = at_least - DELAYED_ACK_MAX.as_millis() as u64;
@@ -255,10 +258,7 @@ fn peer_abort_after_100000_other_connections() {
     require_root();
     const CHURN: usize = 100_000;
     let traced = Traced::pair("churn", &[]);
-    if traced.daemon.ready["limitations"].as_array().unwrap().iter().any(|l| {
-        let l = l.as_str().unwrap();
-        l.starts_with("ttl of received resets is null") || l.starts_with("peer_ttl of received resets is null")
-    }) {
+    if has_limitation(&traced.daemon.ready, "ttl_unknown") || has_limitation(&traced.daemon.ready, "peer_ttl_unknown") {
         eprintln!("skipped: this kernel and strategy show no ttl or peer_ttl to keep (the ready record says why)");
         return;
     }

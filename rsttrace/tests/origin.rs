@@ -16,7 +16,10 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Arrivals, Namespaces, Netns, Observed, Records, Sends, Traced, addr, linger_zero, require_root};
+use support::{
+    Arrivals, Namespaces, Netns, Observed, Records, Sends, Traced, addr, has_limitation, limitation, linger_zero,
+    require_root,
+};
 
 /// How long the router remembers an idle established connection.
 const CONNTRACK_TIMEOUT_S: u64 = 2;
@@ -184,10 +187,10 @@ fn write_after_silence(writer: &mut TcpStream, silence: Duration) -> Instant {
     began
 }
 
-/// The ready record says this kernel and strategy show `key`.
+/// The ready record says this kernel and strategy show `key` (`ttl`,
+/// `peer_ttl`) of received resets.
 fn shows(ready: &Value, key: &str) -> bool {
-    let limitation = format!("{key} of received resets is null");
-    !ready["limitations"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().starts_with(&limitation))
+    !has_limitation(ready, &format!("{key}_unknown"))
 }
 
 fn only_received(records: &Records, netns: &Netns, local: SocketAddr) -> Value {
@@ -302,13 +305,8 @@ fn genuine(label: &str, v6: bool) {
     } else {
         assert_eq!(r["origin"], Value::Null, "{r}");
         assert_eq!(r["cause"], "unknown", "{r}");
-        let why: Vec<&str> = observed.ready["limitations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l.as_str())
-            .filter(|l| l.contains("ttl of received resets"))
-            .collect();
+        let why: Vec<String> =
+            ["ttl_unknown", "peer_ttl_unknown"].iter().filter_map(|code| limitation(&observed.ready, code)).collect();
         eprintln!("skipped: origin peer needs ttl and peer_ttl: {}", why.join("; "));
     }
 }

@@ -19,6 +19,7 @@ use rsttrace_common::{
 
 use super::{
     btf::{self, KernelTypes},
+    limitation::Limitation,
     names::{DropReason, KernelNames, ResetReason, TwStatus},
     strategy::{Attach, Hook, Strategy, StrategyRequest, TW_PROCESS},
     tracefs::EventFormat,
@@ -33,8 +34,8 @@ pub struct Hooks {
     /// In attach order.
     pub attached: Vec<Hook>,
     pub names: KernelNames,
-    /// What this kernel cannot show, one sentence each.
-    pub limitations: Vec<String>,
+    /// What this kernel cannot show.
+    pub limitations: Vec<Limitation>,
     pub strategy: Strategy,
 }
 
@@ -53,7 +54,7 @@ struct Kernel {
     /// parameters its program reads by position (`Hook::reads_params`):
     /// `(hook, why not)`.
     prototypes: Vec<(Hook, Result<(), String>)>,
-    limitations: Vec<String>,
+    limitations: Vec<Limitation>,
 }
 
 /// Why `load` attached nothing. Callers that explain it (doctor) match on
@@ -150,25 +151,22 @@ fn inspect(tracefs: &Path, btf: &Path) -> anyhow::Result<Kernel> {
     if !send_reset_has_reason {
         // Linux 6.10 added the reason and made tcp_send_reset fire for every
         // reset; before, it fired only for full sockets.
-        limitations.push("this kernel's tcp_send_reset has no reset reason (reason is null)".to_string());
-        limitations.push(
-            "this kernel's tcp_send_reset misses resets sent without a full socket (closed port, TIME_WAIT)"
-                .to_string(),
-        );
+        limitations.push(Limitation::ResetReasonUnknown);
+        limitations.push(Limitation::SocketlessResetsUnseen);
     }
     if offsets.tcp_lsndtime == ABSENT || offsets.icsk_lrcvtime == ABSENT || offsets.tcp_rcv_tstamp == ABSENT {
-        limitations.push("idle_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
-        limitations.push("peer_silent_ms is null: kernel BTF lacks the TCP activity stamps".to_string());
+        limitations.push(Limitation::IdleMsUnknown);
+        limitations.push(Limitation::PeerSilentMsUnknown);
     }
     if [offsets.skc_flags, offsets.sock_flag_keepopen, offsets.tcp_keepalive_time, offsets.net_tcp_keepalive_time]
         .contains(&ABSENT)
     {
-        limitations.push("keepalive_s is null: kernel BTF lacks the keepalive settings".to_string());
+        limitations.push(Limitation::KeepaliveSUnknown);
     }
     if offsets.sk_cgroup == ABSENT || offsets.cgroup_kn == ABSENT || offsets.kernfs_node_id == ABSENT {
         // Mainline before 5.15 (and stable kernels without the backport)
         // keeps a tagged pointer there, with no member for it.
-        limitations.push("unit is null: kernel BTF lacks sock.sk_cgrp_data.cgroup (the Linux 5.15 layout)".to_string());
+        limitations.push(Limitation::UnitUnknown);
     }
     let tw_process_params = types.function_params(TW_PROCESS);
     let reset_config = ResetConfig {
@@ -209,23 +207,21 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         segments_from_kfree_skb: (strategy == Strategy::Tracepoint) as u32,
     };
     if strategy == Strategy::Tracepoint && !isn_proves_accept {
-        limitations.push(ACCEPTED_REUSE_UNSEEN.to_string());
+        limitations.push(Limitation::AcceptedReuseUnseen);
     }
     // Linux 6.11+ tells which socket a freed segment was for: the RSTs the
     // kernel discards, and (tracepoint strategy) the TIME_WAIT socket's
     // rejections and kills, become visible; 5.17+ at least why it was freed.
     match kernel.kfree_skb {
         FreedSegments::WithSocket => {}
-        FreedSegments::WithReason => limitations.push(DISCARDS_WITHOUT_SOCKET.to_string()),
-        FreedSegments::Unexplained => limitations.push(DISCARDS_UNSEEN.to_string()),
+        FreedSegments::WithReason => limitations.push(Limitation::DiscardsWithoutState),
+        FreedSegments::Unexplained => limitations.push(Limitation::DiscardsUnseen),
     }
     if kernel.kfree_skb != FreedSegments::Unexplained {
         raw_tracepoints.push(Hook::KfreeSkb);
     }
     if kernel.kfree_skb != FreedSegments::WithSocket && strategy == Strategy::Tracepoint {
-        limitations.push(
-            "SYNs a TIME_WAIT socket rejects (stale ACK, RST, PAWS) and TIME_WAIT kills are invisible to tracepoints before Linux 6.11 (no rx_sk in skb:kfree_skb); only accepted reuse is reported".to_string(),
-        );
+        limitations.push(Limitation::TimewaitRejectionsUnseen);
     }
     if strategy != Strategy::Tracepoint && params.is_empty() {
         bail!("kernel BTF has no prototype of {TW_PROCESS}");
@@ -262,25 +258,20 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
     let mut attached = Vec::new();
     match strategy {
         Strategy::Fexit => {
+            let hook = Hook::FexitTimewaitProcess;
             let program = match params.len() {
-                3 => "tw_process_fexit3",
-                4 => "tw_process_fexit4",
-                5 => "tw_process_fexit5",
+                n @ 3..=5 => hook.programs()[5 - n].name,
                 n => bail!("{TW_PROCESS} has {n} parameters here; rsttrace knows 3 to 5"),
             };
             let kernel_btf = kernel_btf.as_ref().expect("parsed for fexit");
             let fexit: &mut FExit = program_mut(&mut ebpf, program)?.try_into()?;
-            let hook = Hook::FexitTimewaitProcess;
             fexit.load(TW_PROCESS, kernel_btf).map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
             fexit.attach().map_err(|e| anyhow!("cannot attach {hook}: {}", one_line(&e)))?;
             attached.push(hook);
         }
         Strategy::Kprobe => {
-            for (program, hook) in [
-                ("tw_process_entry", Hook::KprobeTimewaitProcess),
-                ("tw_process_return", Hook::KretprobeTimewaitProcess),
-            ] {
-                let probe: &mut KProbe = program_mut(&mut ebpf, program)?.try_into()?;
+            for hook in [Hook::KprobeTimewaitProcess, Hook::KretprobeTimewaitProcess] {
+                let probe: &mut KProbe = program_mut(&mut ebpf, hook.programs()[0].name)?.try_into()?;
                 probe.load().map_err(|e| anyhow!("the kernel refused {hook}: {}", one_line(&e)))?;
                 probe.attach(TW_PROCESS, 0).map_err(|e| {
                     let hint = super::privileges::Privileges::inspect().kprobe_hint();
@@ -309,10 +300,10 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
         let name = hook.tracepoint().expect("a raw tracepoint");
         // One program per prototype, like the fexit programs.
         let program = match hook {
-            Hook::KfreeSkb if kernel.kfree_skb == FreedSegments::WithReason => "kfree_skb_without_socket",
-            _ => name,
+            Hook::KfreeSkb if kernel.kfree_skb == FreedSegments::WithReason => hook.programs()[1],
+            _ => hook.programs()[0],
         };
-        if let (Some(typed), Some(kernel_btf), false) = (typed_program(program), kernel_btf.as_ref(), untyped_only) {
+        if let (Some(typed), Some(kernel_btf), false) = (program.typed, kernel_btf.as_ref(), untyped_only) {
             match attach_typed_tracepoint(&mut ebpf, typed, name, kernel_btf) {
                 Ok(()) => {
                     log::info!("{hook}: a BTF-typed program (tp_btf), reading sockets with plain loads");
@@ -322,7 +313,7 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
                 Err(why) => log::warn!("{why}; {hook} reads sockets through bpf_probe_read_kernel instead"),
             }
         }
-        let program: &mut RawTracePoint = program_mut(&mut ebpf, program)?.try_into()?;
+        let program: &mut RawTracePoint = program_mut(&mut ebpf, program.name)?.try_into()?;
         program.load().map_err(|e| anyhow!("the kernel refused the {name} program: {}", one_line(&e)))?;
         program.attach(name).map_err(|e| anyhow!("cannot attach to tracepoint {name}: {}", one_line(&e)))?;
         attached.push(hook);
@@ -335,22 +326,6 @@ fn load_strategy(strategy: Strategy, kernel: &Kernel, btf: &Path) -> anyhow::Res
 /// a typed program that then misreads, and how the tests keep the programs
 /// kernels without `tp_btf` get under test.
 pub const NO_TP_BTF: &str = "RSTTRACE_NO_TP_BTF";
-
-/// The BTF-typed twin of a raw tracepoint's program, where it has one: the
-/// same code, whose socket and segment reads the verifier checks against
-/// the kernel's types and turns into plain loads (a helper call each
-/// otherwise: a quarter of the BPF time per churned connection, 40 % per
-/// refused attempt of a reset storm, BENCHMARKS.md).
-fn typed_program(program: &str) -> Option<&'static str> {
-    match program {
-        "inet_sock_set_state" => Some("inet_sock_set_state_typed"),
-        "tcp_send_reset" => Some("tcp_send_reset_typed"),
-        "tcp_receive_reset" => Some("tcp_receive_reset_typed"),
-        "kfree_skb" => Some("kfree_skb_typed"),
-        "kfree_skb_without_socket" => Some("kfree_skb_without_socket_typed"),
-        _ => None,
-    }
-}
 
 /// Loads and attaches a BTF-typed tracepoint (tp_btf, Linux 5.5+) program.
 fn attach_typed_tracepoint(
@@ -378,15 +353,16 @@ fn attach_origin_hooks(
     kernel_btf: Option<&aya::Btf>,
     ebpf: &mut Ebpf,
     attached: &mut Vec<Hook>,
-    limitations: &mut Vec<String>,
+    limitations: &mut Vec<Limitation>,
 ) {
     let usable = |hook: Hook| -> Result<(), String> {
         // A hook that reads no parameter by position fits any prototype.
         kernel.prototypes.iter().find(|(h, _)| *h == hook).map_or(Ok(()), |(_, found)| found.clone())
     };
-    let mut attach = |hook: Hook, program: &str| -> Result<(), String> {
+    let mut attach = |hook: Hook| -> Result<(), String> {
         usable(hook)?;
         let function = hook.function().unwrap_or_default();
+        let program = hook.programs()[0].name;
         let result = match kernel_btf {
             Some(kernel_btf) => attach_tracing(ebpf, hook, program, function, kernel_btf),
             None => attach_kprobe(ebpf, program, function),
@@ -394,12 +370,12 @@ fn attach_origin_hooks(
         result.map(|()| attached.push(hook))
     };
     let ttl = match strategy {
-        Strategy::Fexit => attach(Hook::FentryTcpReset, "tcp_reset_fentry"),
-        Strategy::Kprobe => attach(Hook::KprobeTcpReset, "tcp_reset_kprobe"),
+        Strategy::Fexit => attach(Hook::FentryTcpReset),
+        Strategy::Kprobe => attach(Hook::KprobeTcpReset),
         Strategy::Tracepoint => Err("the tracepoint strategy has no hook on tcp_reset()'s segment".to_string()),
     };
     if let Err(why) = ttl {
-        limitations.push(format!("ttl of received resets is null: {why}"));
+        limitations.push(Limitation::TtlUnknown(why));
     }
     let peer_ttl = match strategy {
         // A SYN proxy on this host completes handshakes itself: the segment
@@ -409,18 +385,15 @@ fn attach_origin_hooks(
             Err("a SYN proxy is loaded (nf_synproxy_core), which builds the handshake's last segment itself"
                 .to_string())
         }
-        Strategy::Fexit => [
-            (Hook::FexitTcpCreateOpenreqChild, "create_openreq_child_fexit"),
-            (Hook::FentryTcpFinishConnect, "finish_connect_fentry"),
-        ]
-        .into_iter()
-        .map(|(hook, program)| attach(hook, program))
-        .collect::<Result<Vec<()>, String>>()
-        .map(drop),
+        Strategy::Fexit => [Hook::FexitTcpCreateOpenreqChild, Hook::FentryTcpFinishConnect]
+            .into_iter()
+            .map(&mut attach)
+            .collect::<Result<Vec<()>, String>>()
+            .map(drop),
         _ => Err(format!("learning it needs the fexit strategy (this is {})", strategy.as_str())),
     };
     if let Err(why) = peer_ttl {
-        limitations.push(format!("peer_ttl of received resets is null: {why}"));
+        limitations.push(Limitation::PeerTtlUnknown(why));
     }
 }
 
@@ -487,13 +460,6 @@ fn fdinfo_value(fdinfo: &str, key: &str) -> Option<u64> {
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
-
-/// The tracepoint strategy before Linux 6.12 (Debian's 5.10 and 6.1).
-const ACCEPTED_REUSE_UNSEEN: &str = "accepted (harmless) TIME_WAIT reuse is not reported with the tracepoint strategy on this kernel: its tcp_timewait_state_process gives the new connection no ISN derived from the TIME_WAIT socket (no tw_isn), so nothing proves a TIME_WAIT socket accepted the SYN (tcp_max_tw_buckets may have refused it); fexit and kprobe see the kernel's verdict";
-
-/// The limitations of kernels before 6.11 (tests look for their start).
-const DISCARDS_UNSEEN: &str = "received RSTs the kernel discards without ending a connection (no socket, half-open, outside the window) are not reported before Linux 5.17 (no drop reason in skb:kfree_skb): only outcome reset is seen";
-pub const DISCARDS_WITHOUT_SOCKET: &str = "received RSTs the kernel discards are reported without state before Linux 6.11 (no rx_sk in skb:kfree_skb), and only those it frees with a drop reason of TCP's own: to half-open connections and TIME_WAIT sockets never (NOT_SPECIFIED), and on Debian's 6.1 none but outcome no_socket";
 
 /// What the `kfree_skb` tracepoint tells of a freed segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -565,6 +531,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn every_program_a_hook_names_is_in_the_object() {
+        let object = aya_obj::Object::parse(PROGRAMS).expect("the compiled eBPF object");
+        for hook in Hook::ALL {
+            for program in hook.programs() {
+                for name in std::iter::once(program.name).chain(program.typed) {
+                    assert!(object.programs.contains_key(name), "{hook}: no program {name}");
+                }
+            }
+        }
+    }
     use crate::kernel::tracefs::tests::fixture;
 
     #[test]

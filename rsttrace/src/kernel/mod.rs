@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod hooks;
+pub mod limitation;
 pub mod names;
 pub mod privileges;
 pub mod strategy;

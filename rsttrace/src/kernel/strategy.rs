@@ -140,6 +140,14 @@ pub enum Hook {
     FentryTcpFinishConnect,
 }
 
+/// An eBPF program in rsttrace-ebpf, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    /// Its BTF-typed twin (tp_btf), which reads sockets with plain loads.
+    pub typed: Option<&'static str>,
+}
+
 /// The function whose return value is the kernel's TIME_WAIT verdict.
 pub const TW_PROCESS: &str = "tcp_timewait_state_process";
 
@@ -174,6 +182,36 @@ impl Hook {
             Hook::KprobeTcpReset => (Attach::Kprobe, "tcp_reset"),
             Hook::FexitTcpCreateOpenreqChild => (Attach::Fexit, "tcp_create_openreq_child"),
             Hook::FentryTcpFinishConnect => (Attach::Fentry, "tcp_finish_connect"),
+        }
+    }
+
+    /// The eBPF programs (rsttrace-ebpf's names) that can serve it, one per
+    /// prototype of what it attaches to, the first for the newest: the
+    /// fexit per arity of tcp_timewait_state_process (5, 4, 3), kfree_skb
+    /// with and without rx_sk. A raw tracepoint's program has a
+    /// BTF-typed twin.
+    pub fn programs(self) -> &'static [Program] {
+        match self {
+            Hook::InetSockSetState => {
+                &[Program { name: "inet_sock_set_state", typed: Some("inet_sock_set_state_typed") }]
+            }
+            Hook::TcpSendReset => &[Program { name: "tcp_send_reset", typed: Some("tcp_send_reset_typed") }],
+            Hook::TcpReceiveReset => &[Program { name: "tcp_receive_reset", typed: Some("tcp_receive_reset_typed") }],
+            Hook::KfreeSkb => &[
+                Program { name: "kfree_skb", typed: Some("kfree_skb_typed") },
+                Program { name: "kfree_skb_without_socket", typed: Some("kfree_skb_without_socket_typed") },
+            ],
+            Hook::FexitTimewaitProcess => &[
+                Program { name: "tw_process_fexit5", typed: None },
+                Program { name: "tw_process_fexit4", typed: None },
+                Program { name: "tw_process_fexit3", typed: None },
+            ],
+            Hook::KprobeTimewaitProcess => &[Program { name: "tw_process_entry", typed: None }],
+            Hook::KretprobeTimewaitProcess => &[Program { name: "tw_process_return", typed: None }],
+            Hook::FentryTcpReset => &[Program { name: "tcp_reset_fentry", typed: None }],
+            Hook::KprobeTcpReset => &[Program { name: "tcp_reset_kprobe", typed: None }],
+            Hook::FexitTcpCreateOpenreqChild => &[Program { name: "create_openreq_child_fexit", typed: None }],
+            Hook::FentryTcpFinishConnect => &[Program { name: "finish_connect_fentry", typed: None }],
         }
     }
 

@@ -443,13 +443,7 @@ mod tests {
     };
 
     fn ready() -> Ready {
-        Ready {
-            version: "0.1.0",
-            strategy: Strategy::Tracepoint,
-            hooks: vec![],
-            kernel: "6.18.44".into(),
-            limitations: vec![],
-        }
+        Ready::new(Strategy::Tracepoint, vec![], "6.18.44".into(), &[])
     }
 
     fn reset(direction: Direction, local: &str, state: Option<TcpState>, reason: Option<ResetReason>) -> Report {

@@ -11,6 +11,7 @@ use crate::{
         Direction, FourTuple, Keepalive, Origin, Outcome, Report, Reset, TcpFlags, cause::Cause, collision::Verdict,
     },
     kernel::{
+        limitation::Limitation,
         names::{DropReason, ResetReason, TcpState},
         strategy::{Hook, Strategy},
     },
@@ -326,6 +327,21 @@ pub struct Ready {
     pub kernel: String,
     /// What this kernel cannot show, one sentence each.
     pub limitations: Vec<String>,
+    /// The same, one stable code each, in the same order.
+    pub limitation_codes: Vec<&'static str>,
+}
+
+impl Ready {
+    pub fn new(strategy: Strategy, hooks: Vec<Hook>, kernel: String, limitations: &[Limitation]) -> Self {
+        Ready {
+            version: env!("CARGO_PKG_VERSION"),
+            strategy,
+            hooks,
+            kernel,
+            limitations: limitations.iter().map(Limitation::sentence).collect(),
+            limitation_codes: limitations.iter().map(Limitation::code).collect(),
+        }
+    }
 }
 
 /// Events seen per kind, before filters and aggregation.

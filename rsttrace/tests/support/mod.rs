@@ -262,7 +262,7 @@ impl Daemon {
     /// Whether this strategy on this kernel sees what a TIME_WAIT socket
     /// does with a SYN (tracepoints need Linux 6.11+).
     pub fn sees_timewait_verdicts(&self) -> bool {
-        !limitations(&self.ready).iter().any(|l| l.contains("invisible to tracepoints"))
+        !has_limitation(&self.ready, "timewait_rejections_unseen")
     }
 
     pub fn strategy(&self) -> &str {
@@ -270,7 +270,7 @@ impl Daemon {
     }
 
     pub fn has_reset_reasons(&self) -> bool {
-        !limitations(&self.ready).iter().any(|l| l.contains("no reset reason"))
+        !has_limitation(&self.ready, "reset_reason_unknown")
     }
 
     /// SIGTERM, then every record written after `ready` (the summary last).
@@ -290,23 +290,31 @@ impl Daemon {
     }
 }
 
-fn limitations(ready: &Value) -> Vec<String> {
-    ready["limitations"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
+/// Whether the ready record lists `code` in `limitation_codes`.
+pub fn has_limitation(ready: &Value, code: &str) -> bool {
+    ready["limitation_codes"].as_array().expect("the ready record's limitation_codes").iter().any(|c| c == code)
+}
+
+/// The ready record's sentence for `code`, to say why a test skips.
+pub fn limitation(ready: &Value, code: &str) -> Option<String> {
+    let codes = ready["limitation_codes"].as_array()?;
+    let at = codes.iter().position(|c| c == code)?;
+    ready["limitations"][at].as_str().map(String::from)
 }
 
 /// Whether received RSTs the kernel discards are reported (Linux 6.11+;
 /// the ready record lists the limitation).
 pub fn sees_discarded_resets(ready: &Value) -> bool {
-    !limitations(ready).iter().any(|l| l.starts_with("received RSTs the kernel discards"))
+    !has_limitation(ready, "discards_unseen") && !has_limitation(ready, "discards_without_state")
 }
 
 /// Whether some of them are, without state (Linux 5.17 to 6.10).
 pub fn sees_discarded_resets_without_socket(ready: &Value) -> bool {
-    limitations(ready).iter().any(|l| l.starts_with("received RSTs the kernel discards are reported without state"))
+    has_limitation(ready, "discards_without_state")
 }
 
 fn sees_socketless_resets(ready: &Value) -> bool {
-    !limitations(ready).iter().any(|l| l.contains("without a full socket"))
+    !has_limitation(ready, "socketless_resets_unseen")
 }
 
 impl Drop for Daemon {
@@ -456,7 +464,7 @@ impl<N: Namespaces> Observed<N> {
     /// Whether this strategy on this kernel reports accepted TIME_WAIT
     /// reuse (tracepoints need the ISN proof of Linux 6.12+).
     pub fn sees_accepted_reuse(&self) -> bool {
-        !limitations(&self.ready).iter().any(|l| l.starts_with("accepted (harmless) TIME_WAIT reuse is not reported"))
+        !has_limitation(&self.ready, "accepted_reuse_unseen")
     }
 
     pub fn strategy(&self) -> &str {
