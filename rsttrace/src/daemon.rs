@@ -14,7 +14,6 @@ use tokio::{
 
 use crate::{
     events::{
-        Report,
         clock::monotonic_ns,
         correlate::{Correlator, Windows},
         decode::Decoder,
@@ -29,6 +28,7 @@ use crate::{
         sink::Sink,
     },
     owners::Owners,
+    pipeline::Pipeline,
     service,
 };
 
@@ -55,7 +55,7 @@ pub struct MetricsEndpoint {
     pub port_labels: Vec<u16>,
 }
 
-pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> anyhow::Result<()> {
+pub async fn run(mut hooks: Hooks, decoder: Decoder, options: Options) -> anyhow::Result<()> {
     // Before mapping the ring buffer, whose pages count in our RSS at once.
     release_startup_memory();
     let ring = RingBuf::try_from(hooks.ebpf.take_map("EVENTS").context("eBPF object has no EVENTS map")?)?;
@@ -81,39 +81,34 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
         }
         None => None,
     };
-    let mut out = Output { sink: Sink::new(options.format), filter: options.filter, metrics, owners: Owners::new() };
-    out.sink.ready(Timestamp(std::time::SystemTime::now()), &ready)?;
+    let sink = Sink::new(options.format);
+    let correlator = Correlator::new(Windows::default());
+    let mut pipeline = Pipeline::new(decoder, correlator, sink, options.filter, metrics, Owners::new());
+    pipeline.ready(Timestamp(std::time::SystemTime::now()), &ready)?;
     service::ready();
     let watchdog = service::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
 
     let started = Instant::now();
-    let mut summary = Summary::default();
-    let mut correlator = Correlator::new(Windows::default());
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                decoder.clock.refresh();
-                drain(guard.get_inner_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
+                drain(guard.get_inner_mut(), &mut pipeline)?;
                 guard.clear_ready();
             }
             _ = tick.tick() => {
                 // The programs wake this reader only when the ring fills up:
                 // the tick collects what arrived in between.
-                decoder.clock.refresh();
-                drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
-                for event in counted.tick(monotonic_ns(), &decoder) {
-                    out.reports(correlator.push(event), &mut summary)?;
+                drain(ring.get_mut(), &mut pipeline)?;
+                for event in counted.tick(monotonic_ns(), &pipeline.decoder) {
+                    pipeline.event(event)?;
                 }
-                let reports = correlator.tick(monotonic_ns());
-                out.reports(reports, &mut summary)?;
-                out.sink.flush()?;
-                if let Some(metrics) = &out.metrics {
-                    kernel_counts(&hooks, &counters, &mut summary);
-                    summary.unwritten = out.sink.unwritten;
-                    metrics.totals(&summary);
+                pipeline.tick(monotonic_ns())?;
+                if pipeline.has_metrics() {
+                    kernel_counts(&hooks, &counters, &mut pipeline.summary);
+                    pipeline.publish_totals();
                 }
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::watchdog_ping(),
@@ -131,13 +126,13 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
     let stop_position = positions.producer();
     let waiting_since = Instant::now();
     loop {
-        drain(ring.get_mut(), &decoder, &mut correlator, &mut summary, &mut out)?;
+        drain(ring.get_mut(), &mut pipeline)?;
         let unread = stop_position.saturating_sub(positions.consumer());
         if unread == 0 {
             break;
         }
         if waiting_since.elapsed() >= UNFINISHED_RECORD_WAIT {
-            summary.unfinished_bytes = unread;
+            pipeline.summary.unfinished_bytes = unread;
             log::warn!(
                 "{unread} bytes of records were still being written {} ms after the stop; rsttrace stops without them",
                 UNFINISHED_RECORD_WAIT.as_millis()
@@ -146,38 +141,23 @@ pub async fn run(mut hooks: Hooks, mut decoder: Decoder, options: Options) -> an
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    for event in counted.finish(monotonic_ns(), &decoder) {
-        out.reports(correlator.push(event), &mut summary)?;
+    for event in counted.finish(monotonic_ns(), &pipeline.decoder) {
+        pipeline.event(event)?;
     }
-    let reports = correlator.finish(monotonic_ns());
-    out.reports(reports, &mut summary)?;
-    summary.unwritten = out.sink.unwritten;
-    kernel_counts(&hooks, &counters, &mut summary);
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    out.sink.summary(Timestamp(std::time::SystemTime::now()), &summary)?;
-    Ok(())
+    pipeline.finish(monotonic_ns())?;
+    kernel_counts(&hooks, &counters, &mut pipeline.summary);
+    pipeline.summary.duration_ms = started.elapsed().as_millis() as u64;
+    pipeline.summary(Timestamp(std::time::SystemTime::now()))?;
+    pipeline.flush()
 }
 
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    decoder: &Decoder,
-    correlator: &mut Correlator,
-    summary: &mut Summary,
-    out: &mut Output,
-) -> anyhow::Result<()> {
+/// Everything the ring holds now, through the pipeline.
+fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> anyhow::Result<()> {
+    pipeline.decoder.clock.refresh();
     while let Some(item) = ring.next() {
-        let event = match decoder.decode(&item) {
-            Ok(event) => event,
-            Err(e) => {
-                summary.undecodable += 1;
-                log::warn!("dropping a record: {e}");
-                continue;
-            }
-        };
-        let reports = correlator.push(event);
-        out.reports(reports, summary)?;
+        pipeline.record(&item)?;
     }
-    out.sink.flush()
+    pipeline.flush()
 }
 
 /// Loading parsed kernel BTF (aya does, ~20 MiB) and freed it; glibc keeps
@@ -205,36 +185,6 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
             log::warn!("cannot read the kernel's counter {slot}: {e}");
             0
         }
-    }
-}
-
-/// Reports through the filters to the sink; every report counted first, in
-/// the summary and the metrics alike.
-struct Output {
-    sink: Sink,
-    filter: Filter,
-    metrics: Option<Metrics>,
-    owners: Owners,
-}
-
-impl Output {
-    fn reports(&mut self, reports: Vec<Report>, summary: &mut Summary) -> anyhow::Result<()> {
-        for mut report in reports {
-            summary.count(&report);
-            if let Some(metrics) = &self.metrics {
-                metrics.count(&report);
-            }
-            let tuple = report.tuple();
-            if !self.filter.matches(&tuple.local, &tuple.remote) {
-                continue;
-            }
-            summary.reported += 1;
-            if let Report::Reset(reset) = &mut report {
-                self.owners.name(reset);
-            }
-            self.sink.report(&report)?;
-        }
-        Ok(())
     }
 }
 

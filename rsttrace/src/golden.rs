@@ -5,7 +5,13 @@
 //! tools parse; `RSTTRACE_UPDATE_GOLDEN=1 cargo test golden` rewrites them
 //! for a deliberate addition, to be reviewed in the diff.
 
-use std::{cell::RefCell, fmt::Write as _, io, path::PathBuf, rc::Rc, time::SystemTime};
+use std::{
+    cell::RefCell,
+    io,
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::SystemTime,
+};
 
 use rsttrace_common::{
     endpoints::{AF_INET, AF_INET6, Endpoints},
@@ -13,7 +19,6 @@ use rsttrace_common::{
     reset::{ResetRecord, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey, reset_flags},
     timewait::{TW_STATUS_UNKNOWN, TimeWaitRecord, source, tw_flags},
 };
-use serde::Serialize;
 
 use crate::{
     events::{
@@ -21,17 +26,19 @@ use crate::{
         correlate::{Correlator, Windows},
         decode::Decoder,
         decode::tests::record_bytes,
+        filter::Filter,
     },
     kernel::{
         limitation::Limitation,
         strategy::{Hook, Strategy},
     },
     output::{
-        Format, journal,
-        record::{self, Kind, Line, Ready, Summary, Timestamp},
-        sentence,
+        Format,
+        record::{Ready, Timestamp},
         sink::Sink,
     },
+    owners::Owners,
+    pipeline::Pipeline,
 };
 
 const MS: u64 = 1_000_000;
@@ -361,21 +368,31 @@ impl Shared {
 }
 
 fn render() -> Rendered {
+    let [json, text, journal] = [Format::Json, Format::Text, Format::Journal].map(through_the_pipeline);
+    Rendered { json, text, journal }
+}
+
+/// The recorded records through the daemon's pipeline, written in `format`.
+fn through_the_pipeline(format: Format) -> String {
     let decoder = Decoder { names: crate::events::decode::tests::names(), clock: Clock::with(250, EPOCH_OFFSET_NS) };
-    let mut correlator = Correlator::new(Windows::default());
-    let mut summary = Summary::default();
+    let out = Shared::default();
+    let sink = Sink::to(format, Box::new(out.clone()));
+    // No owners: the names of this machine's cgroups and namespaces would
+    // make the output depend on where the test runs.
+    let owners = Owners::at(None, Path::new("/nonexistent"));
+    let correlator = Correlator::new(Windows::default());
+    let mut pipeline = Pipeline::new(decoder, correlator, sink, Filter::default(), None, owners);
     let ready = Ready::new(
         Strategy::Fexit,
         vec![Hook::FexitTimewaitProcess, Hook::InetSockSetState],
         "6.18.44".into(),
         &[Limitation::ResetReasonUnknown],
     );
-
-    let mut reports = Vec::new();
+    pipeline.ready(fixed_time(), &ready).unwrap();
     for (tick, record) in recorded() {
-        reports.extend(correlator.push(decoder.decode(&record).unwrap()));
+        pipeline.record(&record).unwrap();
         if let Some(ms) = tick {
-            reports.extend(correlator.tick(ms * MS));
+            pipeline.tick(ms * MS).unwrap();
         }
     }
     // Storms counted in the kernel past their first resets: a closed port
@@ -400,46 +417,18 @@ fn render() -> Rendered {
         // One CPU's count: the first STORM_INDIVIDUAL went to the ring.
         let per_cpu =
             [StormCount { seen: STORM_INDIVIDUAL + 2984, first_ns: 15_000 * MS, port: 59696, ..Default::default() }];
-        reports.extend(correlator.push(decoder.storm(&key, &per_cpu, 1099).expect("counted past the individual ones")));
+        let storm = pipeline.decoder.storm(&key, &per_cpu, 1099).expect("counted past the individual ones");
+        pipeline.event(storm).unwrap();
     }
-    reports.extend(correlator.finish(20_000 * MS));
-    for report in &reports {
-        summary.count(report);
-        summary.reported += 1;
-    }
-    summary.lost = 2;
-    summary.read_errors = 1;
-    summary.missed_runs = 3;
-    summary.duration_ms = 20_000;
-
-    let (json, text) = (Shared::default(), Shared::default());
-    for (format, buffer) in [(Format::Json, &json), (Format::Text, &text)] {
-        let mut sink = Sink::to(format, Box::new(buffer.clone()));
-        sink.ready(fixed_time(), &ready).unwrap();
-        for report in &reports {
-            sink.report(report).unwrap();
-        }
-        sink.summary(fixed_time(), &summary).unwrap();
-    }
-    let mut journal = String::new();
-    let line = Line { time: fixed_time(), kind: Kind::Ready, body: &ready };
-    journal_entry(&mut journal, 6, &sentence::ready_sentence(&ready), &line);
-    for report in &reports {
-        let priority = journal::priority(report) as u8;
-        journal_entry(&mut journal, priority, &sentence::sentence(report), &record::event(report));
-    }
-    let line = Line { time: fixed_time(), kind: Kind::Summary, body: &summary };
-    journal_entry(&mut journal, 6, &sentence::summary_sentence(&summary), &line);
-    Rendered { json: json.text(), text: text.text(), journal }
-}
-
-fn journal_entry(out: &mut String, priority: u8, message: &str, record: &impl Serialize) {
-    writeln!(out, "PRIORITY={priority}").unwrap();
-    writeln!(out, "MESSAGE={message}").unwrap();
-    for (key, value) in journal::fields(record) {
-        writeln!(out, "{key}={value}").unwrap();
-    }
-    writeln!(out).unwrap();
+    pipeline.finish(20_000 * MS).unwrap();
+    // What the daemon reads from the kernel's counters.
+    pipeline.summary.lost = 2;
+    pipeline.summary.read_errors = 1;
+    pipeline.summary.missed_runs = 3;
+    pipeline.summary.duration_ms = 20_000;
+    pipeline.summary(fixed_time()).unwrap();
+    pipeline.flush().unwrap();
+    out.text()
 }
 
 #[test]

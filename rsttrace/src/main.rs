@@ -12,6 +12,7 @@ mod golden;
 mod kernel;
 mod output;
 mod owners;
+mod pipeline;
 mod procfs;
 mod service;
 

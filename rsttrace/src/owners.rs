@@ -69,7 +69,7 @@ impl Owners {
         Self::at(cgroup_root.as_deref(), Path::new(NETNS_DIR))
     }
 
-    fn at(cgroup_root: Option<&Path>, netns_dir: &Path) -> Self {
+    pub fn at(cgroup_root: Option<&Path>, netns_dir: &Path) -> Self {
         Owners {
             cgroup_root: cgroup_root.map(Path::to_path_buf),
             netns_dir: netns_dir.to_path_buf(),

@@ -63,6 +63,23 @@ pub fn send(priority: Priority, message: &str, record: &impl Serialize) -> std::
     journal_send(priority, message, fields(record).into_iter()).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
+/// Writes one entry to `out` in the journal's export format (`KEY=value`
+/// lines, a blank line after the entry): what journald would store, for a
+/// sink that does not send to journald (the golden test).
+pub fn export(
+    out: &mut dyn std::io::Write,
+    priority: Priority,
+    message: &str,
+    record: &impl Serialize,
+) -> std::io::Result<()> {
+    writeln!(out, "PRIORITY={}", priority as u8)?;
+    writeln!(out, "MESSAGE={message}")?;
+    for (key, value) in fields(record) {
+        writeln!(out, "{key}={value}")?;
+    }
+    writeln!(out)
+}
+
 /// The program's own log lines, as journal entries with their priority.
 pub struct JournalLogger {
     pub level: log::LevelFilter,

@@ -17,6 +17,9 @@ use crate::events::Report;
 pub struct Sink {
     format: Format,
     out: Box<dyn Write>,
+    /// Journal entries go to journald; else to `out`, in the journal's
+    /// export format.
+    journald: bool,
     /// Journal entries journald did not take.
     pub unwritten: u64,
 }
@@ -29,12 +32,13 @@ impl Sink {
             // record a write(2); each drained batch is flushed instead.
             _ => Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
         };
-        Self::to(format, out)
+        Sink { format, out, journald: true, unwritten: 0 }
     }
 
-    /// A sink writing to `out` (the journal format still goes to journald).
+    /// A sink writing to `out`, journal entries too (export format).
+    #[cfg(test)]
     pub fn to(format: Format, out: Box<dyn Write>) -> Self {
-        Sink { format, out, unwritten: 0 }
+        Sink { format, out, journald: false, unwritten: 0 }
     }
 
     pub fn report(&mut self, report: &Report) -> anyhow::Result<()> {
@@ -45,10 +49,7 @@ impl Sink {
                 let line = format!("{} {}", record.time, sentence::sentence(report));
                 self.line(&line)
             }
-            Format::Journal => {
-                self.journal(journal::priority(report), &sentence::sentence(report), &record);
-                Ok(())
-            }
+            Format::Journal => self.journal(journal::priority(report), &sentence::sentence(report), &record),
         }
     }
 
@@ -67,7 +68,7 @@ impl Sink {
         match self.format {
             Format::Json => self.json(line)?,
             Format::Text | Format::TextOnStderr => self.line(&sentence)?,
-            Format::Journal => self.journal(Priority::Info, &sentence, line),
+            Format::Journal => self.journal(Priority::Info, &sentence, line)?,
         }
         self.flush()
     }
@@ -77,13 +78,17 @@ impl Sink {
         self.out.write_all(b"\n").map_err(stdout_error)
     }
 
-    fn journal(&mut self, priority: Priority, message: &str, record: &impl Serialize) {
+    fn journal(&mut self, priority: Priority, message: &str, record: &impl Serialize) -> anyhow::Result<()> {
+        if !self.journald {
+            return journal::export(&mut self.out, priority, message, record).map_err(stdout_error);
+        }
         if let Err(e) = journal::send(priority, message, record) {
             if self.unwritten == 0 {
                 log::warn!("journald did not take an entry ({e}); counting the ones it misses");
             }
             self.unwritten += 1;
         }
+        Ok(())
     }
 
     fn line(&mut self, line: &str) -> anyhow::Result<()> {
