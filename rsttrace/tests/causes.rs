@@ -12,7 +12,6 @@ mod support;
 use std::{
     io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -168,8 +167,6 @@ fn pool_race_ipv6() {
 fn pool_race_over_loopback(label: &str, ip: &'static str) {
     require_root();
     let netns = Netns::new(label);
-    let lo = Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]).status().unwrap();
-    assert!(lo.success(), "ip link set lo up");
     let traced = Traced::start(netns, &[]);
     let race = pool_race(&traced.net, &traced.net, ip);
     let observed = traced.stop();
@@ -235,9 +232,7 @@ fn on_link_peer_with_a_default_gateway() {
     require_root();
     let pair = Pair::new("olgw");
     for ns in [&pair.client, &pair.server] {
-        let gateway =
-            Command::new("ip").args(["-n", &ns.name, "route", "add", "default", "via", "10.77.0.254"]).status();
-        assert!(gateway.unwrap().success(), "default route via 10.77.0.254");
+        ns.default_route("10.77.0.254");
     }
     let traced = Traced::start(pair, &[]);
     let server = genuine_abort(&traced.net, Pair::SERVER_V4, || {

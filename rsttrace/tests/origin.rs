@@ -50,49 +50,18 @@ impl Routed {
         } else {
             ("10.91.1.1", "10.91.2.1", "10.91.1.254", "10.91.2.254", "10.91.1.254", "10.91.2.254", 24)
         };
-        ip(&[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &client.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "c0",
-            "netns",
-            &router.name,
-        ]);
-        ip(&[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &server.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "s0",
-            "netns",
-            &router.name,
-        ]);
-        let nodad: &[&str] = if v6 { &["nodad"] } else { &[] };
+        client.veth("eth0", &router, "c0");
+        server.veth("eth0", &router, "s0");
         for (ns, dev, address) in [
             (&client, "eth0", client_ip),
             (&router, "c0", client_net),
             (&server, "eth0", server_ip),
             (&router, "s0", server_net),
         ] {
-            let cidr = format!("{address}/{prefix}");
-            let mut args = vec!["-n", &ns.name, "addr", "add", &cidr, "dev", dev];
-            args.extend_from_slice(nodad);
-            ip(&args);
-            ip(&["-n", &ns.name, "link", "set", dev, "up"]);
+            ns.addresses(dev, &[&format!("{address}/{prefix}")]);
         }
-        ip(&["-n", &client.name, "route", "add", "default", "via", gw_c]);
-        ip(&["-n", &server.name, "route", "add", "default", "via", gw_s]);
+        client.default_route(gw_c);
+        server.default_route(gw_s);
         router.sysctl(if v6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" }, "1");
         let rules = "table inet middlebox {\n  chain forward {\n    type filter hook forward priority 0;\n    ct state invalid reject with tcp reset\n  }\n}\n";
         if let Err(why) = router.nft(rules) {
@@ -125,11 +94,6 @@ fn assert_records_are_the_capture(observed: &Observed<Routed>) {
     for netns in [&observed.net.client, &observed.net.server] {
         observed.assert_resets_match(netns, Arrivals::EndConnections, Sends::FromFullSockets);
     }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// An established connection through the router, warmed up so that both

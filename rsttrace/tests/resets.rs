@@ -142,6 +142,15 @@ fn listen(pair: &Pair, server_ip: &'static str) -> TcpListener {
     pair.server.listen(server_ip)
 }
 
+/// A connection from the client namespace to `listener`: the client's end
+/// and the server's.
+fn connect(pair: &Pair, listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let server_addr = listener.local_addr().unwrap();
+    let client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    (client, accepted)
+}
+
 /// The server aborts a connection by closing with SO_LINGER {1, 0} on a thread
 /// named `rst-linger`; the client sees the RST in ESTABLISHED.
 fn linger_abort(label: &str, server_ip: &'static str) {
@@ -149,10 +158,8 @@ fn linger_abort(label: &str, server_ip: &'static str) {
     let traced = Traced::pair(label, &[]);
     let pair = &traced.net;
     let listener = listen(pair, server_ip);
-    let server_addr = listener.local_addr().unwrap();
     let reasons = traced.daemon.has_reset_reasons();
-    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
-    let (accepted, _) = listener.accept().unwrap();
+    let (mut client, accepted) = connect(pair, &listener);
     pair.server.run("rst-linger", move || {
         linger_zero(&accepted);
         drop(accepted);
@@ -166,7 +173,7 @@ fn linger_abort(label: &str, server_ip: &'static str) {
     observed.assert_resets_match(&pair.server, Arrivals::EndNoConnection, Sends::FromFullSockets);
 
     let sent = records.one("rst_sent", &pair.server, |_| true);
-    assert_eq!(sent["local"], server_addr.to_string());
+    assert_eq!(sent["local"], listener.local_addr().unwrap().to_string());
     assert_eq!(sent["remote"], client.local_addr().unwrap().to_string());
     // tcp_disconnect moves the socket to CLOSE before the RST goes out.
     assert_eq!(sent["state"], "CLOSE");
@@ -209,10 +216,8 @@ fn close_with_unread_data() {
     let traced = Traced::pair("unread", &[]);
     let pair = &traced.net;
     let listener = listen(pair, Pair::SERVER_V4);
-    let server_addr = listener.local_addr().unwrap();
     let reasons = traced.daemon.has_reset_reasons();
-    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
-    let (accepted, _) = listener.accept().unwrap();
+    let (mut client, accepted) = connect(pair, &listener);
     client.write_all(b"request nobody reads").unwrap();
     // Wait until the data sits in the server's receive queue.
     wait_until(
@@ -254,9 +259,7 @@ fn idle_time_of_a_received_reset() {
     let traced = Traced::pair("idle", &[]);
     let pair = &traced.net;
     let listener = listen(pair, Pair::SERVER_V4);
-    let server_addr = listener.local_addr().unwrap();
-    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
-    let (mut accepted, _) = listener.accept().unwrap();
+    let (mut client, mut accepted) = connect(pair, &listener);
     // A request and a reply: the last activity on the client socket is the
     // reply's arrival, which these two instants bracket.
     client.write_all(b"ping").unwrap();
@@ -394,10 +397,8 @@ fn reset_from_packet_processing_names_no_process() {
     let traced = Traced::pair("ondata", &[]);
     let pair = &traced.net;
     let listener = listen(pair, Pair::SERVER_V4);
-    let server_addr = listener.local_addr().unwrap();
     let reasons = traced.daemon.has_reset_reasons();
-    let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
-    let (accepted, _) = listener.accept().unwrap();
+    let (mut client, accepted) = connect(pair, &listener);
     pair.server.run("rst-closer", move || drop(accepted));
     // The server's FIN arrives: the client reads EOF, then writes anyway,
     // once: a second segment would meet no socket at all.
@@ -449,14 +450,12 @@ fn abort_on_data_reports_no_received_reset() {
     let traced = Traced::pair("abortdata", &[]);
     let pair = &traced.net;
     let listener = listen(pair, Pair::SERVER_V4);
-    let server_addr = listener.local_addr().unwrap();
     let reasons = traced.daemon.has_reset_reasons();
     let aborts_before = pair.server.counter("TcpExt.TCPAbortOnData");
     let mut shut_down = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {
-        let mut client = pair.client.run("client", move || TcpStream::connect(server_addr).unwrap());
-        let (mut accepted, _) = listener.accept().unwrap();
+        let (mut client, mut accepted) = connect(pair, &listener);
         client.write_all(b"request").unwrap();
         accepted.read_exact(&mut [0u8; 7]).unwrap();
         accepted.shutdown(Shutdown::Both).unwrap();

@@ -10,17 +10,13 @@ use std::{
 
 use anyhow::Context as _;
 
+use crate::libtest::{self, Capture};
+
 /// What one `cargo test` run showed.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 pub struct Outcome {
     pub success: bool,
-    pub passed: u32,
-    pub failed: u32,
-    pub ignored: u32,
-    /// binary::test and the first line of its output starting with `skipped`.
-    pub skipped: Vec<(String, String)>,
-    /// binary::test of each failed test, with what it printed.
-    pub failures: Vec<(String, Vec<String>)>,
+    pub tests: libtest::Results,
 }
 
 /// How much of a failed test's output the closing lines repeat: from its
@@ -33,15 +29,16 @@ impl Outcome {
     /// failure.
     pub fn print(&self, kernel: &str) {
         println!();
-        println!("host: {} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped.len());
+        let tests = &self.tests;
+        println!("host: {} passed, {} failed, {} skipped", tests.passed, tests.failed, tests.skipped.len());
         println!(
             "(Linux {kernel}; {} ignored; skipped: tests that printed a line starting with `skipped`, also counted as passed or failed)",
-            self.ignored
+            tests.ignored
         );
-        for (test, reason) in &self.skipped {
+        for (test, reason) in &tests.skipped {
             println!("  skipped {test}: {reason}");
         }
-        for (test, output) in &self.failures {
+        for (test, output) in &tests.failures {
             println!("  FAILED {test}");
             let from_panic = output.iter().position(|l| l.contains("panicked at")).unwrap_or(0);
             for line in output.iter().skip(from_panic).take(FAILURE_LINES) {
@@ -56,145 +53,51 @@ impl Outcome {
 /// `--show-output`) with stdout and stderr on one pipe, so cargo's `Running`
 /// lines and the tests' output stay in order; shows every line as it comes.
 pub fn run(mut cargo: Command) -> anyhow::Result<Outcome> {
-    let (reader, writer) = std::io::pipe()?;
+    let (pipe, writer) = std::io::pipe()?;
     cargo.stdout(writer.try_clone()?).stderr(writer);
     let mut child = cargo.spawn().with_context(|| format!("cannot start {cargo:?}"))?;
     // The command keeps copies of the write end: without dropping it the
     // pipe would never reach end of file.
     drop(cargo);
-    let mut parser = Parser::default();
-    let mut reader = BufReader::new(reader);
+    let mut reader = libtest::Reader::new(Capture::Sections);
+    let mut pipe = BufReader::new(pipe);
     let mut bytes = Vec::new();
-    while reader.read_until(b'\n', &mut bytes)? > 0 {
+    while pipe.read_until(b'\n', &mut bytes)? > 0 {
         let line = String::from_utf8_lossy(&bytes);
         let line = line.trim_end_matches(['\n', '\r']);
         println!("{line}");
-        parser.line(line);
+        read(&mut reader, line);
         bytes.clear();
     }
     let status = child.wait()?;
-    Ok(parser.finish(status.success()))
+    Ok(Outcome { success: status.success(), tests: reader.finish() })
 }
 
-/// Reads cargo's `Running …`/`Doc-tests …` lines and libtest's output with
-/// `--show-output`: after the run, a `---- NAME stdout ----` section per test
-/// that printed anything (its captured output), then `test result: …`.
-#[derive(Default)]
-struct Parser {
-    binary: String,
-    /// The test whose captured output is being read.
-    section: Option<String>,
-    /// In libtest's `failures:` part, whose sections are failed tests'.
-    in_failures: bool,
-    outcome: Outcome,
-}
-
-impl Parser {
-    fn line(&mut self, line: &str) {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("Running ") {
-            // "Running tests/resets.rs (target/debug/deps/resets-1a2b…)"
-            let path = rest.rsplit_once(" (").map_or(rest, |(_, p)| p.trim_end_matches(')'));
-            let file = path.rsplit('/').next().unwrap_or(path);
-            self.binary = file.rsplit_once('-').map_or(file, |(name, _hash)| name).to_string();
-            self.section = None;
-            self.in_failures = false;
-            return;
-        }
-        if let Some(krate) = trimmed.strip_prefix("Doc-tests ") {
-            self.binary = format!("doctest {krate}");
-            self.section = None;
-            self.in_failures = false;
-            return;
-        }
-        if let Some(name) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" stdout ----")) {
-            self.section = Some(format!("{}::{name}", self.binary));
-            return;
-        }
-        if let Some(counts) = line.strip_prefix("test result: ") {
-            self.section = None;
-            self.in_failures = false;
-            self.count(counts);
-            return;
-        }
-        if line == "successes:" {
-            self.section = None;
-            self.in_failures = false;
-            return;
-        }
-        if line == "failures:" {
-            self.section = None;
-            self.in_failures = true;
-            return;
-        }
-        if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... FAILED")) {
-            self.outcome.failures.push((format!("{}::{name}", self.binary), Vec::new()));
-            return;
-        }
-        if self.in_failures
-            && let Some(test) = &self.section
-            && let Some((_, output)) = self.outcome.failures.iter_mut().find(|(t, _)| t == test)
-        {
-            output.push(line.to_string());
-        }
-        if let Some(test) = &self.section
-            && line.starts_with("skipped")
-            && !self.outcome.skipped.iter().any(|(t, _)| t == test)
-        {
-            self.outcome.skipped.push((test.clone(), line.to_string()));
-        }
+/// Reads a line of `cargo test` with `--show-output`: cargo's `Running …`
+/// or `Doc-tests …`, which names the test binary whose output follows, or
+/// libtest's.
+fn read(reader: &mut libtest::Reader, line: &str) {
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("Running ") {
+        // "Running tests/resets.rs (target/debug/deps/resets-1a2b…)"
+        let path = rest.rsplit_once(" (").map_or(rest, |(_, p)| p.trim_end_matches(')'));
+        let file = path.rsplit('/').next().unwrap_or(path);
+        reader.start_binary(file.rsplit_once('-').map_or(file, |(name, _hash)| name));
+    } else if let Some(krate) = trimmed.strip_prefix("Doc-tests ") {
+        reader.start_binary(&format!("doctest {krate}"));
+    } else {
+        reader.line(line);
     }
-
-    fn count(&mut self, summary: &str) {
-        let counts = libtest_counts(summary);
-        self.outcome.passed += counts.passed;
-        self.outcome.failed += counts.failed;
-        self.outcome.ignored += counts.ignored;
-    }
-
-    fn finish(mut self, success: bool) -> Outcome {
-        self.outcome.success = success;
-        self.outcome
-    }
-}
-
-/// A test binary's result line, here and in the QEMU guests.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LibtestCounts {
-    pub passed: u32,
-    pub failed: u32,
-    pub ignored: u32,
-}
-
-/// "ok. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; …"
-pub fn libtest_counts(summary: &str) -> LibtestCounts {
-    let mut counts = LibtestCounts::default();
-    for part in summary.split(';') {
-        let mut words = part.split_whitespace().rev();
-        let (Some(what), Some(n)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(n) = n.parse::<u32>() else { continue };
-        match what {
-            "passed" => counts.passed += n,
-            "failed" => counts.failed += n,
-            "ignored" => counts.ignored += n,
-            _ => {}
-        }
-    }
-    counts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Outcome {
-        let mut p = Parser::default();
-        for line in text.lines() {
-            p.line(line);
-        }
-        p.finish(false)
+    fn parse(text: &str) -> libtest::Results {
+        let mut reader = libtest::Reader::new(Capture::Sections);
+        text.lines().for_each(|line| read(&mut reader, line));
+        reader.finish()
     }
 
     #[test]

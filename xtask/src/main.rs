@@ -25,6 +25,7 @@ mod deb;
 #[cfg(test)]
 mod fleet;
 mod host_tests;
+mod libtest;
 mod vm;
 
 #[derive(Parser)]

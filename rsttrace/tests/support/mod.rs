@@ -135,6 +135,28 @@ impl Netns {
         })
     }
 
+    /// Joins this namespace to `peer` with a veth pair: `dev` here,
+    /// `peer_dev` there. Created straight inside the namespaces: names
+    /// cannot collide.
+    pub fn veth(&self, dev: &str, peer: &Netns, peer_dev: &str) {
+        ip(&["link", "add", dev, "netns", &self.name, "type", "veth", "peer", "name", peer_dev, "netns", &peer.name]);
+    }
+
+    /// Gives `dev` these addresses ("10.77.0.1/24", "fd77::1/64") and brings
+    /// it up. IPv6 ones skip duplicate address detection, so that they are
+    /// usable at once.
+    pub fn addresses(&self, dev: &str, cidrs: &[&str]) {
+        for cidr in cidrs {
+            let nodad: &[&str] = if cidr.contains(':') { &["nodad"] } else { &[] };
+            ip(&[&["-n", &self.name, "addr", "add", cidr, "dev", dev], nodad].concat());
+        }
+        ip(&["-n", &self.name, "link", "set", dev, "up"]);
+    }
+
+    pub fn default_route(&self, via: &str) {
+        ip(&["-n", &self.name, "route", "add", "default", "via", via]);
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let value = value.to_string();
@@ -190,25 +212,9 @@ impl Pair {
     pub fn with_addresses(label: &str, client_v4: &str, server_v4: &str) -> Self {
         let client = Netns::new(&format!("{label}-c"));
         let server = Netns::new(&format!("{label}-s"));
-        // Created straight inside the namespaces: names cannot collide.
-        ip(&[
-            "link",
-            "add",
-            "veth0",
-            "netns",
-            &client.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "veth0",
-            "netns",
-            &server.name,
-        ]);
+        client.veth("veth0", &server, "veth0");
         for (ns, v4, v6) in [(&client, client_v4, Self::CLIENT_V6), (&server, server_v4, Self::SERVER_V6)] {
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", "veth0"]);
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", "veth0", "nodad"]);
-            ip(&["-n", &ns.name, "link", "set", "veth0", "up"]);
+            ns.addresses("veth0", &[&format!("{v4}/24"), &format!("{v6}/64")]);
         }
         Pair { client, server }
     }

@@ -3,7 +3,6 @@
 //! init's markers, libtest's results and signs of a dying kernel.
 
 use std::{
-    collections::BTreeMap,
     fs::File,
     io::{Read, Write},
     path::Path,
@@ -13,6 +12,8 @@ use std::{
 };
 
 use anyhow::Context as _;
+
+use crate::libtest::{self, Capture};
 
 /// Console text that means the kernel is going down: stop the run.
 const FATAL: &[&str] = &["Kernel panic", "soft lockup", "BUG:"];
@@ -82,7 +83,7 @@ pub fn boot(boot: &Boot) -> anyhow::Result<Outcome> {
         label: &boot.label,
         log,
         started,
-        parser: Parser::default(),
+        parser: Parser::new(),
         stop_at: None,
         pending: [Vec::new(), Vec::new()],
     };
@@ -97,11 +98,11 @@ pub fn boot(boot: &Boot) -> anyhow::Result<Outcome> {
                 // A hanging test has printed `test NAME ... ` without a newline.
                 console.flush()?;
                 if console.stop_at.is_none() {
-                    let running = console.parser.current_test();
+                    let running = console.parser.libtest.current_test().map(|t| format!(" (running {t})"));
                     console.parser.fail(format!(
                         "timeout: no verdict after {} s{}",
                         boot.timeout.as_secs(),
-                        running.map(|t| format!(" (running {t})")).unwrap_or_default()
+                        running.unwrap_or_default()
                     ));
                 }
                 break;
@@ -206,94 +207,35 @@ fn forward(mut from: impl Read + Send + 'static, to: mpsc::Sender<Chunk>, wrap: 
     });
 }
 
-/// Reads libtest's `--nocapture --test-threads=1` output: `test NAME ... `
-/// followed on the same line by the test's own output, then `ok`/`FAILED`.
-#[derive(Default)]
+/// Reads the guest init's markers (`rsttrace-vm: running BINARY`, then the
+/// verdict) and libtest's `--nocapture --test-threads=1` output between them.
 struct Parser {
-    binary: String,
-    test: Option<String>,
-    /// Output per binary::test.
-    output: BTreeMap<String, Vec<String>>,
-    in_failures: bool,
-    failed_tests: Vec<String>,
+    libtest: libtest::Reader,
     verdict: Option<String>,
     failure: Option<String>,
-    passed: u32,
-    failed: u32,
-    skipped: Vec<(String, String)>,
     boot: Option<Duration>,
     tests: Option<Duration>,
 }
 
 impl Parser {
-    fn fail(&mut self, why: String) {
-        self.failure.get_or_insert(why);
+    fn new() -> Self {
+        Parser { libtest: libtest::Reader::new(Capture::Inline), verdict: None, failure: None, boot: None, tests: None }
     }
 
-    fn current_test(&self) -> Option<String> {
-        self.test.as_ref().map(|t| format!("{}::{t}", self.binary))
+    fn fail(&mut self, why: String) {
+        self.failure.get_or_insert(why);
     }
 
     fn line(&mut self, line: &str) {
         if let Some(rest) = line.strip_prefix("rsttrace-vm: ") {
             if let Some(running) = rest.strip_prefix("running ") {
-                self.binary = running.split(' ').next().unwrap_or("").to_string();
-                self.test = None;
-                self.in_failures = false;
+                self.libtest.start_binary(running.split(' ').next().unwrap_or(""));
             } else if rest == "success" || rest.starts_with("failure") {
                 self.verdict = Some(rest.to_string());
             }
             return;
         }
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            self.test = None;
-            self.in_failures = false;
-            self.count(rest);
-            return;
-        }
-        if let Some((name, rest)) =
-            line.strip_prefix("test ").and_then(|l| l.split_once(" ... ")).filter(|(name, _)| !name.contains(' '))
-        {
-            self.test = Some(name.to_string());
-            self.output.entry(self.current_test().unwrap()).or_default();
-            self.end_or_output(rest);
-            return;
-        }
-        if line == "failures:" {
-            self.test = None;
-            self.in_failures = true;
-            return;
-        }
-        if self.in_failures {
-            if let Some(name) = line.strip_prefix("    ").filter(|n| !n.contains(' ')) {
-                let test = format!("{}::{name}", self.binary);
-                if !self.failed_tests.contains(&test) {
-                    self.failed_tests.push(test);
-                }
-            }
-            return;
-        }
-        self.end_or_output(line);
-    }
-
-    fn end_or_output(&mut self, text: &str) {
-        let Some(test) = self.current_test() else {
-            return;
-        };
-        if matches!(text, "ok" | "FAILED") || text.starts_with("ignored") {
-            self.test = None;
-            return;
-        }
-        if text.starts_with("skipped") && !self.skipped.iter().any(|(t, _)| *t == test) {
-            self.skipped.push((test.clone(), text.to_string()));
-        }
-        self.output.entry(test).or_default().push(text.to_string());
-    }
-
-    fn count(&mut self, summary: &str) {
-        let counts = crate::host_tests::libtest_counts(summary);
-        self.passed += counts.passed;
-        self.failed += counts.failed;
+        self.libtest.line(line);
     }
 
     fn finish(mut self) -> Outcome {
@@ -302,14 +244,13 @@ impl Parser {
             Some(verdict) => self.fail(verdict.to_string()),
             None => self.fail("the guest printed no verdict".into()),
         }
-        let failures =
-            self.failed_tests.iter().map(|t| (t.clone(), self.output.get(t).cloned().unwrap_or_default())).collect();
+        let tests = self.libtest.finish();
         Outcome {
             failure: self.failure,
-            passed: self.passed,
-            failed: self.failed,
-            skipped: self.skipped,
-            failures,
+            passed: tests.passed,
+            failed: tests.failed,
+            skipped: tests.skipped,
+            failures: tests.failures,
             boot: self.boot,
             tests: self.tests,
             wall: Duration::ZERO,
@@ -322,11 +263,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Outcome {
-        let mut p = Parser::default();
-        for line in text.lines() {
-            p.line(line);
-        }
-        p.finish()
+        let mut parser = Parser::new();
+        text.lines().for_each(|line| parser.line(line));
+        parser.finish()
     }
 
     #[test]
