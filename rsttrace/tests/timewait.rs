@@ -299,7 +299,12 @@ fn loopback_churn_is_aggregated() {
     let observed = traced.stop();
     let span = started.elapsed();
     let (ns, records) = (&observed.net, &observed.records);
-    observed.assert_resets_match(ns, Arrivals::EndConnections, Sends::MaybeWithoutSocket);
+    // Seen about once in fifty runs: the client answers an ACK of the
+    // server's TIME_WAIT socket that it has no socket for (NO_SOCKET), and
+    // that RST kills the TIME_WAIT socket (a tw_killed record, same seq).
+    // So an RST that arrives may end a connection or kill a TIME_WAIT
+    // socket: each must be accounted for, either way.
+    observed.assert_resets_match(ns, Arrivals::Mixed, Sends::MaybeWithoutSocket);
 
     let reuse = records.of("tw_collision", ns);
     if reuse_unseen_here(&observed, &reuse) {
