@@ -192,13 +192,20 @@ fn harmless_reuse_is_aggregated() {
         return;
     }
     assert_one_record_per_interval(&reuse, span);
-    let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, reuses, "{reuse:?} {summary}");
     let kills = records.of("tw_killed", &pair.server);
-    assert_eq!(kills.len(), killed, "every TIME_WAIT socket that vanished was killed: {kills:?}");
     let arrived = observed.packets(&pair.server).iter().filter(|p| !p.outgoing).count();
     assert_eq!(kills.len(), arrived, "one kill per RST that reached the server: {:?}", observed.packets(&pair.server));
-    assert!(summary["verdicts"]["accepted"].as_u64().unwrap() >= reuses, "{summary}");
+    assert!(killed <= arrived, "{killed} TIME_WAIT sockets vanished, {arrived} RSTs reached the server: {kills:?}");
+    // A kill after the socket table showed the TIME_WAIT socket (the late
+    // ACK above) leaves the next connection nothing to reuse: the table's
+    // count is then one too many, for each kill it did not see.
+    let unseen_kills = (arrived - killed) as u64;
+    let total: u64 = reuse.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert!(
+        (reuses - unseen_kills..=reuses).contains(&total),
+        "{total} reuses reported; the socket table showed {reuses}, and {unseen_kills} kills came after it: {reuse:?} {summary}"
+    );
+    assert!(summary["verdicts"]["accepted"].as_u64().unwrap() >= total, "{summary}");
 }
 
 /// The server closed first and its socket waits in TIME_WAIT for the peer's
@@ -299,9 +306,10 @@ fn loopback_churn_is_aggregated() {
     let observed = traced.stop();
     let span = started.elapsed();
     let (ns, records) = (&observed.net, &observed.records);
-    // Seen about once in fifty runs: the client answers an ACK of the
-    // server's TIME_WAIT socket that it has no socket for (NO_SOCKET), and
-    // that RST kills the TIME_WAIT socket (a tw_killed record, same seq).
+    // Seen about once in fifty runs: a late ACK makes the client resend its
+    // FIN, the TIME_WAIT socket acks it again, and the client, whose socket
+    // is gone by then, answers with an RST (NO_SOCKET) that kills it (a
+    // tw_killed record, same seq; see harmless_reuse_is_aggregated).
     // So an RST that arrives may end a connection or kill a TIME_WAIT
     // socket: each must be accounted for, either way.
     observed.assert_resets_match(ns, Arrivals::Mixed, Sends::MaybeWithoutSocket);
