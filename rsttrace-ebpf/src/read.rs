@@ -96,12 +96,6 @@ pub fn cgroup_of_sock(sk: u64, offsets: &KernelOffsets) -> Option<u64> {
     kernel(kn, offsets.kernfs_node_id)
 }
 
-/// The `struct net *` of the device `skb` came in on.
-pub fn net_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u64> {
-    let dev: u64 = kernel(skb, offsets.skb_dev)?;
-    kernel(dev, offsets.netdev_nd_net)
-}
-
 pub fn netns_of_skb(skb: u64, offsets: &KernelOffsets) -> Option<u32> {
     netns_of_skb_in::<Probed>(skb, offsets)
 }

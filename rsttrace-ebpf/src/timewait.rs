@@ -14,7 +14,6 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use rsttrace_common::{
-    endpoints::Endpoints,
     kernel::KernelOffsets,
     record::{RecordKind, counter},
     timewait::{
@@ -311,23 +310,13 @@ pub fn on_freed(tw: u64, skb: u64, reason: u32, offsets: &KernelOffsets) {
         count(counter::READ_ERRORS);
         return;
     };
-    let netns = netns_of_segment(tw, skb, offsets);
-    if segment.flags & TCP_RST != 0 && rst_kills(tw, skb, &segment, netns, offsets) == Some(false) {
+    if segment.flags & TCP_RST != 0 && rst_kills(tw, &segment, offsets) == Some(false) {
         crate::reset::on_discarded::<read::Probed>(skb, reason, tw, Some(offsets.state_time_wait as u8), offsets);
         return;
     }
     if patched(&TIME_WAIT_CONFIG).segments_from_kfree_skb != 0 {
-        on_segment(tw, skb, &segment, netns, source::KFREE_SKB, TW_STATUS_UNKNOWN, Some(reason), offsets);
+        on_segment(tw, &segment, source::KFREE_SKB, TW_STATUS_UNKNOWN, Some(reason), offsets);
     }
-}
-
-/// The namespace a segment for the TIME_WAIT socket `tw` arrived in: its
-/// device's. The socket's own memory is read only as a fallback: after a
-/// kill (an RST) the kernel has freed it by the time the hooks run, and
-/// under churn a new TIME_WAIT socket may already use it.
-#[inline(always)]
-fn netns_of_segment(tw: u64, skb: u64, offsets: &KernelOffsets) -> u32 {
-    read::netns_of_skb(skb, offsets).or_else(|| read::netns_of_sock(tw, offsets)).unwrap_or(0)
 }
 
 /// Whether an RST kills the TIME_WAIT socket `tw`: tcp_timewait_state_process
@@ -335,30 +324,11 @@ fn netns_of_segment(tw: u64, skb: u64, offsets: &KernelOffsets) -> u32 {
 /// protects TIME_WAIT (the loader refuses to start without the sysctl's
 /// offset). None when `rcv_nxt` cannot be read.
 #[inline(always)]
-fn rst_kills(tw: u64, skb: u64, segment: &Segment, netns: u32, offsets: &KernelOffsets) -> Option<bool> {
-    // rcv_nxt as the table kept it when the connection entered TIME_WAIT
-    // (it does not change there): the socket may be freed already (see
-    // `netns_of_segment`). Read from the socket only without an entry.
-    let kept = table_rcv_nxt(netns, &segment.endpoints);
-    let tw_rcv_nxt = if kept != 0 { kept as u32 } else { read::kernel::<u32>(tw, offsets.tw_rcv_nxt)? };
-    let rfc1337 = read::net_of_skb(skb, offsets)
-        .or_else(|| read::netns_net(tw, offsets))
-        .and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337))
-        .unwrap_or(0);
+fn rst_kills(tw: u64, segment: &Segment, offsets: &KernelOffsets) -> Option<bool> {
+    let tw_rcv_nxt = read::kernel::<u32>(tw, offsets.tw_rcv_nxt)?;
+    let rfc1337 =
+        read::netns_net(tw, offsets).and_then(|net| read::kernel::<u8>(net, offsets.net_tcp_rfc1337)).unwrap_or(0);
     Some(segment.seq == tw_rcv_nxt && rfc1337 == 0)
-}
-
-/// The table's rcv_nxt of the connection `endpoints` in `netns` entered
-/// TIME_WAIT with, with bit 32 set; 0 without an entry that has it.
-// A function of its own: the key stays off the callers' stacks.
-#[inline(never)]
-fn table_rcv_nxt(netns: u32, endpoints: &Endpoints) -> u64 {
-    let key = TimeWaitKey { netns, endpoints: *endpoints };
-    // SAFETY: the map value is plain data, read at once.
-    match unsafe { TIME_WAIT.get(key) } {
-        Some(entry) if entry.entered_ns != 0 => u64::from(entry.rcv_nxt) | 1 << 32,
-        _ => 0,
-    }
 }
 
 // fexit and kprobe strategies: the kernel's own verdict, the return value
@@ -437,20 +407,16 @@ fn on_process(tw: u64, skb: u64, tw_status: u8, drop_reason_ptr: u64, source: u8
     };
     // 6.16+ says why it dropped the segment (TCP_RFC7323_TW_PAWS).
     let drop_reason = read::kernel::<u32>(drop_reason_ptr, 0);
-    let netns = netns_of_segment(tw, skb, offsets);
-    on_segment(tw, skb, &segment, netns, source, tw_status, drop_reason, offsets);
+    on_segment(tw, &segment, source, tw_status, drop_reason, offsets);
     0
 }
 
 /// A segment a TIME_WAIT socket `tw` handled: a SYN is a collision, an RST
 /// that matches `rcv_nxt` kills the socket (unless tcp_rfc1337 is set).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn on_segment(
     tw: u64,
-    skb: u64,
     segment: &Segment,
-    netns: u32,
     source: u8,
     tw_status: u8,
     drop_reason: Option<u32>,
@@ -463,11 +429,11 @@ pub fn on_segment(
     }
     let config = patched(&TIME_WAIT_CONFIG);
     let accepted = is_syn && tw_status as u32 == config.tw_status_syn;
-    if is_rst && rst_kills(tw, skb, segment, netns, offsets) != Some(true) {
+    if is_rst && rst_kills(tw, segment, offsets) != Some(true) {
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = TimeWaitKey { netns, endpoints: segment.endpoints };
+    let key = TimeWaitKey { netns: read::netns_of_sock(tw, offsets).unwrap_or(0), endpoints: segment.endpoints };
     let kind = if is_syn { RecordKind::TwCollision } else { RecordKind::TwKilled };
     // Accepted: the kernel descheduled the TIME_WAIT socket and a new
     // connection takes the 4-tuple. Nothing follows to correlate, and the
