@@ -6,6 +6,7 @@
 use crate::{
     events::{Event, Report, correlate::Correlator, decode::Decoder, filter::Filter},
     output::{
+        finding,
         metrics::Metrics,
         record::{Ready, Summary, Timestamp},
         sink::Sink,
@@ -98,10 +99,7 @@ impl Pipeline {
     /// metrics alike; those that pass are named and written.
     fn write(&mut self, reports: Vec<Report>) -> anyhow::Result<()> {
         for mut report in reports {
-            self.summary.count(&report);
-            if let Some(metrics) = &self.metrics {
-                metrics.count(&report);
-            }
+            finding::count(&report, &mut self.summary, self.metrics.as_ref());
             let tuple = report.tuple();
             if !self.filter.matches(&tuple.local, &tuple.remote) {
                 continue;

@@ -12,12 +12,12 @@ use super::{Reset, collision::Collision};
 
 /// A record that can stand for several events: the first one's fields,
 /// their count, the interval they fell in.
-pub trait Tally {
+pub trait Aggregated {
     fn count_mut(&mut self) -> &mut u64;
     fn interval_ms_mut(&mut self) -> &mut Option<u64>;
 }
 
-impl Tally for Collision {
+impl Aggregated for Collision {
     fn count_mut(&mut self) -> &mut u64 {
         &mut self.count
     }
@@ -27,7 +27,7 @@ impl Tally for Collision {
     }
 }
 
-impl Tally for Reset {
+impl Aggregated for Reset {
     fn count_mut(&mut self) -> &mut u64 {
         &mut self.count
     }
@@ -48,7 +48,7 @@ impl<K, V> Default for Aggregator<K, V> {
     }
 }
 
-impl<K: Eq + Hash, V: Tally> Aggregator<K, V> {
+impl<K: Eq + Hash, V: Aggregated> Aggregator<K, V> {
     /// Adds `value`, which stands for its own count of events.
     pub fn add(&mut self, key: K, mut value: V) {
         let count = *value.count_mut();

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use super::{
-    Direction, Event, Outcome, Report, Reset, TimeWaitSegment,
+    Direction, Event, Kill, Outcome, Report, Reset, TimeWaitSegment,
     abort::Aborts,
     aggregate::{Aggregator, Interval},
     collision::{Collision, Verdict},
@@ -89,7 +89,7 @@ impl Correlator {
             Event::Collision(t) => self.on_collision(t),
             Event::Killed(t) => {
                 self.followups.killed(&t);
-                vec![Report::Killed(t)]
+                vec![Report::Killed(Kill(t))]
             }
             Event::Followup(f) => self.followups.followed(&f).map(Report::Collision).into_iter().collect(),
         }

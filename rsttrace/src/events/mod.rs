@@ -60,10 +60,14 @@ impl Event {
 pub enum Report {
     Reset(Reset),
     Collision(collision::Collision),
-    Killed(TimeWaitSegment),
+    Killed(Kill),
     /// Middlebox resets from one peer network: the device's idle timeout.
     IdleTimeout(idle_timeout::IdleTimeout),
 }
+
+/// An RST that killed a TIME_WAIT socket: the segment, as the socket met it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kill(pub TimeWaitSegment);
 
 impl Report {
     /// When the (first) event it stands for happened, kernel clock.
@@ -71,7 +75,7 @@ impl Report {
         match self {
             Report::Reset(r) => r.ktime_ns,
             Report::Collision(c) => c.event.ktime_ns,
-            Report::Killed(t) => t.ktime_ns,
+            Report::Killed(k) => k.0.ktime_ns,
             Report::IdleTimeout(i) => i.last_ktime_ns,
         }
     }
@@ -80,7 +84,7 @@ impl Report {
         match self {
             Report::Reset(r) => &r.tuple,
             Report::Collision(c) => &c.event.tuple,
-            Report::Killed(t) => &t.tuple,
+            Report::Killed(k) => &k.0.tuple,
             Report::IdleTimeout(i) => &i.tuple,
         }
     }

@@ -7,8 +7,6 @@ use libsystemd::logging::{Priority, journal_send};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::{Outcome, Report, collision::Verdict};
-
 /// Where journald listens for native entries.
 const SOCKET: &str = "/run/systemd/journal/socket";
 
@@ -23,18 +21,6 @@ pub fn available() -> bool {
 /// systemd runs rsttrace as a service).
 pub fn connected() -> bool {
     libsystemd::logging::connected_to_journal()
-}
-
-/// Journal priority: warnings for resets, kills and harmful collisions,
-/// information for harmless reuse, idle timeouts and discarded resets.
-pub fn priority(report: &Report) -> Priority {
-    match report {
-        Report::Collision(c) if c.verdict == Verdict::Accepted => Priority::Info,
-        Report::IdleTimeout(_) => Priority::Info,
-        // Discarded RSTs ended nothing (scans, health checks, late RSTs).
-        Report::Reset(r) if r.outcome.is_some_and(|o| o != Outcome::Reset) => Priority::Info,
-        _ => Priority::Warning,
-    }
 }
 
 /// Journal fields for a record: its JSON keys upper-cased, null values left

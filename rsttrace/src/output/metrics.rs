@@ -36,7 +36,7 @@ use prometheus_client::{
 use tokio::{net::TcpListener, sync::Semaphore};
 
 use super::record::{Ready, Summary};
-use crate::events::{Direction, Outcome, Report, cause::Cause, collision::Verdict};
+use crate::events::{Direction, Outcome, Reset, cause::Cause, collision::Verdict};
 
 /// At most this many local ports get a `port` label of their own: each one
 /// multiplies the number of series.
@@ -289,40 +289,39 @@ impl Metrics {
         metrics
     }
 
-    /// Counts a report before filters, as `Summary::count` does.
-    pub fn count(&self, report: &Report) {
-        let port = self.ports.label(report.tuple().local.port());
-        match report {
-            Report::Reset(r) => {
-                let labels = ResetLabels {
-                    direction: match r.direction {
-                        Direction::Sent => "sent",
-                        Direction::Received => "received",
-                    },
-                    reason: r.reason.as_ref().map_or_else(|| "none".to_string(), |reason| reason.to_string()),
-                    state: r.state.as_ref().map_or_else(|| "none".to_string(), |state| state.to_string()),
-                    origin: match (r.direction, r.origin()) {
-                        (Direction::Sent, _) => "none",
-                        (Direction::Received, Some((origin, _))) => origin.as_str(),
-                        (Direction::Received, None) => "unknown",
-                    },
-                    outcome: r.outcome.map_or("none", Outcome::as_str),
-                    cause: r.cause(),
-                    port,
-                };
-                // Discarded resets come aggregated.
-                self.resets.get_or_create(&labels).inc_by(r.count);
-            }
-            Report::Collision(c) => {
-                self.collisions.get_or_create(&CollisionLabels { verdict: c.verdict, port }).inc_by(c.count);
-            }
-            Report::Killed(_) => {
-                self.kills.get_or_create(&KillLabels { port }).inc();
-            }
-            Report::IdleTimeout(_) => {
-                self.idle_timeouts.inc();
-            }
-        }
+    /// A reset (`finding::count` calls these, one per finding).
+    pub fn count_reset(&self, r: &Reset, local_port: u16) {
+        let labels = ResetLabels {
+            direction: match r.direction {
+                Direction::Sent => "sent",
+                Direction::Received => "received",
+            },
+            reason: r.reason.as_ref().map_or_else(|| "none".to_string(), |reason| reason.to_string()),
+            state: r.state.as_ref().map_or_else(|| "none".to_string(), |state| state.to_string()),
+            origin: match (r.direction, r.origin()) {
+                (Direction::Sent, _) => "none",
+                (Direction::Received, Some((origin, _))) => origin.as_str(),
+                (Direction::Received, None) => "unknown",
+            },
+            outcome: r.outcome.map_or("none", Outcome::as_str),
+            cause: r.cause(),
+            port: self.ports.label(local_port),
+        };
+        // Discarded resets come aggregated.
+        self.resets.get_or_create(&labels).inc_by(r.count);
+    }
+
+    pub fn count_collision(&self, verdict: Verdict, syns: u64, local_port: u16) {
+        let port = self.ports.label(local_port);
+        self.collisions.get_or_create(&CollisionLabels { verdict, port }).inc_by(syns);
+    }
+
+    pub fn count_kill(&self, local_port: u16) {
+        self.kills.get_or_create(&KillLabels { port: self.ports.label(local_port) }).inc();
+    }
+
+    pub fn count_idle_timeout(&self) {
+        self.idle_timeouts.inc();
     }
 
     /// The summary's totals that are not counted per report: what the
@@ -435,12 +434,16 @@ fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<By
 mod tests {
     use super::*;
     use crate::{
-        events::{Origin, Reset, collision::Collision},
+        events::{Kill, Origin, Report, Reset, collision::Collision},
         kernel::{
             names::{ResetReason, TcpState},
             strategy::Strategy,
         },
     };
+
+    fn count(metrics: &Metrics, report: &Report) {
+        crate::output::finding::count(report, &mut Summary::default(), Some(metrics));
+    }
 
     fn ready() -> Ready {
         Ready::new(Strategy::Tracepoint, vec![], "6.18.44".into(), &[])
@@ -469,7 +472,7 @@ mod tests {
             collision(Verdict::StaleAck, 1),
             collision(Verdict::Accepted, 1532),
             collision(Verdict::StaleAck, 2),
-            Report::Killed(crate::events::TimeWaitSegment::example(40021, 1)),
+            Report::Killed(Kill(crate::events::TimeWaitSegment::example(40021, 1))),
         ]
     }
 
@@ -492,8 +495,7 @@ mod tests {
         let metrics = Metrics::new(&ready(), &[]);
         let mut summary = Summary::default();
         for report in reports() {
-            summary.count(&report);
-            metrics.count(&report);
+            crate::output::finding::count(&report, &mut summary, Some(&metrics));
         }
         let text = metrics.encode();
         assert_eq!(sum(&text, r#"rsttrace_resets_total{direction="sent""#), summary.counts.rst_sent);
@@ -510,7 +512,7 @@ mod tests {
     fn the_exposition_names_every_metric_with_bounded_labels() {
         let metrics = Metrics::new(&ready(), &[]);
         for report in reports() {
-            metrics.count(&report);
+            count(&metrics, &report);
         }
         let text = metrics.encode();
         let samples = samples(&text);
@@ -548,7 +550,7 @@ mod tests {
     fn only_the_named_local_ports_get_a_label() {
         let metrics = Metrics::new(&ready(), &[9, 8090]);
         for report in reports() {
-            metrics.count(&report);
+            count(&metrics, &report);
         }
         let text = metrics.encode();
         let samples = samples(&text);
@@ -606,7 +608,7 @@ mod tests {
         let fleet = section(include_str!("../../../README.md"), "## Fleet");
         let metrics = Metrics::new(&ready(), &[8090]);
         for report in reports() {
-            metrics.count(&report);
+            count(&metrics, &report);
         }
         let text = metrics.encode();
         let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();

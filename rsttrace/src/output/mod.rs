@@ -3,6 +3,7 @@
 //! journal, `journal`: the journal's protocol); `metrics`: the summary's
 //! counts for Prometheus.
 
+pub mod finding;
 pub mod journal;
 pub mod metrics;
 pub mod record;

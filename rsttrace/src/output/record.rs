@@ -6,9 +6,13 @@ use std::{collections::BTreeMap, net::SocketAddr, time::SystemTime};
 
 use serde::Serialize;
 
+use super::finding::Tally;
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Origin, Outcome, Report, Reset, TcpFlags, cause::Cause, collision::Verdict,
+        Direction, FourTuple, Keepalive, Kill, Origin, Outcome, Report, Reset, TcpFlags,
+        cause::Cause,
+        collision::{Collision, Verdict},
+        idle_timeout::IdleTimeout,
     },
     kernel::{
         limitation::Limitation,
@@ -34,27 +38,6 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-}
-
-impl Report {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Report::Reset(r) if r.direction == Direction::Sent => Kind::RstSent,
-            Report::Reset(_) => Kind::RstReceived,
-            Report::Collision(_) => Kind::TwCollision,
-            Report::Killed(_) => Kind::TwKilled,
-            Report::IdleTimeout(_) => Kind::IdleTimeout,
-        }
-    }
-
-    pub fn time(&self) -> SystemTime {
-        match self {
-            Report::Reset(r) => r.time,
-            Report::Collision(c) => c.event.time,
-            Report::Killed(t) => t.time,
-            Report::IdleTimeout(i) => i.time,
-        }
     }
 }
 
@@ -221,56 +204,63 @@ pub enum EventBody<'a> {
 static TIME_WAIT: TcpState = TcpState::TimeWait;
 
 /// The record of a report.
+/// A report's record: its finding's kind, time and body.
 pub fn event(report: &Report) -> Line<EventBody<'_>> {
-    let body = match report {
-        Report::Reset(r) => reset(r),
-        Report::Collision(c) => {
-            let e = &c.event;
-            EventBody::TwCollision(TwCollision {
-                endpoints: Endpoints::from(&e.tuple),
-                state: &TIME_WAIT,
-                verdict: c.verdict,
-                tw_age_ms: e.tw_age_ms,
-                syn_seq: e.seq,
-                tw_rcv_nxt: e.tw_rcv_nxt,
-                syn_timestamps: e.timestamps,
-                tw_timestamps: e.tw_timestamps,
-                source: e.hook.strategy(),
-                advice: c.advice(),
-                syn_tsval: e.tsval,
-                tw_ts_recent: e.tw_ts_recent,
-                peer_rst: c.peer_rst,
-                retry_delay_ms: c.retry_delay_ms,
-                count: c.count,
-                interval_ms: c.interval_ms,
-                hook: e.hook,
-            })
-        }
-        Report::Killed(t) => EventBody::TwKilled(TwKilled {
-            endpoints: Endpoints::from(&t.tuple),
-            state: &TIME_WAIT,
-            by: "rst",
-            tw_age_ms: t.tw_age_ms,
-            rst_seq: t.seq,
-            source: t.hook.strategy(),
-            hook: t.hook,
-        }),
-        Report::IdleTimeout(i) => EventBody::IdleTimeout(IdleTimeoutRecord {
-            family: Endpoints::from(&i.tuple).family,
-            network: i.network,
-            netns: i.tuple.netns,
-            count: i.count,
-            silence_min_ms: i.silence_min_ms,
-            silence_max_ms: i.silence_max_ms,
-            timeout_s: i.timeout_s(),
-            interval_ms: i.interval_ms,
-            advice: i.advice(),
-        }),
-    };
-    Line { time: Timestamp(report.time()), kind: report.kind(), body }
+    let finding = report.finding();
+    Line { time: Timestamp(finding.time()), kind: finding.kind(), body: finding.body() }
 }
 
-fn reset(r: &Reset) -> EventBody<'_> {
+pub(super) fn collision(c: &Collision) -> EventBody<'_> {
+    let e = &c.event;
+    EventBody::TwCollision(TwCollision {
+        endpoints: Endpoints::from(&e.tuple),
+        state: &TIME_WAIT,
+        verdict: c.verdict,
+        tw_age_ms: e.tw_age_ms,
+        syn_seq: e.seq,
+        tw_rcv_nxt: e.tw_rcv_nxt,
+        syn_timestamps: e.timestamps,
+        tw_timestamps: e.tw_timestamps,
+        source: e.hook.strategy(),
+        advice: c.advice(),
+        syn_tsval: e.tsval,
+        tw_ts_recent: e.tw_ts_recent,
+        peer_rst: c.peer_rst,
+        retry_delay_ms: c.retry_delay_ms,
+        count: c.count,
+        interval_ms: c.interval_ms,
+        hook: e.hook,
+    })
+}
+
+pub(super) fn kill(k: &Kill) -> EventBody<'_> {
+    let t = &k.0;
+    EventBody::TwKilled(TwKilled {
+        endpoints: Endpoints::from(&t.tuple),
+        state: &TIME_WAIT,
+        by: "rst",
+        tw_age_ms: t.tw_age_ms,
+        rst_seq: t.seq,
+        source: t.hook.strategy(),
+        hook: t.hook,
+    })
+}
+
+pub(super) fn idle_timeout(i: &IdleTimeout) -> EventBody<'_> {
+    EventBody::IdleTimeout(IdleTimeoutRecord {
+        family: Endpoints::from(&i.tuple).family,
+        network: i.network,
+        netns: i.tuple.netns,
+        count: i.count,
+        silence_min_ms: i.silence_min_ms,
+        silence_max_ms: i.silence_max_ms,
+        timeout_s: i.timeout_s(),
+        interval_ms: i.interval_ms,
+        advice: i.advice(),
+    })
+}
+
+pub(super) fn reset(r: &Reset) -> EventBody<'_> {
     let endpoints = Endpoints::from(&r.tuple);
     match r.direction {
         Direction::Sent => EventBody::RstSent(RstSent {
@@ -355,6 +345,17 @@ pub struct Counts {
 }
 
 impl Counts {
+    fn of_mut(&mut self, kind: Kind) -> &mut u64 {
+        match kind {
+            Kind::RstSent => &mut self.rst_sent,
+            Kind::RstReceived => &mut self.rst_received,
+            Kind::TwCollision => &mut self.tw_collision,
+            Kind::TwKilled => &mut self.tw_killed,
+            Kind::IdleTimeout => &mut self.idle_timeout,
+            Kind::Ready | Kind::Summary => unreachable!("{kind:?} is no finding"),
+        }
+    }
+
     /// In the contract's order, with their kinds.
     pub fn by_kind(&self) -> [(Kind, u64); 5] {
         [
@@ -400,21 +401,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Counts a report before filters: aggregated records stand for `count`
-    /// events.
-    pub fn count(&mut self, report: &Report) {
-        match report {
-            Report::Reset(r) if r.direction == Direction::Sent => self.counts.rst_sent += r.count,
-            Report::Reset(r) => {
-                self.counts.rst_received += r.count;
-                *self.outcomes.entry(r.outcome.unwrap_or(Outcome::Reset)).or_default() += r.count;
-            }
-            Report::Collision(c) => {
-                self.counts.tw_collision += c.count;
-                *self.verdicts.entry(c.verdict).or_default() += c.count;
-            }
-            Report::Killed(_) => self.counts.tw_killed += 1,
-            Report::IdleTimeout(_) => self.counts.idle_timeout += 1,
+    /// Counts a finding of `kind` before filters (`finding::count`).
+    pub fn count(&mut self, kind: Kind, tally: Tally) {
+        *self.counts.of_mut(kind) += tally.events;
+        if let Some(verdict) = tally.verdict {
+            *self.verdicts.entry(verdict).or_default() += tally.events;
+        }
+        if let Some(outcome) = tally.outcome {
+            *self.outcomes.entry(outcome).or_default() += tally.events;
         }
     }
 }

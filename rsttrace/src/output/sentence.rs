@@ -3,7 +3,7 @@
 
 use crate::{
     events::{
-        Direction, Evidence, Keepalive, Origin, Outcome, Report, Reset, TimeWaitSegment,
+        Direction, Evidence, Keepalive, Kill, Origin, Outcome, Report, Reset,
         cause::human_duration,
         collision::{Collision, Verdict},
         idle_timeout::IdleTimeout,
@@ -18,15 +18,10 @@ use crate::{
 /// The human sentence for a report: the text format's line and, later, the
 /// journal's MESSAGE.
 pub fn sentence(report: &Report) -> String {
-    match report {
-        Report::Reset(r) => reset_sentence(r),
-        Report::Killed(t) => killed_sentence(t),
-        Report::Collision(c) => collision_sentence(c),
-        Report::IdleTimeout(i) => idle_timeout_sentence(i),
-    }
+    report.finding().sentence()
 }
 
-fn idle_timeout_sentence(i: &IdleTimeout) -> String {
+pub(super) fn idle_timeout(i: &IdleTimeout) -> String {
     let s = format!(
         "{} RSTs forged by a device between {} and {} after {} to {} of silence over {}: it forgets idle connections after at most {} s",
         i.count,
@@ -40,7 +35,8 @@ fn idle_timeout_sentence(i: &IdleTimeout) -> String {
     format!("{}. {}", netns_suffix(s, i.tuple.netns), i.advice())
 }
 
-fn killed_sentence(t: &TimeWaitSegment) -> String {
+pub(super) fn kill(k: &Kill) -> String {
+    let t = &k.0;
     let mut s = format!("RST from {} killed the TIME_WAIT socket of {}", t.tuple.remote, t.tuple.local);
     if let Some(age) = t.tw_age_ms {
         s += &format!(" ({} old)", human_duration(age));
@@ -48,7 +44,7 @@ fn killed_sentence(t: &TimeWaitSegment) -> String {
     netns_suffix(s, t.tuple.netns)
 }
 
-fn collision_sentence(c: &Collision) -> String {
+pub(super) fn collision(c: &Collision) -> String {
     let e = &c.event;
     if c.verdict == Verdict::Accepted {
         let over = c.interval_ms.map(|ms| format!(" over {}", human_duration(ms))).unwrap_or_default();
@@ -146,7 +142,7 @@ fn discarded_sentence(r: &Reset, outcome: Outcome) -> String {
 }
 
 /// A reset's sentence starts with its cause.
-fn reset_sentence(r: &Reset) -> String {
+pub(super) fn reset(r: &Reset) -> String {
     format!("{}: {}", r.cause().as_str(), reset_facts(r))
 }
 
@@ -381,7 +377,7 @@ mod tests {
     fn tw_killed_sentence() {
         let t = seed_collision().event;
         assert_eq!(
-            sentence(&Report::Killed(t)),
+            sentence(&Report::Killed(Kill(t))),
             "RST from 10.77.0.1:40021 killed the TIME_WAIT socket of 10.77.0.2:8090 (52 ms old) [netns 4026532001]"
         );
     }

@@ -49,7 +49,7 @@ impl Sink {
                 let line = format!("{} {}", record.time, sentence::sentence(report));
                 self.line(&line)
             }
-            Format::Journal => self.journal(journal::priority(report), &sentence::sentence(report), &record),
+            Format::Journal => self.journal(report.finding().priority(), &sentence::sentence(report), &record),
         }
     }
 
