@@ -7,6 +7,7 @@
 mod freed;
 mod read;
 mod reset;
+mod time_wait_table;
 mod timewait;
 
 use aya_ebpf::{

@@ -19,7 +19,6 @@ use rsttrace_common::{
         STORM_HAS_CGROUP, STORM_HAS_TTL, STORM_INDIVIDUAL, STORM_NO_REASON, STORM_NO_STATE, StormCount, StormKey,
         connection_flags, reset_flags,
     },
-    timewait::TimeWaitKey,
 };
 
 use crate::{
@@ -464,7 +463,7 @@ fn fill(
 
     if !full_socket {
         if sk_state.is_some_and(|s| s as u32 == offsets.state_time_wait) {
-            let entered_ns = time_wait_entered(record.netns, &record.endpoints);
+            let entered_ns = crate::time_wait_table::entered_ns(record.netns, &record.endpoints);
             if entered_ns != 0 {
                 record.closed_ns = entered_ns;
                 record.flags |= reset_flags::HAS_CLOSED;
@@ -570,16 +569,6 @@ fn path(sk: u64, offsets: &KernelOffsets, record: &mut ResetRecord) {
             record.flags |= reset_flags::HAS_CLOSED;
         }
     }
-}
-
-/// When the TIME_WAIT socket of `endpoints` in `netns` was entered (its
-/// table entry), 0 when the table does not hold it.
-// A function of its own: the key stays off `fill`'s stack.
-#[inline(never)]
-fn time_wait_entered(netns: u32, endpoints: &Endpoints) -> u64 {
-    let key = TimeWaitKey { netns, endpoints: *endpoints };
-    // SAFETY: the map value is plain data, read at once.
-    unsafe { crate::timewait::TIME_WAIT.get(key) }.map_or(0, |entry| entry.entered_ns)
 }
 
 /// `RTF_GATEWAY` of `rt6i_flags`: the route goes through a router.

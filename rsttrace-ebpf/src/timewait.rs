@@ -10,31 +10,26 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_func_arg, bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
     macros::{btf_tracepoint, fexit, kprobe, kretprobe, map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use rsttrace_common::{
     kernel::KernelOffsets,
     record::{RecordKind, counter},
     timewait::{
-        REUSE_ENTRIES, ReuseCount, ReuseKey, TIME_WAIT_NS, TIME_WAIT_TABLE_ENTRIES, TW_STATUS_UNKNOWN, TimeWaitConfig,
-        TimeWaitEntry, TimeWaitKey, TimeWaitRecord, entry_flags, isn_after_time_wait, source, tw_flags,
+        REUSE_ENTRIES, ReuseCount, ReuseKey, TIME_WAIT_NS, TW_STATUS_UNKNOWN, TimeWaitConfig, TimeWaitEntry,
+        TimeWaitKey, TimeWaitRecord, entry_flags, isn_after_time_wait, source, tw_flags,
     },
 };
 
 use crate::{
     Draft, count, offsets, patched,
     read::{self, Memory, ReadError, Segment, TCP_ACK, TCP_RST, TCP_SYN},
+    time_wait_table::TIME_WAIT,
 };
 
 #[unsafe(no_mangle)]
 static TIME_WAIT_CONFIG: TimeWaitConfig = TimeWaitConfig::absent();
-
-/// Connections in TIME_WAIT, per network namespace and 4-tuple. Bounded:
-/// the oldest entries go first when a flood of TIME_WAIT exceeds it.
-#[map]
-pub(crate) static TIME_WAIT: LruHashMap<TimeWaitKey, TimeWaitEntry> =
-    LruHashMap::with_max_entries(TIME_WAIT_TABLE_ENTRIES, 0);
 
 const IPPROTO_TCP: u16 = 6;
 

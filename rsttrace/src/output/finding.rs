@@ -10,7 +10,7 @@ use libsystemd::logging::Priority;
 
 use super::{
     metrics::Metrics,
-    record::{self, EventBody, Kind, Summary},
+    record::{self, EventBody, Kind, Line, Summary, Tally, Timestamp},
     sentence,
 };
 use crate::events::{
@@ -36,18 +36,10 @@ pub trait Finding {
     fn count_in(&self, metrics: &Metrics, port: u16);
 }
 
-/// What one finding counts for in the summary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tally {
-    pub events: u64,
-    pub verdict: Option<Verdict>,
-    pub outcome: Option<Outcome>,
-}
-
-impl Tally {
-    fn events(events: u64) -> Self {
-        Tally { events, verdict: None, outcome: None }
-    }
+/// A report's record: its finding's kind, time and body.
+pub fn record(report: &Report) -> Line<EventBody<'_>> {
+    let finding = report.finding();
+    Line { time: Timestamp(finding.time()), kind: finding.kind(), body: finding.body() }
 }
 
 /// Counts a report before the filters: in the summary and the metrics

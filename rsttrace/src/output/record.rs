@@ -6,10 +6,9 @@ use std::{collections::BTreeMap, net::SocketAddr, time::SystemTime};
 
 use serde::Serialize;
 
-use super::finding::Tally;
 use crate::{
     events::{
-        Direction, FourTuple, Keepalive, Kill, Origin, Outcome, Report, Reset, TcpFlags,
+        Direction, FourTuple, Keepalive, Kill, Origin, Outcome, Reset, TcpFlags,
         cause::Cause,
         collision::{Collision, Verdict},
         idle_timeout::IdleTimeout,
@@ -204,12 +203,6 @@ pub enum EventBody<'a> {
 static TIME_WAIT: TcpState = TcpState::TimeWait;
 
 /// The record of a report.
-/// A report's record: its finding's kind, time and body.
-pub fn event(report: &Report) -> Line<EventBody<'_>> {
-    let finding = report.finding();
-    Line { time: Timestamp(finding.time()), kind: finding.kind(), body: finding.body() }
-}
-
 pub(super) fn collision(c: &Collision) -> EventBody<'_> {
     let e = &c.event;
     EventBody::TwCollision(TwCollision {
@@ -398,6 +391,20 @@ pub struct Summary {
     /// Bytes of the ring buffer that programs had reserved before the stop
     /// and not finished writing when rsttrace gave up waiting for them.
     pub unfinished_bytes: u64,
+}
+
+/// What one finding counts for in the summary (`finding::count`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub events: u64,
+    pub verdict: Option<Verdict>,
+    pub outcome: Option<Outcome>,
+}
+
+impl Tally {
+    pub fn events(events: u64) -> Self {
+        Tally { events, verdict: None, outcome: None }
+    }
 }
 
 impl Summary {

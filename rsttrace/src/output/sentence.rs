@@ -3,7 +3,7 @@
 
 use crate::{
     events::{
-        Direction, Evidence, Keepalive, Kill, Origin, Outcome, Report, Reset,
+        Direction, Evidence, Keepalive, Kill, Origin, Outcome, Reset,
         cause::human_duration,
         collision::{Collision, Verdict},
         idle_timeout::IdleTimeout,
@@ -14,12 +14,6 @@ use crate::{
     },
     output::record::{Ready, Summary},
 };
-
-/// The human sentence for a report: the text format's line and, later, the
-/// journal's MESSAGE.
-pub fn sentence(report: &Report) -> String {
-    report.finding().sentence()
-}
 
 pub(super) fn idle_timeout(i: &IdleTimeout) -> String {
     let s = format!(
@@ -343,7 +337,7 @@ mod tests {
 
     #[test]
     fn tw_collision_sentence_tells_the_story() {
-        let s = sentence(&Report::Collision(seed_collision()));
+        let s = super::collision(&seed_collision());
         assert!(
             s.starts_with("SYN from 10.77.0.1:40021 to 10.77.0.2:8090 hit a TIME_WAIT socket 52 ms old: answered with a stale ACK (SYN seq 2417517023 not above rcv_nxt 2418336172, SYN without timestamps, old connection without timestamps); the peer reset it and connected 11 ms later [netns 4026532001]. The peer 10.77.0.1 sends SYNs without TCP timestamps"),
             "{s}"
@@ -355,7 +349,7 @@ mod tests {
         let mut c = seed_collision();
         c.event.timestamps = None;
         c.event.tw_timestamps = None;
-        let s = sentence(&Report::Collision(c.clone()));
+        let s = super::collision(&c.clone());
         assert!(!s.contains("without timestamps"), "{s}");
         assert!(!c.advice().contains("without TCP timestamps"), "{}", c.advice());
         assert!(!c.advice().contains("did not use TCP timestamps"), "{}", c.advice());
@@ -368,7 +362,7 @@ mod tests {
         c.count = 1532;
         c.interval_ms = Some(10_000);
         assert_eq!(
-            sentence(&Report::Collision(c)),
+            super::collision(&c),
             "1532 SYNs from 10.77.0.1 reused 4-tuples of 10.77.0.2:8090 still in TIME_WAIT over 10.0 s: accepted as new connections (harmless) [netns 4026532001]"
         );
     }
@@ -377,7 +371,7 @@ mod tests {
     fn tw_killed_sentence() {
         let t = seed_collision().event;
         assert_eq!(
-            sentence(&Report::Killed(Kill(t))),
+            super::kill(&Kill(t)),
             "RST from 10.77.0.1:40021 killed the TIME_WAIT socket of 10.77.0.2:8090 (52 ms old) [netns 4026532001]"
         );
     }
@@ -395,7 +389,7 @@ mod tests {
         r.drop_reason = Some(DropReason::NoSocket);
         r.path.ttl = Some(64);
         assert_eq!(
-            sentence(&Report::Reset(r.clone())),
+            super::reset(&r.clone()),
             "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021: no socket matched it (NO_SOCKET), TTL 64 [netns 4026532001]"
         );
         r.outcome = Some(Outcome::HalfOpen);
@@ -404,7 +398,7 @@ mod tests {
         r.count = 3;
         r.interval_ms = Some(10_020);
         assert_eq!(
-            sentence(&Report::Reset(r)),
+            super::reset(&r),
             "unknown: 3 RSTs from 10.77.0.1 to 10.77.0.2:8090 over 10.0 s, the first from port 40021 at a socket in LISTEN: it reached a half-open connection (SYN_RECV), which the kernel drops when the RST is in its window (NOT_SPECIFIED), TTL 64 [netns 4026532001]"
         );
     }
@@ -414,14 +408,14 @@ mod tests {
         let mut sent = reset(Direction::Sent);
         sent.reason = Some(ResetReason::NoSocket);
         assert_eq!(
-            sentence(&Report::Reset(sent.clone())),
+            super::reset(&sent.clone()),
             "unknown: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 with no socket: no socket for this 4-tuple (port closed or connection already gone) (NO_SOCKET) [netns 4026532001]"
         );
         sent.state = Some(TcpState::Close);
         sent.reason = Some(ResetReason::TcpAbortOnLinger);
         sent.process = Some(Process { pid: 42, comm: "nginx".into() });
         assert_eq!(
-            sentence(&Report::Reset(sent)),
+            super::reset(&sent),
             "application_abort: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 in CLOSE: application closed with SO_LINGER timeout 0 (TCP_ABORT_ON_LINGER), by pid 42 (nginx) [netns 4026532001]"
         );
         let mut received = reset(Direction::Received);
@@ -429,14 +423,14 @@ mod tests {
         received.idle_ms = Some(300_500);
         received.tuple.netns = None;
         assert_eq!(
-            sentence(&Report::Reset(received.clone())),
+            super::reset(&received.clone()),
             "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle"
         );
         received.tuple.netns = Some(4026532001);
         received.unit = Some("nginx.service".into());
         received.netns_name = Some("blue".into());
         assert_eq!(
-            sentence(&Report::Reset(received.clone())),
+            super::reset(&received.clone()),
             "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 5m00s idle (socket of nginx.service) [netns 4026532001 blue]"
         );
         (received.tuple.netns, received.unit, received.netns_name) = (None, None, None);
@@ -447,12 +441,12 @@ mod tests {
         received.keepalive = Some(Keepalive::Off);
         // A silence alone decides nothing: no advice.
         assert_eq!(
-            sentence(&Report::Reset(received.clone())),
+            super::reset(&received.clone()),
             "unknown: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; keepalive off"
         );
         // The TTL proves a device forged it.
         (received.path.ttl, received.path.peer_ttl) = (Some(64), Some(61));
-        let s = sentence(&Report::Reset(received));
+        let s = super::reset(&received);
         assert!(
             s.starts_with("middlebox: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in ESTABLISHED after 0 ms idle, 5m50s after the peer's last segment; sent by a device in between: it arrived with TTL 64, the peer's segments with 61 (another sender than the host the connection was set up with); keepalive off. A device between this host and 10.77.0.1 (load balancer, NAT, firewall) sent this RST after 5m50s without a segment from the peer"),
             "{s}"
@@ -465,7 +459,7 @@ mod tests {
         let mut client = reset(Direction::Received);
         client.state = Some(TcpState::CloseWait);
         (client.idle_ms, client.peer_silent_ms, client.peer_closed_ms) = (Some(0), Some(2_004), Some(2_004));
-        let s = sentence(&Report::Reset(client));
+        let s = super::reset(&client);
         assert!(
             s.starts_with("peer_had_closed: 10.77.0.2:8090 received RST from 10.77.0.1:40021 in CLOSE_WAIT after 0 ms idle, 2.0 s after the peer's last segment, 2.0 s after the peer's FIN [netns 4026532001]. 10.77.0.1 had closed this connection 2.0 s earlier"),
             "{s}"
@@ -475,7 +469,7 @@ mod tests {
         server.reason = Some(ResetReason::TcpTimewaitSocket);
         server.answered = Some(crate::events::TcpFlags(0x18));
         server.closed_ms = Some(2_004);
-        let s = sentence(&Report::Reset(server));
+        let s = super::reset(&server);
         assert!(
             s.starts_with("data_after_close: 10.77.0.2:8090 sent RST to 10.77.0.1:40021 in TIME_WAIT: a TIME_WAIT socket rejected the segment (TCP_TIMEWAIT_SOCKET), 2.0 s after this host closed [netns 4026532001]. 10.77.0.1 wrote on a connection this host had closed 2.0 s earlier"),
             "{s}"

@@ -8,8 +8,8 @@ use libsystemd::logging::Priority;
 use serde::Serialize;
 
 use super::{
-    Format, journal,
-    record::{self, Kind, Line, Ready, Summary, Timestamp},
+    Format, finding, journal,
+    record::{Kind, Line, Ready, Summary, Timestamp},
     sentence,
 };
 use crate::events::Report;
@@ -42,14 +42,17 @@ impl Sink {
     }
 
     pub fn report(&mut self, report: &Report) -> anyhow::Result<()> {
-        let record = record::event(report);
+        let record = finding::record(report);
         match self.format {
             Format::Json => self.json(&record),
             Format::Text | Format::TextOnStderr => {
-                let line = format!("{} {}", record.time, sentence::sentence(report));
+                let line = format!("{} {}", record.time, report.finding().sentence());
                 self.line(&line)
             }
-            Format::Journal => self.journal(report.finding().priority(), &sentence::sentence(report), &record),
+            Format::Journal => {
+                let finding = report.finding();
+                self.journal(finding.priority(), &finding.sentence(), &record)
+            }
         }
     }
 
