@@ -7,6 +7,7 @@ fn main() -> anyhow::Result<()> {
             root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../rsttrace-ebpf"),
             ..Default::default()
         }],
-        aya_build::Toolchain::Nightly,
+        // The pinned nightly (rust-nightly): its LLVM is bpf-linker's.
+        aya_build::Toolchain::Custom(include_str!("../rust-nightly").trim()),
     )
 }

@@ -86,18 +86,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# Nightly with rust-src builds the eBPF crate (-Z build-std=core); nightly's
-# clippy lints it (cargo xtask clippy).
-if ! rustup toolchain list | grep -q '^nightly'; then
-  log "installing the nightly toolchain"
-  rustup toolchain install nightly --profile minimal
+# A nightly with rust-src builds the eBPF crate (-Z build-std=core); its
+# clippy lints it (cargo xtask clippy). Pinned (rust-nightly, which
+# rsttrace/build.rs and xtask read too): its LLVM must be the one bpf-linker
+# links against (LLVM_VERSION); a newer nightly's bitcode fails to link
+# ("Invalid record").
+NIGHTLY="$(cat "$(dirname "$0")/../rust-nightly")"
+if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
+  log "installing the ${NIGHTLY} toolchain"
+  rustup toolchain install "$NIGHTLY" --profile minimal
 fi
 nightly_components=(rust-src)
 with_clippy && nightly_components+=(clippy)
 for c in "${nightly_components[@]}"; do
-  if ! rustup component list --toolchain nightly --installed | grep -q "^$c"; then
-    log "adding $c to nightly"
-    rustup component add "$c" --toolchain nightly
+  if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q "^$c"; then
+    log "adding $c to ${NIGHTLY}"
+    rustup component add "$c" --toolchain "$NIGHTLY"
   fi
 done
 # The default toolchain's clippy for the userspace pass, and its rustfmt for

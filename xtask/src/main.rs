@@ -169,7 +169,7 @@ fn run_task(cli: Cli) -> anyhow::Result<()> {
         Task::Clippy => {
             cargo(&["clippy", "--workspace", "--exclude", "rsttrace-ebpf", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&[
-                "+nightly",
+                &format!("+{}", include_str!("../../rust-nightly").trim()),
                 "clippy",
                 "--package",
                 "rsttrace-ebpf",
