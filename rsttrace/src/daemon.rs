@@ -190,63 +190,39 @@ fn sum_counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
 
 /// The ring buffer's consumer and producer positions, mapped read-only
 /// beside aya's own mapping: aya's reader stops at a record still being
-/// written and does not say whether more follow.
+/// written and does not say whether more follow. Page 0 of the map holds
+/// the consumer position, page 1 the producer position (the kernel's ring
+/// buffer layout).
 struct RingPositions {
-    consumer: *const u64,
-    producer: *const u64,
-    page_size: usize,
+    consumer: memmap2::Mmap,
+    producer: memmap2::Mmap,
 }
 
 impl RingPositions {
     fn map(ring: &RingBuf<MapData>) -> anyhow::Result<Self> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
         // SAFETY: sysconf has no preconditions.
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let fd = ring.as_fd().as_raw_fd();
         let map_page = |page: usize| {
-            // SAFETY: a new read-only shared mapping of one page of the
-            // ring's map fd: page 0 holds the consumer position, page 1 the
-            // producer position (the kernel's ring buffer layout).
-            let address = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    page_size,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    fd,
-                    (page * page_size) as libc::off_t,
-                )
-            };
-            if address == libc::MAP_FAILED {
-                Err(anyhow::anyhow!("cannot map the ring buffer's positions: {}", std::io::Error::last_os_error()))
-            } else {
-                Ok(address as *const u64)
-            }
+            // SAFETY: a read-only shared mapping of one page of the ring's
+            // map fd, which outlives it (the daemon holds the ring).
+            unsafe { memmap2::MmapOptions::new().offset((page * page_size) as u64).len(page_size).map(ring) }
+                .map_err(|e| anyhow::anyhow!("cannot map the ring buffer's positions: {e}"))
         };
-        let consumer = map_page(0)?;
-        let producer = map_page(1)?;
-        Ok(Self { consumer, producer, page_size })
+        Ok(Self { consumer: map_page(0)?, producer: map_page(1)? })
     }
 
     fn consumer(&self) -> u64 {
-        // SAFETY: mapped in `map`, aligned, written by this process's reader
-        // (aya's RingBuf) with release ordering.
-        unsafe { (*(self.consumer as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
+        load(&self.consumer)
     }
 
     fn producer(&self) -> u64 {
-        // SAFETY: mapped in `map`, aligned, written by the kernel with
-        // release ordering.
-        unsafe { (*(self.producer as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
+        load(&self.producer)
     }
 }
 
-impl Drop for RingPositions {
-    fn drop(&mut self) {
-        // SAFETY: both were mapped in `map` with this length.
-        unsafe {
-            libc::munmap(self.consumer as *mut libc::c_void, self.page_size);
-            libc::munmap(self.producer as *mut libc::c_void, self.page_size);
-        }
-    }
+/// The position at the start of a mapped page, written by the kernel or
+/// aya's reader with release ordering.
+fn load(page: &memmap2::Mmap) -> u64 {
+    // SAFETY: a page-aligned mapping of at least 8 bytes.
+    unsafe { (*(page.as_ptr() as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
 }
